@@ -1,0 +1,35 @@
+# ssl_bench: `make install` then `make test`; `make run` runs the main job (digits, offline).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test test-slow lint run leaderboard clean
+
+install: $(BIN)/ssl-bench
+
+$(BIN)/ssl-bench: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# torch and torchvision resolved together, so that `import torchvision` works
+	$(BIN)/pip install -e '.[test,tensorboard]'
+	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(BIN)/ssl-bench
+
+test:
+	$(BIN)/python -m pytest -q
+
+test-slow:
+	$(BIN)/python -m pytest -q -m slow
+
+lint:
+	$(BIN)/ruff check ssl_bench tests
+	$(BIN)/ruff format --check ssl_bench tests
+
+run:
+	$(BIN)/ssl-bench run recipes/digits/supervised.toml
+
+leaderboard:
+	$(BIN)/ssl-bench leaderboard
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,164 @@
+"""Conformance checks every registered algorithm must pass (design.md, Style); importable by out-of-tree plug-ins.
+
+Use from pytest: ``@pytest.mark.parametrize("name", ALGORITHMS.names())`` over ``CHECKS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import torch
+
+from ssl_bench.algorithms import Algorithm, get_algorithm
+from ssl_bench.augment import ViewBuilder, create_policy
+from ssl_bench.augment.views import Batch
+from ssl_bench.config import AugmentConfig, ModelConfig, from_dict, to_dict
+from ssl_bench.models import create_model
+
+NUM_CLASSES, CHANNELS, SIZE, BATCH = 4, 3, 8, 8
+
+
+def tiny_algorithm(name: str, seed: int = 0) -> Algorithm:
+    """The algorithm with its default config around a tiny CNN for 8x8 RGB images and 4 classes."""
+    torch.manual_seed(seed)
+    # BN momentum 0.1: running statistics must settle within the few steps of these checks
+    model = create_model(ModelConfig(name="small_cnn", width=1, bn_momentum=0.1), NUM_CLASSES, CHANNELS, SIZE)
+    cls = get_algorithm(name)
+    return cls(model, cls.Config(), NUM_CLASSES).train()
+
+
+def tiny_data(seed: int = 0, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random uint8 images whose class shows in their mean brightness (so that learning is possible)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % NUM_CLASSES
+    noise = torch.randint(0, 64, (n, CHANNELS, SIZE, SIZE), generator=g)
+    images = (noise + (labels * 60)[:, None, None, None]).clamp(0, 255).to(torch.uint8)
+    return images, labels
+
+
+def tiny_batch(algo: Algorithm, seed: int = 0, labels: torch.Tensor | None = None) -> Batch:
+    """A batch built through the real views pipeline: labeled indices 0..BATCH-1, unlabeled from the rest."""
+    images, true_labels = tiny_data()
+    spec = algo.views()
+    aug = AugmentConfig()
+    policies = {
+        r: create_policy("none" if r == "none" else getattr(aug, r), aug, True)
+        for r in {*spec.labeled, *spec.unlabeled}
+    }
+    g = torch.Generator().manual_seed(seed)
+    builder = ViewBuilder(images, true_labels if labels is None else labels, spec, policies, g)
+    unl = torch.arange(BATCH, BATCH + BATCH * spec.uratio) if spec.uratio else None
+    return builder.build(torch.arange(BATCH), unl)
+
+
+def _step(algo: Algorithm, batch: Batch, progress: float = 0.5) -> tuple[torch.Tensor, dict]:
+    torch.manual_seed(1234)
+    return algo.step(batch, progress)
+
+
+def check_config(name: str) -> None:
+    """Defaults construct, round-trip through a plain dict, are frozen, and the config cites its source."""
+    cls = get_algorithm(name)
+    cfg = cls.Config()
+    assert cfg.name == name, f"{cls.__name__}.Config().name is {cfg.name!r}, expected {name!r}"
+    assert from_dict(cls.Config, to_dict(cfg), "algorithm") == cfg
+    assert dataclasses.is_dataclass(cfg) and cls.Config.__dataclass_params__.frozen, "config must be a frozen dataclass"
+    doc = inspect.getdoc(cls.Config) or ""
+    source = inspect.getsource(cls.Config)
+    assert "§" in doc or "arXiv" in doc or "§" in source, f"{cls.__name__}.Config must cite its defaults' source"
+
+
+def check_finite(name: str) -> None:
+    """One step gives a finite scalar loss, finite gradients on every trainable parameter, and scalar metrics."""
+    algo = tiny_algorithm(name)
+    loss, metrics = _step(algo, tiny_batch(algo))
+    assert loss.ndim == 0 and torch.isfinite(loss), f"loss {loss}"
+    loss.backward()
+    grads = [p.grad for p in algo.parameters() if p.requires_grad]
+    assert any(g is not None for g in grads), "no parameter received a gradient"
+    for g in grads:
+        assert g is None or torch.isfinite(g).all(), "non-finite gradient"
+    for key, value in metrics.items():
+        assert "/" in key, f"metric {key!r} is not namespaced (e.g. loss/x)"
+        assert torch.as_tensor(value).numel() == 1, f"metric {key} is not a scalar"
+
+
+def check_unlabeled_labels_unused(name: str) -> None:
+    """Batches carry no unlabeled labels, and scrambling every label outside the labeled set changes nothing."""
+    fields = {f.name for f in dataclasses.fields(Batch)}
+    assert fields == {"x", "y", "u"}, f"Batch has fields {fields}: an unlabeled label must have no way in"
+    images, labels = tiny_data()
+    scrambled = labels.clone()
+    scrambled[BATCH:] = (labels[BATCH:] + 1 + torch.arange(len(labels) - BATCH) % 3) % NUM_CLASSES
+    assert (scrambled[BATCH:] != labels[BATCH:]).all()
+    losses = []
+    for lab in (labels, scrambled):
+        algo = tiny_algorithm(name)
+        batch = tiny_batch(algo, labels=lab)
+        assert len(batch.y) == BATCH
+        losses.append(_step(algo, batch)[0].detach())
+    assert torch.equal(losses[0], losses[1]), "the loss depends on the labels of unlabeled images"
+
+
+def check_determinism(name: str) -> None:
+    """Same seeds on CPU: identical loss and identical parameters after two optimizer steps."""
+    results = []
+    for _ in range(2):
+        algo = tiny_algorithm(name)
+        opt = torch.optim.SGD(algo.parameters(), lr=0.1)
+        losses = []
+        for s in range(2):
+            loss, _ = _step(algo, tiny_batch(algo, seed=s), progress=0.1 * s)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        results.append((losses, [p.detach().clone() for p in algo.parameters()]))
+    (l0, p0), (l1, p1) = results
+    assert all(torch.equal(a, b) for a, b in zip(l0, l1, strict=True)), "losses differ between identical runs"
+    assert all(torch.equal(a, b) for a, b in zip(p0, p1, strict=True)), "parameters differ between identical runs"
+
+
+def check_state_roundtrip(name: str) -> None:
+    """state_dict -> load_state_dict into a fresh instance reproduces the next step exactly (buffers included)."""
+    algo = tiny_algorithm(name, seed=0)
+    opt = torch.optim.SGD(algo.parameters(), lr=0.1)
+    loss, _ = _step(algo, tiny_batch(algo, seed=0))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    state = {k: v.clone() for k, v in algo.state_dict().items()}
+    fresh = tiny_algorithm(name, seed=99)
+    fresh.load_state_dict(state)
+    for k, v in fresh.state_dict().items():
+        assert torch.equal(v, state[k]), f"state entry {k} did not round-trip"
+    a = _step(algo, tiny_batch(algo, seed=1))[0]
+    b = _step(fresh, tiny_batch(fresh, seed=1))[0]
+    assert torch.equal(a.detach(), b.detach()), "restored state gives a different next step"
+
+
+def check_learns(name: str, steps: int = 150) -> None:
+    """On tiny separable data, training lowers the loss and fits the labeled images (slow)."""
+    algo = tiny_algorithm(name)
+    opt = torch.optim.SGD(algo.parameters(), lr=0.05, momentum=0.9)
+    images, labels = tiny_data()
+    first = last = None
+    for s in range(steps):
+        loss, _ = algo.step(tiny_batch(algo, seed=s), s / steps)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+        last = loss.item()
+    from ssl_bench.augment.views import to_input
+
+    algo.eval()
+    with torch.no_grad():
+        acc = (algo.model(to_input(images)).argmax(1) == labels).float().mean().item()
+    assert last < first, f"loss did not decrease ({first:.3f} -> {last:.3f})"
+    assert acc >= 0.9, f"accuracy {acc:.2f} on tiny separable data after {steps} steps"
+
+
+CHECKS = [check_config, check_finite, check_unlabeled_labels_unused, check_determinism, check_state_roundtrip]
+SLOW_CHECKS = [check_learns]

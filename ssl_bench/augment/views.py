@@ -1,0 +1,75 @@
+"""Views: an algorithm declares which augmented copies it needs; the pipeline builds them on the model's device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ssl_bench.augment.policies import Policy
+
+ROLES = ("weak", "strong", "none")
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """Augmentation roles per labeled and per unlabeled image, and unlabeled images per labeled image (mu)."""
+
+    labeled: tuple[str, ...] = ("weak",)
+    unlabeled: tuple[str, ...] = ()
+    uratio: int = 0
+
+    def __post_init__(self) -> None:
+        for role in (*self.labeled, *self.unlabeled):
+            if role not in ROLES:
+                raise ValueError(f"unknown view role {role!r}; valid: {', '.join(ROLES)}")
+        if bool(self.unlabeled) != (self.uratio > 0):
+            raise ValueError("unlabeled views need uratio > 0 and uratio > 0 needs unlabeled views")
+
+
+@dataclass
+class Batch:
+    """One training step's inputs: float images in [-1, 1] on the model's device.
+
+    ``x[i]`` is the i-th labeled view and ``y`` its labels; ``u[i]`` is the i-th unlabeled view. There is no
+    field for unlabeled labels: an algorithm cannot read them.
+    """
+
+    x: tuple[torch.Tensor, ...]
+    y: torch.Tensor
+    u: tuple[torch.Tensor, ...] = ()
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the reference's x * 2/255 - 1 (§1.2)."""
+    return images.float().mul_(2.0 / 255.0).sub_(1.0)
+
+
+class ViewBuilder:
+    """Gathers images by index from a device-resident uint8 tensor and applies each view's policy, batched."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        spec: ViewSpec,
+        policies: dict[str, Policy],
+        generator: torch.Generator,
+    ) -> None:
+        self.images, self.labels, self.spec = images, labels, spec
+        self.policies, self.generator = policies, generator
+
+    def _views(self, idx: torch.Tensor, roles: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+        raw = self.images[idx]
+        return tuple(to_input(self.policies[role](raw, self.generator)) for role in roles)
+
+    def build(self, labeled_idx: torch.Tensor, unlabeled_idx: torch.Tensor | None) -> Batch:
+        device = self.images.device
+        labeled_idx = labeled_idx.to(device, non_blocking=True)
+        x = self._views(labeled_idx, self.spec.labeled)
+        y = self.labels[labeled_idx]
+        u: tuple[torch.Tensor, ...] = ()
+        if self.spec.uratio:
+            assert unlabeled_idx is not None
+            u = self._views(unlabeled_idx.to(device, non_blocking=True), self.spec.unlabeled)
+        return Batch(x=x, y=y, u=u)

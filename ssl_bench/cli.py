@@ -1,0 +1,157 @@
+"""The ``ssl-bench`` command line: run recipes, list components, print splits, build the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ssl_bench.errors import SSLBenchError
+
+DEFAULT_RESULTS = "leaderboard"
+
+
+def _results_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--results-dir",
+        default=DEFAULT_RESULTS,
+        type=Path,
+        help=f"where run records and split manifests live (default: {DEFAULT_RESULTS}/)",
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ssl_bench.config import load_recipe
+    from ssl_bench.leaderboard import write_leaderboard
+    from ssl_bench.runner import run_recipe
+
+    overrides = list(args.set or [])
+    if args.download:
+        overrides.append("data.download=true")
+    if args.device:
+        overrides.append(f"train.device={json.dumps(args.device)}")
+    if args.quiet:
+        overrides.append("train.progress=false")
+    recipe = load_recipe(args.recipe, overrides)
+    run_recipe(recipe, args.results_dir)
+    print(write_leaderboard(args.results_dir))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import ssl_bench.algorithms  # noqa: F401
+    import ssl_bench.augment  # noqa: F401
+    import ssl_bench.data  # noqa: F401
+    from ssl_bench.models import model_names
+    from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS
+
+    groups = {
+        "algorithms": ALGORITHMS.names(),
+        "datasets": DATASETS.names(),
+        "models": model_names(),
+        "augmentations": AUGMENTATIONS.names(),
+    }
+    for kind, names in groups.items():
+        if args.kind in (None, kind):
+            print(f"{kind}: {', '.join(names)}")
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import ssl_bench.data  # noqa: F401
+    from ssl_bench.config import DataConfig
+    from ssl_bench.data.datasets import load_dataset
+    from ssl_bench.data.splits import SplitId, get_split, manifest_path
+
+    sid = SplitId.parse(args.split_id)
+    cfg = DataConfig(dataset=sid.dataset, download=args.download, class_balance=args.class_balance)
+    if args.data_root:
+        cfg.root = args.data_root
+    ds = load_dataset(cfg)
+    manifests = args.results_dir / "splits"
+    split = get_split(ds, sid, args.class_balance, manifests)
+    labels = ds.train_labels.numpy()
+    per_class = np.bincount(labels[split.labeled], minlength=ds.num_classes).tolist()
+    n_unl = len(split.unlabeled(len(labels), include_labeled=True))
+    print(f"split: {split.id}")
+    print(f"dataset: {ds.name} ({len(labels)} train, {len(ds.test_labels)} test, {ds.num_classes} classes)")
+    print(f"dataset_fingerprint: {split.fingerprint}")
+    print(f"class_balance: {split.class_balance}")
+    print(f"hash: {split.hash}")
+    print(f"labeled ({len(split.labeled)}), per class {per_class}: {split.labeled.tolist()}")
+    print(f"valid ({len(split.valid)}): {split.valid.tolist()}")
+    print(f"unlabeled pool: {n_unl} images (labeled included) or {n_unl - len(split.labeled)} (excluded)")
+    print(f"manifest: {manifest_path(manifests, sid, args.class_balance)}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from ssl_bench.leaderboard import write_leaderboard
+
+    print(write_leaderboard(args.results_dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssl-bench", description="Semi-supervised learning benchmark suite.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "run",
+        help="run a recipe (every label budget x seed), skipping runs already recorded",
+        description="Run a TOML recipe: every label budget x seed of its grid. Runs already "
+        "recorded with the same config hash are skipped; interrupted runs resume.",
+    )
+    p.add_argument("recipe", type=Path, help="recipe file, e.g. recipes/digits/supervised.toml")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a recipe value (TOML literal; repeatable), e.g. --set train.steps=500",
+    )
+    _results_arg(p)
+    p.add_argument("--download", action="store_true", help="download missing dataset files (needs a network)")
+    p.add_argument("--device", help="training device: auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("list", help="list registered algorithms, datasets, models and augmentations")
+    p.add_argument("kind", nargs="?", choices=["algorithms", "datasets", "models", "augmentations"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "split",
+        help="print a split (e.g. digits.1@40-100) and save its manifest",
+        description="Draw or read the split DATASET.SEED@LABELS-VALID, verify it against the "
+        "dataset, save its manifest under RESULTS_DIR/splits/ and print it.",
+    )
+    p.add_argument("split_id", metavar="ID", help="canonical split id, e.g. digits.1@40-100")
+    _results_arg(p)
+    p.add_argument("--class-balance", default="balanced", choices=["balanced", "proportional"])
+    p.add_argument("--data-root", help="dataset root folder (default: ~/.cache/ssl_bench/data)")
+    p.add_argument("--download", action="store_true", help="download missing dataset files (needs a network)")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("leaderboard", help="regenerate RESULTS_DIR/README.md from the run records and print it")
+    _results_arg(p)
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SSLBenchError as exc:
+        print(f"ssl-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ssl-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Dataclass configs, TOML recipes and type-checked dotted overrides (``--set section.key=value``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from ssl_bench.errors import ConfigError
+
+
+@dataclass
+class GridConfig:
+    """The grid a recipe expands into runs: every label budget x every seed."""
+
+    n_labels: list[int] = field(default_factory=lambda: [40])
+    seeds: list[int] = field(default_factory=lambda: [1])
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where its files are, and how the split is drawn (reference-algorithms.md §1.3)."""
+
+    dataset: str = "digits"
+    root: str = "~/.cache/ssl_bench/data"  # torchvision-backed and folder datasets read files below this
+    download: bool = False  # fetch missing files (needs a network); off so runs never download silently
+    image_size: int = 0  # resize every image to this side once at load time (bilinear); 0 = native size
+    extra: bool = False  # svhn: add the 531,131 'extra' images to the training pool
+    n_labels: int = 40  # label budget; set per run from grid.n_labels
+    n_valid: int = 0  # validation images carved from the training pool (the papers' runs use 1)
+    class_balance: str = "balanced"  # balanced | proportional (SVHN's reference folds follow class frequency)
+    unlabeled_includes_labeled: bool = True  # FixMatch/ReMixMatch/AdaMatch: yes; MixMatch/MMA: no (§8 item 6)
+
+
+@dataclass
+class ModelConfig:
+    """Backbone choice: ``wrn28`` (§1.5), ``small_cnn``, or ``timm:<name>`` for any timm model."""
+
+    name: str = "wrn28"
+    width: int = 2  # WRN-28-k widen factor k (first stage has 16k channels); small_cnn base channels / 16
+    scales: int = 0  # WRN stages; 0 = ceil(log2(image side)) - 2 as in the reference (3 at 32 px)
+    conv_bias: bool = False  # the TF reference has conv biases (1,469,642 params at k=2); typical ports do not
+    bn_momentum: float = 0.001  # PyTorch convention for TF's decay 0.999 (§1.5)
+    bn_eps: float = 0.001  # TF default (§1.5); objax uses 1e-6
+    leaky_slope: float = 0.1  # §1.5
+
+
+@dataclass
+class AugmentConfig:
+    """Which augmentation policy serves each view role an algorithm asks for."""
+
+    weak: str = "weak"
+    strong: str = "weak"
+    flip: bool = True  # horizontal flip in the weak policy, where the dataset allows it (never for digits/SVHN)
+    translate: float = 0.125  # reflect-pad translation as a fraction of the side (§1.4)
+
+
+@dataclass
+class TrainConfig:
+    """The training loop: optimizer, schedule, EMA, evaluation cadence, checkpoints (reference §1.1, §1.6-§1.8)."""
+
+    steps: int = 1 << 20  # optimizer steps; 2^20 in the papers (§1.1)
+    batch_size: int = 64  # labeled images per step (§1.1)
+    optimizer: str = "sgd"  # sgd: Nesterov + L2 on weights (fixmatch repo); adam: Adam + decoupled decay x lr (Gen-1)
+    lr: float = 0.03  # fixmatch repo flag default
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # on conv/linear weights only, never biases or BN (§1.6)
+    lr_schedule: str = "cosine"  # cosine: lr*cos(7*pi*k/(16*K)) (§1.6); constant
+    ema_decay: float = 0.999  # §1.7
+    ema_warmup: bool = False  # decay min(ema_decay, (1+k)/(10+k)); a deviation that helps runs of a few 1,000 steps
+    eval_every: int = 1024  # steps between evaluations (64 kimg at B=64, §1.1)
+    median_k: int = 20  # headline = median of the last k evaluations (§1.8)
+    eval_batch_size: int = 1024
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at every evaluation
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    tensorboard: bool = False  # write scalars under <results-dir>/tensorboard/
+    progress: bool = True  # progress bar on stderr
+
+
+@dataclass
+class RecipeConfig:
+    """A whole recipe: what to run (grid) and how every run of it is configured."""
+
+    name: str = "unnamed"
+    description: str = ""
+    grid: GridConfig = field(default_factory=GridConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    algorithm: Any = None  # the algorithm's own config dataclass (see algorithm_config)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# type checking
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def check_value(value: Any, tp: Any, where: str) -> Any:
+    """Return ``value`` converted to ``tp`` where that is lossless (int -> float), else raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(tp):
+            try:
+                return check_value(value, arm, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is None:
+            return None
+    elif origin is list:
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, list):
+            return [check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"unsupported config type {tp!r} at {where}")
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys and values of the wrong type."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {_join(where, unknown[0])}; valid keys in [{where}]: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for key, value in values.items():
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value, _join(where, key))
+        else:
+            kwargs[key] = check_value(value, tp, _join(where, key))
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> Any:
+    """Plain JSON-able dict of a config dataclass (recursively)."""
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+
+
+def config_hash(values: dict[str, Any]) -> str:
+    """Stable hash of a resolved config: sha256 of its canonical JSON."""
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# recipes and overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=0.1"`` -> (["train", "lr"], 0.1). Values are TOML literals; a bare word is a string."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    key, raw = text.split("=", 1)
+    path = [p.strip() for p in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"override {text!r} has an empty key")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy); type checking happens when the dataclasses are built."""
+    out = json.loads(json.dumps(values))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"recipe {p} is not valid TOML: {exc}") from None
+
+
+def algorithm_config(values: dict[str, Any]) -> Any:
+    """Build the config dataclass of the algorithm named in ``values['name']`` from the rest of the table."""
+    from ssl_bench.algorithms import get_algorithm
+
+    values = dict(values)
+    name = values.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError('[algorithm] needs a name, e.g. name = "supervised"')
+    cls = get_algorithm(name)
+    return from_dict(cls.Config, {**values, "name": name}, "algorithm")
+
+
+def build_recipe(values: dict[str, Any]) -> RecipeConfig:
+    """Validate a recipe dict (after overrides) into a RecipeConfig."""
+    values = dict(values)
+    algo = values.pop("algorithm", {"name": "supervised"})
+    known = {f.name for f in dataclasses.fields(RecipeConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown section or key {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+    recipe = from_dict(RecipeConfig, values, "")
+    recipe.algorithm = algorithm_config(algo)
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
+    """Read a TOML recipe, apply ``--set`` overrides, and validate everything (names included)."""
+    values = apply_overrides(read_toml(path), overrides or [])
+    return build_recipe(values)

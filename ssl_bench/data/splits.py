@@ -1,0 +1,180 @@
+"""Canonical label splits ``dataset.seed@labels-valid`` with verified manifest files (reference-algorithms.md §1.3)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ssl_bench.data.datasets import ImageDataset
+from ssl_bench.errors import DataError, SplitError
+from ssl_bench.registry import DATASETS
+from ssl_bench.utils import atomic_write_text
+
+_SPLIT_RE = re.compile(r"^(?P<dataset>[A-Za-z0-9_]+)\.(?P<seed>\d+)@(?P<labels>\d+)-(?P<valid>\d+)$")
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SplitId:
+    """The parsed form of ``dataset.seed@labels-valid``, e.g. ``cifar10.3@250-500``."""
+
+    dataset: str
+    seed: int
+    n_labels: int
+    n_valid: int
+
+    def __str__(self) -> str:
+        return f"{self.dataset}.{self.seed}@{self.n_labels}-{self.n_valid}"
+
+    @classmethod
+    def parse(cls, text: str) -> SplitId:
+        m = _SPLIT_RE.match(text.strip())
+        if not m:
+            raise SplitError(f"invalid split id {text!r}; expected dataset.seed@labels-valid, e.g. digits.1@40-100")
+        DATASETS.get(m["dataset"])
+        return cls(m["dataset"], int(m["seed"]), int(m["labels"]), int(m["valid"]))
+
+
+def greedy_select(per_class: list[np.ndarray], freq: np.ndarray, n: int) -> tuple[list[int], np.ndarray]:
+    """The reference's distribution-matched pick (§1.3 step 4): take from argmax_c freq_c - npos_c / max(npos).
+
+    Ties go to the lowest class; an exhausted class is skipped. Returns the picks and the per-class counts.
+    """
+    npos = np.zeros(len(per_class), dtype=np.int64)
+    avail = np.array([len(p) for p in per_class])
+    picks: list[int] = []
+    for _ in range(n):
+        score = freq - npos / max(int(npos.max()), 1)
+        score = np.where(npos < avail, score, -np.inf)
+        c = int(np.argmax(score))
+        picks.append(int(per_class[c][npos[c]]))
+        npos[c] += 1
+    return picks, npos
+
+
+def draw_split(labels: np.ndarray, num_classes: int, sid: SplitId, class_balance: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labeled and validation indices into the training pool; deterministic in (labels, sid, class_balance).
+
+    Per class, indices are shuffled with ``np.random.RandomState(seed)`` in class order (seed 0: file order),
+    the labeled set is taken greedily (exact budget; balanced, or proportional to class frequency), and the
+    validation set continues down the same per-class lists, so it never overlaps the labeled set.
+    """
+    n_train = len(labels)
+    if sid.n_labels < num_classes:
+        raise SplitError(f"label budget {sid.n_labels} is smaller than the {num_classes} classes of {sid.dataset}")
+    if sid.n_labels + sid.n_valid > n_train:
+        raise SplitError(
+            f"label budget {sid.n_labels} plus {sid.n_valid} validation images exceeds the {n_train} training images"
+            f" of {sid.dataset}"
+        )
+    if class_balance not in ("balanced", "proportional"):
+        raise SplitError(f"data.class_balance must be balanced or proportional, got {class_balance!r}")
+    rng = np.random.RandomState(sid.seed)
+    per_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
+    if sid.seed != 0:
+        for idx in per_class:
+            rng.shuffle(idx)
+    counts = np.array([len(p) for p in per_class], dtype=np.float64)
+    if (counts == 0).any():
+        raise SplitError(f"{sid.dataset} has classes with no training image: {np.flatnonzero(counts == 0).tolist()}")
+    freq = np.ones(num_classes) if class_balance == "balanced" else counts / counts.max()
+    labeled, npos = greedy_select(per_class, freq, sid.n_labels)
+    rest = [p[k:] for p, k in zip(per_class, npos, strict=True)]
+    valid, _ = greedy_select(rest, freq, sid.n_valid)
+    return np.array(sorted(labeled), dtype=np.int64), np.array(sorted(valid), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A drawn split: labeled and validation indices into the training pool, tied to a dataset fingerprint."""
+
+    id: str
+    labeled: np.ndarray
+    valid: np.ndarray
+    fingerprint: str
+    class_balance: str
+
+    @property
+    def hash(self) -> str:
+        return _content_hash(self.id, self.fingerprint, self.class_balance, self.labeled, self.valid)
+
+    def unlabeled(self, n_train: int, include_labeled: bool) -> np.ndarray:
+        """The unlabeled pool: every training image except validation (and, if asked, except the labeled ones)."""
+        keep = np.ones(n_train, dtype=bool)
+        keep[self.valid] = False
+        if not include_labeled:
+            keep[self.labeled] = False
+        return np.flatnonzero(keep)
+
+    def manifest(self) -> dict:
+        return {
+            "format": MANIFEST_FORMAT,
+            "split": self.id,
+            "class_balance": self.class_balance,
+            "dataset_fingerprint": self.fingerprint,
+            "n_labeled": len(self.labeled),
+            "n_valid": len(self.valid),
+            "labeled": self.labeled.tolist(),
+            "valid": self.valid.tolist(),
+            "hash": self.hash,
+        }
+
+
+def _content_hash(sid: str, fingerprint: str, balance: str, labeled: np.ndarray, valid: np.ndarray) -> str:
+    blob = json.dumps([sid, fingerprint, balance, np.asarray(labeled).tolist(), np.asarray(valid).tolist()])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def manifest_path(manifest_dir: Path, sid: SplitId | str, class_balance: str = "balanced") -> Path:
+    suffix = "" if class_balance == "balanced" else f".{class_balance}"
+    return Path(manifest_dir) / f"{sid}{suffix}.json"
+
+
+def read_manifest(path: Path, ds: ImageDataset) -> Split:
+    """Load and verify a manifest: its own hash, and that it was made from exactly this dataset."""
+    try:
+        m = json.loads(path.read_text())
+        split = Split(
+            id=m["split"],
+            labeled=np.asarray(m["labeled"], dtype=np.int64),
+            valid=np.asarray(m["valid"], dtype=np.int64),
+            fingerprint=m["dataset_fingerprint"],
+            class_balance=m["class_balance"],
+        )
+        stored_hash = m["hash"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"split manifest {path} is unreadable or malformed ({exc})") from None
+    if split.hash != stored_hash:
+        raise DataError(f"split manifest {path} was modified: its indices no longer match its hash")
+    if split.fingerprint != ds.fingerprint():
+        raise DataError(
+            f"split manifest {path} was made from different {ds.name} data (fingerprint mismatch); "
+            "restore the original dataset files or move the manifest away to draw a new split"
+        )
+    return split
+
+
+def get_split(
+    ds: ImageDataset,
+    sid: SplitId,
+    class_balance: str = "balanced",
+    manifest_dir: Path | None = None,
+    write: bool = True,
+) -> Split:
+    """The split ``sid`` of ``ds``: read from its manifest if one exists (verified), else drawn and saved once."""
+    path = manifest_path(manifest_dir, sid, class_balance) if manifest_dir is not None else None
+    if path is not None and path.exists():
+        split = read_manifest(path, ds)
+        if split.id != str(sid):
+            raise DataError(f"split manifest {path} holds split {split.id}, not {sid}")
+        return split
+    labeled, valid = draw_split(ds.train_labels.numpy(), ds.num_classes, sid, class_balance)
+    split = Split(str(sid), labeled, valid, ds.fingerprint(), class_balance)
+    if path is not None and write:
+        atomic_write_text(path, json.dumps(split.manifest(), indent=1) + "\n")
+    return split

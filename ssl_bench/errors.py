@@ -1,0 +1,21 @@
+"""User-facing errors: the CLI prints their message as one line and exits non-zero, without a traceback."""
+
+
+class SSLBenchError(Exception):
+    """A mistake in the user's input (config, recipe, split id, data files, checkpoint)."""
+
+
+class ConfigError(SSLBenchError):
+    """An unknown key, a wrong type or an unknown component name in a config or recipe."""
+
+
+class DataError(SSLBenchError):
+    """Dataset files that are missing, malformed or not what a manifest recorded."""
+
+
+class SplitError(SSLBenchError):
+    """A split id that cannot be parsed or a label budget that cannot be drawn."""
+
+
+class CheckpointError(SSLBenchError):
+    """A checkpoint that is corrupted or belongs to another run."""

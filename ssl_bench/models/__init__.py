@@ -1,0 +1,34 @@
+"""Backbones: WRN-28-k as in the reference code, a small CNN for small images, and any timm model by name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ssl_bench.config import ModelConfig
+from ssl_bench.errors import ConfigError
+from ssl_bench.registry import MODELS
+
+
+def create_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """Build the backbone named in ``cfg.name``: a registered name, or ``timm:<model>`` (no weight download).
+
+    Every model maps float images (N, C, H, W) in [-1, 1] to logits (N, num_classes) and offers
+    ``embed(x) -> (N, embed_dim)`` (the pooled features the classifier ``head`` reads) and ``embed_dim``.
+    """
+    if cfg.name.startswith("timm:"):
+        from ssl_bench.models.timm_models import create_timm_model
+
+        return create_timm_model(cfg, num_classes, in_channels, image_size)
+    if cfg.name not in MODELS:
+        raise ConfigError(
+            f"unknown model {cfg.name!r}; valid choices: {', '.join(MODELS.names())}, or timm:<name> for any timm model"
+        )
+    return MODELS.get(cfg.name)(cfg, num_classes, in_channels, image_size)
+
+
+def model_names() -> list[str]:
+    return [*MODELS.names(), "timm:<name>"]
+
+
+# populate the registry
+from ssl_bench.models import small, wrn  # noqa: E402,F401

@@ -1,0 +1,160 @@
+"""Expand a recipe into runs, skip what is already recorded, train the rest, and record each one."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ssl_bench.augment import create_policy
+from ssl_bench.config import RecipeConfig, config_hash
+from ssl_bench.data.datasets import load_dataset
+from ssl_bench.data.splits import Split, SplitId, get_split
+from ssl_bench.errors import ConfigError
+from ssl_bench.models import create_model
+from ssl_bench.results import git_state, library_versions, load_records, now_iso, write_record
+from ssl_bench.train import LR_SCHEDULES, OPTIMIZERS, RunConfig, Trainer
+from ssl_bench.utils import resolve_device
+
+# keys that change where or how visibly a run executes, not what it computes: left out of the config hash
+NON_SEMANTIC = {
+    "data": ("root", "download"),
+    "train": ("device", "progress", "tensorboard", "checkpoint_every", "eval_batch_size"),
+}
+CHECKPOINT_DIR = ".checkpoints"
+
+
+def expand(recipe: RecipeConfig) -> list[RunConfig]:
+    """One RunConfig per (label budget, seed) of the recipe's grid, budgets outermost."""
+    if not recipe.grid.n_labels or not recipe.grid.seeds:
+        raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
+    runs = []
+    for n in recipe.grid.n_labels:
+        for seed in recipe.grid.seeds:
+            if seed < 0:
+                raise ConfigError(f"grid.seeds: seeds must be >= 0, got {seed}")
+            runs.append(
+                RunConfig(
+                    seed=seed,
+                    data=dataclasses.replace(recipe.data, n_labels=n),
+                    model=recipe.model,
+                    augment=recipe.augment,
+                    train=recipe.train,
+                    algorithm=recipe.algorithm,
+                )
+            )
+    return runs
+
+
+def run_hash(run: RunConfig) -> str:
+    values = run.to_dict()
+    for section, keys in NON_SEMANTIC.items():
+        for key in keys:
+            values[section].pop(key, None)
+    return config_hash(values)
+
+
+def split_id(run: RunConfig) -> SplitId:
+    return SplitId(run.data.dataset, run.seed, run.data.n_labels, run.data.n_valid)
+
+
+def check_train_config(run: RunConfig) -> None:
+    tc = run.train
+    for key in ("steps", "batch_size", "eval_every", "median_k", "eval_batch_size"):
+        if getattr(tc, key) <= 0:
+            raise ConfigError(f"train.{key} must be positive, got {getattr(tc, key)}")
+    if not 0.0 <= tc.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must lie in [0, 1), got {tc.ema_decay}")
+    if tc.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    if tc.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule: unknown schedule {tc.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+    resolve_device(tc.device)
+    for role in ("weak", "strong"):
+        create_policy(getattr(run.augment, role), run.augment, hflip=True)
+
+
+def plan(recipe: RecipeConfig, results_dir: Path) -> list[tuple[RunConfig, str, Split]]:
+    """Validate every run before anything is written: data present, splits drawable, model buildable."""
+    planned = []
+    manifests = Path(results_dir) / "splits"
+    for run in expand(recipe):
+        check_train_config(run)
+        ds = load_dataset(run.data)
+        split = get_split(ds, split_id(run), run.data.class_balance, manifests, write=False)
+        planned.append((run, run_hash(run), split))
+    first = planned[0][0]
+    ds = load_dataset(first.data)
+    create_model(first.model, ds.num_classes, ds.channels, ds.image_size)
+    return planned
+
+
+def make_record(run: RunConfig, chash: str, split: Split, result: Any, results_dir: Path) -> dict[str, Any]:
+    commit, dirty = git_state(results_dir)
+    return {
+        "algorithm": run.algorithm.name,
+        "dataset": run.data.dataset,
+        "split": split.id,
+        "split_hash": split.hash,
+        "n_labels": run.data.n_labels,
+        "seed": run.seed,
+        "setting": "ssl",
+        "source": None,
+        "target": None,
+        "round": None,
+        "acquisition": None,
+        "acc_median": result.acc_median,
+        "median_k": result.extra["median_k"],
+        "acc_final": result.acc_final,
+        "acc_history": [list(h) for h in result.acc_history],
+        "acc_raw_final": result.extra["acc_raw_final"],
+        "model": run.model.name,
+        "steps": result.steps,
+        "images_seen": result.images_seen,
+        "wall_s": round(result.wall_s, 3),
+        "steps_per_s": round(result.steps / max(result.wall_s, 1e-9), 3),
+        "device": result.device,
+        "config": run.to_dict(),
+        "config_hash": chash,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": library_versions(),
+        "created_at": now_iso(),
+    }
+
+
+def run_recipe(
+    recipe: RecipeConfig,
+    results_dir: Path,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    stop_at: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run every not-yet-recorded entry of ``recipe``; interrupted runs resume from their checkpoint."""
+    results_dir = Path(results_dir)
+    planned = plan(recipe, results_dir)
+    done = {r["config_hash"] for r in load_records(results_dir)}
+    records = []
+    for i, (run, chash, _) in enumerate(planned, 1):
+        tag = f"[{i}/{len(planned)}] {run.algorithm.name} {split_id(run)}"
+        if chash in done:
+            log(f"{tag}: already recorded (config {chash[:12]}), skipped")
+            continue
+        ds = load_dataset(run.data)
+        split = get_split(ds, split_id(run), run.data.class_balance, results_dir / "splits")
+        ckpt = results_dir / CHECKPOINT_DIR / f"{chash[:16]}.pt"
+        trainer = Trainer(run, ds, split, chash)
+        if ckpt.exists():
+            log(f"{tag}: resuming from {ckpt}")
+        result = trainer.run(ckpt, stop_at=stop_at, log_dir=results_dir / "tensorboard" / chash[:12], desc=tag)
+        if result is None:
+            log(f"{tag}: stopped at step {trainer.step}, checkpoint kept at {ckpt}")
+            continue
+        record = make_record(run, chash, split, result, results_dir)
+        path = write_record(results_dir, record)
+        ckpt.unlink(missing_ok=True)
+        done.add(chash)
+        records.append(record)
+        log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
+    return records

@@ -1,0 +1,341 @@
+"""The one training loop: optimizer, LR schedule, EMA, evaluation cadence, checkpoint/resume, progress.
+
+Conventions follow reference-algorithms.md §1.1 (steps, evaluation every 64 kimg), §1.6 (optimizers and weight
+decay on weights only), §1.7 (EMA of parameters, BN buffers copied) and §1.8 (median of the last k evaluations).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssl_bench.algorithms import Algorithm, get_algorithm
+from ssl_bench.augment import ViewBuilder, create_policy
+from ssl_bench.augment.views import to_input
+from ssl_bench.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig, to_dict
+from ssl_bench.data.datasets import ImageDataset
+from ssl_bench.data.splits import Split
+from ssl_bench.data.streams import IndexStream
+from ssl_bench.errors import CheckpointError, ConfigError
+from ssl_bench.models import create_model
+from ssl_bench.utils import atomic_write_bytes, resolve_device
+
+CHECKPOINT_FORMAT = 1
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one run (one recipe entry at one label budget and seed)."""
+
+    seed: int
+    data: DataConfig
+    model: ModelConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    algorithm: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "data": to_dict(self.data),
+            "model": to_dict(self.model),
+            "augment": to_dict(self.augment),
+            "train": to_dict(self.train),
+            "algorithm": to_dict(self.algorithm),
+        }
+
+
+@dataclass
+class TrainResult:
+    acc_history: list[tuple[int, float]]
+    acc_median: float
+    acc_final: float
+    steps: int
+    images_seen: int
+    wall_s: float
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate at 0-based ``step``: cosine lr*cos(7*pi*k/(16K)) of the fixmatch repo (§1.6), or constant."""
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * math.cos(7 * math.pi * step / (16 * cfg.steps))
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    raise ConfigError(f"train.lr_schedule: unknown schedule {cfg.lr_schedule!r}; valid: constant, cosine")
+
+
+def decay_split(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(conv/linear weights, everything else): weight decay applies to the first group only (§1.6)."""
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return decay, no_decay
+
+
+def make_optimizer(cfg: TrainConfig, module: nn.Module) -> torch.optim.Optimizer:
+    """sgd: Nesterov SGD with coupled L2 on weights (fixmatch repo); adam: Adam, decay applied after the step."""
+    decay, no_decay = decay_split(module)
+    if cfg.optimizer == "sgd":
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "adam":
+        groups = [{"params": decay, "decoupled": True}, {"params": no_decay, "decoupled": False}]
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=0.0)
+    raise ConfigError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}; valid: adam, sgd")
+
+
+@torch.no_grad()
+def decoupled_decay(cfg: TrainConfig, optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Gen-1 convention (§1.6): after the Adam step, every weight is multiplied by 1 - wd * lr."""
+    if cfg.optimizer != "adam" or cfg.weight_decay == 0:
+        return
+    for group in optimizer.param_groups:
+        if group.get("decoupled"):
+            torch._foreach_mul_(group["params"], 1.0 - cfg.weight_decay * lr)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters; buffers (BN statistics) are copied (§1.7, TF repos).
+
+    With ``warmup`` the decay is min(decay, (1 + k) / (10 + k)) at update k, so short runs do not evaluate a
+    model still dominated by its random initialisation (a deviation from the reference, off by default).
+    """
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool) -> None:
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay, self.warmup, self.updates = decay, warmup, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
+        ema_params = list(self.model.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
+        for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            b_ema.copy_(b)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+    """Top-1 accuracy of ``model`` in inference mode on uint8 images already on the model's device."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(to_input(images[start : start + batch_size]))
+        correct += int((logits.argmax(1) == labels[start : start + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(len(images), 1)
+
+
+def median_last(history: list[tuple[int, float]], k: int) -> float:
+    """Median of the last k recorded accuracies (§1.8); the headline metric, never the best seen."""
+    return float(statistics.median(acc for _, acc in history[-k:]))
+
+
+class Trainer:
+    """Runs one ``RunConfig`` on a dataset and split, resuming from ``checkpoint`` if it exists."""
+
+    def __init__(self, cfg: RunConfig, ds: ImageDataset, split: Split, config_hash: str) -> None:
+        self.cfg, self.ds, self.split, self.config_hash = cfg, ds, split, config_hash
+        tc = cfg.train
+        self.device = resolve_device(tc.device)
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.model, ds.num_classes, ds.channels, ds.image_size)
+        self.algorithm: Algorithm = get_algorithm(cfg.algorithm.name)(model, cfg.algorithm, ds.num_classes)
+        self.algorithm.to(self.device).train()
+        self.ema = EMA(self.algorithm.model, tc.ema_decay, tc.ema_warmup)
+        self.optimizer = make_optimizer(tc, self.algorithm)
+        self.spec = self.algorithm.views()
+        self.labeled = IndexStream(split.labeled, tc.batch_size, cfg.seed, "labeled")
+        self.unlabeled = None
+        if self.spec.uratio:
+            pool = split.unlabeled(len(ds.train_labels), cfg.data.unlabeled_includes_labeled)
+            self.unlabeled = IndexStream(pool, tc.batch_size * self.spec.uratio, cfg.seed, "unlabeled")
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        roles = {*self.spec.labeled, *self.spec.unlabeled}
+        policies = {
+            r: create_policy(getattr(cfg.augment, r) if r != "none" else "none", cfg.augment, ds.hflip) for r in roles
+        }
+        self.train_images = ds.train_images.to(self.device)
+        self.views = ViewBuilder(
+            self.train_images, ds.train_labels.to(self.device), self.spec, policies, self.generator
+        )
+        self.test_images = ds.test_images.to(self.device)
+        self.test_labels = ds.test_labels.to(self.device)
+        self.step = 0
+        self.history: list[tuple[int, float]] = []
+        self.wall_s = 0.0
+
+    # ------------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "views": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config_hash": self.config_hash,
+            "split_hash": self.split.hash,
+            "step": self.step,
+            "algorithm": self.algorithm.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng,
+            "streams": {
+                "labeled": self.labeled.state_dict(),
+                "unlabeled": self.unlabeled.state_dict() if self.unlabeled else None,
+            },
+            "history": [list(h) for h in self.history],
+            "wall_s": self.wall_s,
+        }
+
+    def save(self, path: Path) -> None:
+        import io
+
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        atomic_write_bytes(path, buf.getvalue())
+
+    def load(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for truncated or foreign files
+            raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint {path} is not an ssl_bench checkpoint (format {CHECKPOINT_FORMAT})")
+        if state.get("config_hash") != self.config_hash:
+            raise CheckpointError(f"checkpoint {path} belongs to another config (config hash mismatch)")
+        if state.get("split_hash") != self.split.hash:
+            raise CheckpointError(f"checkpoint {path} was trained on another split (split hash mismatch)")
+        try:
+            self.algorithm.load_state_dict(state["algorithm"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+            self.generator.set_state(state["rng"]["views"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+            self.labeled.load_state_dict(state["streams"]["labeled"])
+            if self.unlabeled is not None:
+                self.unlabeled.load_state_dict(state["streams"]["unlabeled"])
+            self.step = int(state["step"])
+            self.history = [(int(s), float(a)) for s, a in state["history"]]
+            self.wall_s = float(state["wall_s"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not match this run ({type(exc).__name__}: {exc})") from None
+
+    # ------------------------------------------------------------------------------------------------------
+    # the loop
+
+    def train_step(self) -> dict[str, float]:
+        tc = self.cfg.train
+        lr = lr_at(tc, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.views.build(self.labeled.next(), self.unlabeled.next() if self.unlabeled else None)
+        loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        decoupled_decay(tc, self.optimizer, lr)
+        self.ema.update(self.algorithm.model)
+        self.step += 1
+        return {"loss": loss.detach(), "lr": lr, **metrics}
+
+    def run(
+        self,
+        checkpoint: Path | None = None,
+        stop_at: int | None = None,
+        log_dir: Path | None = None,
+        desc: str = "",
+    ) -> TrainResult | None:
+        """Train to ``train.steps``; returns None when stopped early at ``stop_at`` (tests of resume use it)."""
+        from tqdm import tqdm
+
+        tc = self.cfg.train
+        if checkpoint is not None and checkpoint.exists():
+            self.load(checkpoint)
+        ckpt_every = tc.checkpoint_every or tc.eval_every
+        writer = None
+        if tc.tensorboard and log_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("train.tensorboard needs the tensorboard package: pip install tensorboard") from None
+            writer = SummaryWriter(str(log_dir))
+        bar = tqdm(
+            total=tc.steps,
+            initial=self.step,
+            desc=desc,
+            unit="step",
+            disable=not tc.progress,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+        last_acc = self.history[-1][1] if self.history else float("nan")
+        t0 = time.perf_counter()
+        try:
+            while self.step < tc.steps:
+                metrics = self.train_step()
+                if self.step % tc.eval_every == 0 or self.step == tc.steps:
+                    last_acc = evaluate(self.ema.model, self.test_images, self.test_labels, tc.eval_batch_size)
+                    self.history.append((self.step, last_acc))
+                    if writer is not None:
+                        writer.add_scalar("acc/test", last_acc, self.step)
+                        for k, v in metrics.items():
+                            writer.add_scalar(k, float(v), self.step)
+                    bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{last_acc:.3f}", refresh=False)
+                bar.update(1)
+                stopping = stop_at is not None and self.step >= stop_at
+                if checkpoint is not None and (self.step % ckpt_every == 0 or stopping) and self.step < tc.steps:
+                    self.wall_s += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save(checkpoint)
+                if stopping and self.step < tc.steps:
+                    return None
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        self.wall_s += time.perf_counter() - t0
+        k = min(tc.median_k, len(self.history))
+        return TrainResult(
+            acc_history=self.history,
+            acc_median=median_last(self.history, tc.median_k),
+            acc_final=self.history[-1][1],
+            steps=self.step,
+            images_seen=self.step * tc.batch_size,
+            wall_s=self.wall_s,
+            device=str(self.device),
+            extra={
+                "median_k": k,
+                "acc_raw_final": evaluate(self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size),
+            },
+        )

@@ -1,0 +1,167 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ssl_bench.config import DataConfig
+from ssl_bench.data.datasets import ImageDataset, load_dataset, resize_images
+from ssl_bench.data.splits import SplitId, draw_split, get_split, greedy_select, manifest_path, read_manifest
+from ssl_bench.errors import ConfigError, DataError, SplitError
+
+
+@pytest.fixture(scope="module")
+def digits() -> ImageDataset:
+    return load_dataset(DataConfig(dataset="digits"))
+
+
+def test_digits_arrays(digits):
+    assert digits.train_images.shape == (1297, 1, 8, 8) and digits.test_images.shape == (500, 1, 8, 8)
+    assert digits.train_images.dtype == torch.uint8 and digits.train_labels.dtype == torch.int64
+    assert digits.num_classes == 10 and not digits.hflip
+    assert int(digits.train_images.max()) == 255 and int(digits.train_images.min()) == 0
+    # stratified: test classes in proportion to the 1,797 images' classes
+    assert torch.bincount(digits.test_labels, minlength=10).tolist() == [50, 51, 49, 51, 50, 51, 50, 50, 48, 50]
+
+
+def test_digits_split_is_the_documented_one(digits):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    _, test_idx = train_test_split(np.arange(1797), test_size=500, stratify=bunch.target, random_state=0)
+    first = np.sort(test_idx)[0]
+    expect = np.rint(bunch.images[first] * 255 / 16).astype(np.uint8)
+    assert np.array_equal(digits.test_images[0, 0].numpy(), expect)
+    assert int(digits.test_labels[0]) == bunch.target[first]
+
+
+def test_fingerprint_is_stable_and_sensitive(digits):
+    fp = digits.fingerprint()
+    assert fp == load_dataset(DataConfig(dataset="digits")).fingerprint()
+    images = digits.train_images.clone()
+    images[0, 0, 0, 0] ^= 1
+    changed = ImageDataset(**{**digits.__dict__, "train_images": images})
+    assert changed.fingerprint() != fp
+
+
+def test_resize_images_bilinear():
+    img = torch.tensor([[[[0, 255], [255, 0]]]], dtype=torch.uint8)
+    out = resize_images(img, 4)
+    assert out.shape == (1, 1, 4, 4) and out.dtype == torch.uint8
+    assert int(out[0, 0, 0, 0]) == 0 and int(out[0, 0, 0, 3]) == 255  # corners keep their values
+    assert resize_images(img, 2) is img
+
+
+def test_split_id_parse():
+    sid = SplitId.parse("digits.1@40-100")
+    assert (sid.dataset, sid.seed, sid.n_labels, sid.n_valid) == ("digits", 1, 40, 100)
+    assert str(sid) == "digits.1@40-100"
+    for bad in ("digits.x@40-0", "digits@40-0", "digits.1@40", "digits.1@-1-0", ""):
+        with pytest.raises(SplitError, match="invalid split id"):
+            SplitId.parse(bad)
+    with pytest.raises(ConfigError, match="unknown dataset 'nosuch'"):
+        SplitId.parse("nosuch.1@40-0")
+
+
+def test_greedy_select_matches_reference_rule():
+    per_class = [np.array([10, 11, 12]), np.array([20, 21, 22]), np.array([30, 31, 32])]
+    picks, npos = greedy_select(per_class, np.ones(3), 5)
+    assert picks == [10, 20, 30, 11, 21]  # round robin, ties to the lowest class
+    assert npos.tolist() == [2, 2, 1]
+    per_class = [np.arange(10, 20), np.arange(20, 30), np.arange(30, 40)]
+    picks, npos = greedy_select(per_class, np.array([1.0, 0.5, 0.5]), 8)
+    assert picks[:4] == [10, 20, 30, 11]
+    assert npos.tolist() == [4, 2, 2]  # class 0, twice as frequent, gets twice the picks
+
+
+def test_balanced_split_exact_budget_disjoint_valid(digits):
+    labels = digits.train_labels.numpy()
+    sid = SplitId("digits", 3, 40, 100)
+    labeled, valid = draw_split(labels, 10, sid, "balanced")
+    assert len(labeled) == 40 and len(valid) == 100
+    assert np.bincount(labels[labeled], minlength=10).tolist() == [4] * 10
+    assert np.bincount(labels[valid], minlength=10).tolist() == [10] * 10
+    assert not set(labeled) & set(valid)
+    again = draw_split(labels, 10, sid, "balanced")
+    assert np.array_equal(labeled, again[0]) and np.array_equal(valid, again[1])
+    other = draw_split(labels, 10, SplitId("digits", 4, 40, 100), "balanced")
+    assert not np.array_equal(labeled, other[0])
+    odd, _ = draw_split(labels, 10, SplitId("digits", 3, 25, 0), "balanced")
+    assert np.bincount(labels[odd], minlength=10).tolist() == [3] * 5 + [2] * 5
+
+
+def test_split_golden_indices(digits):
+    labeled, _ = draw_split(digits.train_labels.numpy(), 10, SplitId("digits", 1, 10, 0), "balanced")
+    # np.random.RandomState(1) shuffles class 0..9 in order and takes the first of each
+    rng = np.random.RandomState(1)
+    labels = digits.train_labels.numpy()
+    expect = []
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        expect.append(idx[0])
+    assert labeled.tolist() == sorted(expect)
+
+
+def test_budget_errors(digits):
+    labels = digits.train_labels.numpy()
+    with pytest.raises(SplitError, match="smaller than the 10 classes"):
+        draw_split(labels, 10, SplitId("digits", 1, 9, 0), "balanced")
+    with pytest.raises(SplitError, match="exceeds the 1297 training images"):
+        draw_split(labels, 10, SplitId("digits", 1, 1200, 100), "balanced")
+
+
+def test_unlabeled_pool_option(digits, tmp_path):
+    split = get_split(digits, SplitId("digits", 1, 40, 100), manifest_dir=tmp_path)
+    with_l = split.unlabeled(1297, include_labeled=True)
+    without = split.unlabeled(1297, include_labeled=False)
+    assert len(with_l) == 1197 and len(without) == 1157
+    assert set(split.labeled) <= set(with_l) and not set(split.labeled) & set(without)
+    assert not set(split.valid) & set(with_l)
+
+
+def test_manifest_written_once_and_verified(digits, tmp_path):
+    sid = SplitId("digits", 2, 20, 10)
+    split = get_split(digits, sid, manifest_dir=tmp_path)
+    path = manifest_path(tmp_path, sid)
+    manifest = json.loads(path.read_text())
+    assert manifest["split"] == "digits.2@20-10" and manifest["hash"] == split.hash
+    assert manifest["dataset_fingerprint"] == digits.fingerprint()
+    assert get_split(digits, sid, manifest_dir=tmp_path).hash == split.hash
+
+    tampered = dict(manifest, labeled=sorted(manifest["labeled"][:-1] + [manifest["valid"][0]]))
+    path.write_text(json.dumps(tampered))
+    with pytest.raises(DataError, match="was modified"):
+        get_split(digits, sid, manifest_dir=tmp_path)
+
+    path.write_text(json.dumps(manifest))
+    images = digits.train_images.clone()
+    images[5] = 255 - images[5]
+    changed = ImageDataset(**{**digits.__dict__, "train_images": images})
+    with pytest.raises(DataError, match="fingerprint mismatch"):
+        get_split(changed, sid, manifest_dir=tmp_path)
+
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="unreadable or malformed"):
+        read_manifest(path, digits)
+
+
+def test_manifest_is_used_not_redrawn(digits, tmp_path):
+    """A manifest from an earlier draw stays authoritative even if the drawing rule would give other indices."""
+    sid = SplitId("digits", 5, 20, 0)
+    split = get_split(digits, sid, manifest_dir=tmp_path)
+    path = manifest_path(tmp_path, sid)
+    m = json.loads(path.read_text())
+    from ssl_bench.data.splits import Split
+
+    moved = Split(
+        m["split"],
+        np.array(sorted(m["labeled"][1:] + [0])),
+        np.array([], dtype=np.int64),
+        m["dataset_fingerprint"],
+        "balanced",
+    )
+    path.write_text(json.dumps(moved.manifest()))
+    assert get_split(digits, sid, manifest_dir=tmp_path).labeled.tolist() == moved.labeled.tolist()
+    assert moved.hash != split.hash

@@ -1,0 +1,165 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ssl_bench.cli import main
+from ssl_bench.config import load_recipe
+from ssl_bench.results import RECORD_KEYS, load_records
+from ssl_bench.runner import run_recipe
+from tests.conftest import ROOT
+
+SMOKE = str(ROOT / "recipes/smoke.toml")
+
+
+def files_in(path):
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def test_smoke_run_records_skips_and_renders(results_dir, capsys):
+    assert (
+        main(
+            ["run", SMOKE, "--results-dir", str(results_dir), "--set", "train.steps=20", "--set", "train.eval_every=10"]
+        )
+        == 0
+    )
+    (rec,) = load_records(results_dir)
+    assert set(RECORD_KEYS) <= set(rec)
+    assert rec["algorithm"] == "supervised" and rec["split"] == "digits.1@40-0" and rec["n_labels"] == 40
+    assert rec["steps"] == 20 and rec["images_seen"] == 20 * 32 and len(rec["acc_history"]) == 2
+    assert 0 <= rec["acc_median"] <= 1 and rec["median_k"] == 2 and rec["setting"] == "ssl"
+    assert rec["round"] is None and rec["acquisition"] is None
+    assert rec["config"]["train"]["steps"] == 20 and len(rec["config_hash"]) == 64
+    assert rec["versions"]["torch"]
+    out = capsys.readouterr()
+    assert "| supervised" in out.out and "(n=1)" in out.out
+    assert (results_dir / "README.md").read_text().startswith("# Leaderboard")
+    assert not (results_dir / ".checkpoints").exists() or not files_in(results_dir / ".checkpoints")
+    before = files_in(results_dir / "runs")
+    assert (
+        main(
+            ["run", SMOKE, "--results-dir", str(results_dir), "--set", "train.steps=20", "--set", "train.eval_every=10"]
+        )
+        == 0
+    )
+    assert "already recorded" in capsys.readouterr().err
+    assert files_in(results_dir / "runs") == before
+
+
+def test_list_and_help(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "algorithms: supervised" in out and "digits" in out and "timm:<name>" in out and "weak" in out
+    for cmd in ("run", "list", "split", "leaderboard"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        assert "usage: ssl-bench" in capsys.readouterr().out
+
+
+def test_split_command_is_deterministic(results_dir, capsys):
+    assert main(["split", "digits.1@40-100", "--results-dir", str(results_dir)]) == 0
+    first = capsys.readouterr().out
+    assert main(["split", "digits.1@40-100", "--results-dir", str(results_dir)]) == 0
+    assert capsys.readouterr().out == first
+    assert "per class [4, 4, 4, 4, 4, 4, 4, 4, 4, 4]" in first
+    manifest = json.loads((results_dir / "splits" / "digits.1@40-100.json").read_text())
+    assert manifest["split"] == "digits.1@40-100" and len(manifest["labeled"]) == 40
+
+
+BAD_RUNS = {
+    "unknown algorithm": (["--set", "algorithm.name=nosuch"], "unknown algorithm 'nosuch'; valid choices:"),
+    "unknown dataset": (["--set", "data.dataset=nosuch"], "unknown dataset 'nosuch'; valid choices:"),
+    "unknown model": (["--set", "model.name=nosuch"], "unknown model 'nosuch'; valid choices:"),
+    "unknown key": (["--set", "train.nosuch=1"], "unknown key train.nosuch; valid keys in [train]:"),
+    "unknown section": (["--set", "nosuch.key=1"], "unknown section or key 'nosuch'"),
+    "wrong type": (["--set", "train.steps=abc"], "train.steps: expected int, got 'abc'"),
+    "budget below classes": (["--set", "grid.n_labels=[5]"], "smaller than the 10 classes"),
+    "budget above pool": (["--set", "grid.n_labels=[5000]"], "exceeds the 1297 training images"),
+    "bad optimizer": (["--set", "train.optimizer=rmsprop"], "unknown optimizer 'rmsprop'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RUNS))
+def test_bad_run_inputs(case, results_dir, capsys):
+    extra, message = BAD_RUNS[case]
+    assert main(["run", SMOKE, "--results-dir", str(results_dir), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert files_in(results_dir) == []
+
+
+def test_bad_recipe_files(tmp_path, results_dir, capsys):
+    assert main(["run", str(tmp_path / "none.toml"), "--results-dir", str(results_dir)]) == 2
+    assert "recipe file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("not toml [[[")
+    assert main(["run", str(bad), "--results-dir", str(results_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not valid TOML" in err and "\n" not in err
+    assert files_in(results_dir) == []
+
+
+def test_missing_dataset_files(tmp_path, results_dir, capsys):
+    root = tmp_path / "empty"
+    args = ["--set", "data.dataset=cifar10", "--set", f"data.root={json.dumps(str(root))}"]
+    assert main(["run", SMOKE, "--results-dir", str(results_dir), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(root) in err and "--download" in err and "\n" not in err
+    assert files_in(results_dir) == []
+
+
+def test_manifest_mismatch_is_an_error(results_dir, capsys):
+    assert main(["split", "digits.1@40-0", "--results-dir", str(results_dir)]) == 0
+    path = results_dir / "splits" / "digits.1@40-0.json"
+    m = json.loads(path.read_text())
+    m["dataset_fingerprint"] = "0" * 64
+    from ssl_bench.data.splits import _content_hash
+
+    m["hash"] = _content_hash(m["split"], m["dataset_fingerprint"], "balanced", m["labeled"], m["valid"])
+    path.write_text(json.dumps(m))
+    capsys.readouterr()
+    before = files_in(results_dir)
+    assert main(["run", SMOKE, "--results-dir", str(results_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fingerprint mismatch" in err and "\n" not in err
+    assert files_in(results_dir) == before
+
+
+def test_corrupted_checkpoint_on_resume(results_dir, capsys):
+    recipe = load_recipe(SMOKE, ["train.steps=20", "train.eval_every=10"])
+    run_recipe(recipe, results_dir, log=lambda s: None, stop_at=10)
+    (ckpt,) = files_in(results_dir / ".checkpoints")
+    ckpt.write_bytes(ckpt.read_bytes()[:500])
+    assert (
+        main(
+            ["run", SMOKE, "--results-dir", str(results_dir), "--set", "train.steps=20", "--set", "train.eval_every=10"]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "error" in line] == err[-1:]
+    assert "is corrupted or unreadable" in err[-1] and "Traceback" not in "".join(err)
+    assert load_records(results_dir) == []
+
+
+def test_resume_through_the_runner(results_dir):
+    recipe = load_recipe(SMOKE, ["train.steps=30", "train.eval_every=10"])
+    assert run_recipe(recipe, results_dir, log=lambda s: None, stop_at=10) == []
+    (resumed,) = run_recipe(recipe, results_dir, log=lambda s: None)
+    fresh_dir = results_dir.parent / "fresh"
+    (fresh,) = run_recipe(recipe, fresh_dir, log=lambda s: None)
+    assert resumed["acc_history"] == fresh["acc_history"] and resumed["acc_median"] == fresh["acc_median"]
+    assert files_in(results_dir / ".checkpoints") == []
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    exe = ROOT / ".venv/bin/ssl-bench"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ssl_bench.cli"]
+    proc = subprocess.run(
+        [*cmd, "split", "digits.1@3-0", "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "ssl-bench: error: label budget 3 is smaller than the 10 classes of digits"
+    assert files_in(tmp_path) == []

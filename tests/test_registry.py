@@ -1,0 +1,37 @@
+import pytest
+
+from ssl_bench.errors import ConfigError
+from ssl_bench.registry import ALGORITHMS, DATASETS, Registry
+
+
+def test_register_get_and_names():
+    reg: Registry = Registry("widget")
+    reg.register("b")(2)
+    reg.add("a", 1)
+    assert reg.get("a") == 1 and reg.get("b") == 2
+    assert reg.names() == ["a", "b"] and "a" in reg and len(reg) == 2
+
+
+def test_duplicate_name_is_an_error():
+    reg: Registry = Registry("widget")
+    reg.add("a", 1)
+    with pytest.raises(ValueError, match="duplicate widget name 'a'"):
+        reg.add("a", 2)
+
+
+def test_unknown_name_lists_choices():
+    reg: Registry = Registry("widget")
+    reg.add("alpha", 1)
+    reg.add("beta", 2)
+    with pytest.raises(ConfigError) as exc:
+        reg.get("gamma")
+    assert str(exc.value) == "unknown widget 'gamma'; valid choices: alpha, beta"
+
+
+def test_builtin_registries_are_populated():
+    import ssl_bench.algorithms  # noqa: F401
+    import ssl_bench.data  # noqa: F401
+
+    assert "supervised" in ALGORITHMS
+    for name in ("digits", "cifar10", "cifar100", "svhn", "stl10", "mnist", "fashion_mnist", "usps", "folder"):
+        assert name in DATASETS, name

@@ -1,0 +1,139 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ssl_bench.config import DataConfig, load_recipe
+from ssl_bench.data.datasets import load_dataset
+from ssl_bench.data.splits import get_split
+from ssl_bench.errors import CheckpointError
+from ssl_bench.runner import expand, run_hash, split_id
+from ssl_bench.train import EMA, TrainConfig, Trainer, decay_split, lr_at, make_optimizer, median_last
+from tests.conftest import ROOT
+
+
+def test_cosine_schedule_golden():
+    cfg = TrainConfig(lr=1.0, steps=16)
+    assert lr_at(cfg, 0) == 1.0
+    assert lr_at(cfg, 8) == pytest.approx(math.cos(7 * math.pi / 32))  # 0.7730
+    assert lr_at(cfg, 16) == pytest.approx(0.19509, abs=1e-5)  # ends at cos(7*pi/16)
+    assert lr_at(TrainConfig(lr=0.5, lr_schedule="constant"), 99) == 0.5
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, bias=True)
+        self.bn = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(2, 3)
+
+
+def test_weight_decay_only_on_weights():
+    m = Tiny()
+    decay, no_decay = decay_split(m)
+    assert {id(p) for p in decay} == {id(m.conv.weight), id(m.fc.weight)}
+    assert len(no_decay) == 4  # conv bias, BN gamma/beta, fc bias
+
+
+def test_sgd_couples_l2_on_weights_only():
+    m = Tiny()
+    cfg = TrainConfig(lr=0.1, weight_decay=0.5, momentum=0.0, nesterov=False)
+    opt = make_optimizer(cfg, m)
+    w0, b0 = m.fc.weight.detach().clone(), m.fc.bias.detach().clone()
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert torch.allclose(m.fc.weight, w0 * (1 - 0.1 * 0.5))  # grad of wd * 1/2 ||w||^2 is wd * w
+    assert torch.equal(m.fc.bias, b0)
+
+
+def test_adam_decay_is_decoupled_after_the_step():
+    from ssl_bench.train import decoupled_decay
+
+    m = Tiny()
+    cfg = TrainConfig(optimizer="adam", lr=0.01, weight_decay=0.02)
+    opt = make_optimizer(cfg, m)
+    w0, b0 = m.fc.weight.detach().clone(), m.fc.bias.detach().clone()
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    decoupled_decay(cfg, opt, 0.01)
+    assert torch.allclose(m.fc.weight, w0 * (1 - 0.02 * 0.01))
+    assert torch.equal(m.fc.bias, b0)
+
+
+def test_ema_update_rule_and_buffers():
+    m = Tiny()
+    ema = EMA(m, decay=0.9, warmup=False)
+    w0 = m.fc.weight.detach().clone()
+    with torch.no_grad():
+        m.fc.weight.add_(1.0)
+        m.bn.running_mean.fill_(3.0)
+    ema.update(m)
+    assert torch.allclose(ema.model.fc.weight, 0.9 * w0 + 0.1 * (w0 + 1))
+    assert torch.equal(ema.model.bn.running_mean, m.bn.running_mean)  # buffers copied (§1.7)
+    warm = EMA(m, decay=0.999, warmup=True)
+    with torch.no_grad():
+        m.fc.weight.add_(1.0)
+    warm.update(m)  # first update: decay min(0.999, 1/10)
+    assert torch.allclose(warm.model.fc.weight, 0.1 * (w0 + 1) + 0.9 * (w0 + 2))
+
+
+def test_median_last():
+    hist = [(i, a) for i, a in enumerate([0.1, 0.9, 0.5, 0.7, 0.6])]
+    assert median_last(hist, 3) == 0.6
+    assert median_last(hist, 2) == pytest.approx(0.65)
+    assert median_last(hist, 20) == 0.6
+
+
+def smoke_run(steps=60):
+    recipe = load_recipe(ROOT / "recipes/smoke.toml", [f"train.steps={steps}", "train.eval_every=10"])
+    (run,) = expand(recipe)
+    ds = load_dataset(run.data)
+    return run, ds, get_split(ds, split_id(run), "balanced", None), run_hash(run)
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):
+    run, ds, split, h = smoke_run()
+    full = Trainer(run, ds, split, h).run(tmp_path / "a.pt")
+    first = Trainer(run, ds, split, h)
+    assert first.run(tmp_path / "b.pt", stop_at=30) is None and (tmp_path / "b.pt").exists()
+    del first
+    resumed = Trainer(run, ds, split, h)
+    result = resumed.run(tmp_path / "b.pt")
+    assert resumed.step == 60
+    assert result.acc_history == full.acc_history
+    assert result.acc_median == full.acc_median and result.acc_final == full.acc_final
+    assert result.extra["acc_raw_final"] == full.extra["acc_raw_final"]
+
+
+def test_corrupted_or_foreign_checkpoint_is_an_error(tmp_path):
+    run, ds, split, h = smoke_run(steps=20)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="corrupted or unreadable"):
+        Trainer(run, ds, split, h).run(bad)
+    good = tmp_path / "good.pt"
+    Trainer(run, ds, split, h).run(good, stop_at=10)
+    with pytest.raises(CheckpointError, match="config hash mismatch"):
+        Trainer(run, ds, split, "0" * 64).run(good)
+    other = get_split(ds, split_id(run).__class__("digits", 2, 40, 0), "balanced", None)
+    with pytest.raises(CheckpointError, match="split hash mismatch"):
+        Trainer(run, ds, other, h).run(good)
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        Trainer(run, ds, split, h).run(truncated)
+
+
+def test_tensorboard_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    run, ds, split, h = smoke_run(steps=20)
+    run.train.tensorboard = True
+    Trainer(run, ds, split, h).run(None, log_dir=tmp_path / "tb")
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_data_config_defaults_are_offline():
+    assert DataConfig().dataset == "digits" and DataConfig().download is False
