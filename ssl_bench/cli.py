@@ -24,7 +24,7 @@ def _results_arg(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from ssl_bench.config import load_recipe
     from ssl_bench.leaderboard import write_leaderboard
-    from ssl_bench.runner import run_recipe
+    from ssl_bench.runner import plan, run_recipe
 
     overrides = list(args.set or [])
     if args.download:
@@ -33,8 +33,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"train.device={json.dumps(args.device)}")
     if args.quiet:
         overrides.append("train.progress=false")
-    recipe = load_recipe(args.recipe, overrides)
-    run_recipe(recipe, args.results_dir)
+    recipes = [load_recipe(path, overrides) for path in args.recipe]
+    for recipe in recipes:  # every recipe is validated before any training starts
+        plan(recipe, args.results_dir)
+    for recipe in recipes:
+        run_recipe(recipe, args.results_dir)
     print(write_leaderboard(args.results_dir))
     return 0
 
@@ -95,17 +98,37 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_augment(args: argparse.Namespace) -> int:
+    from ssl_bench.bench import bench_augment
+    from ssl_bench.utils import atomic_write_text, resolve_device
+
+    device = resolve_device(args.device)
+    if args.batch < 1 or not 8 <= args.size <= 512:
+        raise SSLBenchError("--batch must be >= 1 and --size between 8 and 512")
+    rows = bench_augment(device, batch=args.batch, size=args.size, min_seconds=args.seconds)
+    print(
+        f"augmentation throughput, batches of {args.batch} {args.size}x{args.size} RGB uint8 images "
+        f"(batched on {device}, PIL per image on the CPU, {rows[0]['threads']} torch threads)"
+    )
+    print(f"{'policy':<12} {'batched img/s':>14} {'PIL img/s':>12} {'ratio':>8}")
+    for r in rows:
+        print(f"{r['policy']:<12} {r['batched_img_s']:>14,.0f} {r['pil_img_s']:>12,.0f} {r['ratio']:>7.1f}x")
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-bench", description="Semi-supervised learning benchmark suite.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
         "run",
-        help="run a recipe (every label budget x seed), skipping runs already recorded",
-        description="Run a TOML recipe: every label budget x seed of its grid. Runs already "
-        "recorded with the same config hash are skipped; interrupted runs resume.",
+        help="run recipes (every label budget x seed), skipping runs already recorded",
+        description="Run TOML recipes: every label budget x seed of each grid. Runs already recorded with the "
+        "same config hash are skipped; interrupted runs resume. Every recipe is validated before any training.",
     )
-    p.add_argument("recipe", type=Path, help="recipe file, e.g. recipes/digits/supervised.toml")
+    p.add_argument("recipe", type=Path, nargs="+", help="recipe file(s), e.g. recipes/digits/supervised.toml")
     p.add_argument(
         "--set",
         action="append",
@@ -134,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset root folder (default: ~/.cache/ssl_bench/data)")
     p.add_argument("--download", action="store_true", help="download missing dataset files (needs a network)")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("bench", help="benchmarks that print numbers (bench augment)")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = bench.add_parser(
+        "augment",
+        help="images/s of weak, randaugment and ctaugment: batched vs per-image PIL",
+        description="Images/s of the batched weak, randaugment and ctaugment policies next to a "
+        "per-image PIL pipeline doing the same work, measured in the same run.",
+    )
+    b.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    b.add_argument("--json", type=Path, help="also write the results as a JSON list to this file")
+    b.add_argument("--batch", type=int, default=448, help="images per batch (default 448, one FixMatch step)")
+    b.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
+    b.add_argument("--seconds", type=float, default=2.0, help="minimum timing per measurement (default 2)")
+    b.set_defaults(func=cmd_bench_augment)
 
     p = sub.add_parser("leaderboard", help="regenerate RESULTS_DIR/README.md from the run records and print it")
     _results_arg(p)

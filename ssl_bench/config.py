@@ -57,9 +57,19 @@ class AugmentConfig:
     """Which augmentation policy serves each view role an algorithm asks for."""
 
     weak: str = "weak"
-    strong: str = "weak"
+    strong: str = "randaugment"
     flip: bool = True  # horizontal flip in the weak policy, where the dataset allows it (never for digits/SVHN)
     translate: float = 0.125  # reflect-pad translation as a fraction of the side (§1.4)
+    cutout: float = 0.5  # RandAugment's cutout side as a fraction of the image side: 16 px at 32 px (§2.1)
+    ra_ops: int = 2  # RandAugment: ops per image, drawn with replacement (§2.1)
+    ra_prob: float = 0.5  # RandAugment: probability that each drawn op is applied (§2.1)
+    cta_depth: int = 2  # CTAugment flags of every reference run: depth 2, threshold 0.8, decay 0.99 (§2.2)
+    cta_threshold: float = 0.8
+    cta_decay: float = 0.99
+    cta_sampling: str = "fixmatch"  # fixmatch (bin sampling; also AdaMatch) | remixmatch (segment sampling) (§2.2)
+    cta_cutout: bool = True  # append cutout(v=1) to every CTAugment policy: FixMatch/AdaMatch yes, ReMixMatch no
+    cta_translate: str = "pixels"  # pixels: the code's <= 0.3 px (near no-op); fraction: the papers' ±30 % (§2.2)
+    cta_rescale: str = "fraction"  # fraction: crop 0.25v of the side (fixmatch code); pixels: 0.25v px (remixmatch)
 
 
 @dataclass
@@ -73,8 +83,9 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # on conv/linear weights only, never biases or BN (§1.6)
-    lr_schedule: str = "cosine"  # cosine: lr*cos(7*pi*k/(16*K)) (§1.6); constant
+    lr_schedule: str = "cosine"  # cosine: lr*cos(7*pi*k/(16*K)) (§1.6); cosine_quarter: AdaMatch's; constant
     ema_decay: float = 0.999  # §1.7
+    ema_buffers: str = "copy"  # copy: BN statistics copied from the live model (TF); average: objax (AdaMatch)
     ema_warmup: bool = False  # decay min(ema_decay, (1+k)/(10+k)); a deviation that helps runs of a few 1,000 steps
     eval_every: int = 1024  # steps between evaluations (64 kimg at B=64, §1.1)
     median_k: int = 20  # headline = median of the last k evaluations (§1.8)

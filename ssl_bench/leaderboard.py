@@ -13,7 +13,8 @@ from ssl_bench.utils import atomic_write_text
 PROTOCOL = (
     "Metric: test accuracy (%) of the EMA model, median of the last k evaluations of each run (k per row below; "
     "the papers use k = 20), never the best value seen. Cells: mean ± sample std over seeds (n = number of seeds). "
-    "Rows are split by backbone and step budget so that only runs of one protocol are averaged together."
+    "Rows are split by augmentation, backbone (with its width) and step budget so that only runs of one protocol "
+    "are averaged together."
 )
 
 
@@ -26,7 +27,8 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "setting": r.get("setting") or "ssl",
                 "round": r.get("round"),
                 "algorithm": r["algorithm"],
-                "model": r.get("model", "?"),
+                "augment": r.get("augmentation", "?"),
+                "model": model_label(r),
                 "steps": int(r.get("steps", 0)),
                 "k": int(r.get("median_k", 0)),
                 "n_labels": int(r["n_labels"]),
@@ -37,6 +39,13 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def model_label(record: dict[str, Any]) -> str:
+    """Backbone name with its width where it has one (wrn28-2, small_cnn-2), so backbones never mix in a row."""
+    name = record.get("model", "?")
+    width = (record.get("config") or {}).get("model", {}).get("width")
+    return name if width is None or str(name).startswith("timm:") else f"{name}-{width}"
+
+
 def _cell(group: pd.Series) -> str:
     n = len(group)
     std = group.std(ddof=1) if n > 1 else 0.0
@@ -44,14 +53,14 @@ def _cell(group: pd.Series) -> str:
 
 
 def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One table per dataset: rows (algorithm, model, steps, k), columns label budgets."""
+    """One table per dataset: rows (algorithm, augmentation, model, steps, k), columns label budgets."""
     out = {}
     if df.empty:
         return out
     ssl = df[(df["setting"] == "ssl") & (df["round"].isna())]
     for dataset, part in ssl.groupby("dataset", sort=True):
         table = part.pivot_table(
-            index=["algorithm", "model", "steps", "k"], columns="n_labels", values="acc", aggfunc=_cell
+            index=["algorithm", "augment", "model", "steps", "k"], columns="n_labels", values="acc", aggfunc=_cell
         )
         table.columns = [f"{c} labels" for c in table.columns]
         out[str(dataset)] = table.fillna("—").reset_index()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ssl_bench.algorithms import get_algorithm
 from ssl_bench.augment import create_policy
 from ssl_bench.config import RecipeConfig, config_hash
 from ssl_bench.data.datasets import load_dataset
@@ -15,7 +16,7 @@ from ssl_bench.data.splits import Split, SplitId, get_split
 from ssl_bench.errors import ConfigError
 from ssl_bench.models import create_model
 from ssl_bench.results import git_state, library_versions, load_records, now_iso, write_record
-from ssl_bench.train import LR_SCHEDULES, OPTIMIZERS, RunConfig, Trainer
+from ssl_bench.train import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS, RunConfig, Trainer
 from ssl_bench.utils import resolve_device
 
 # keys that change where or how visibly a run executes, not what it computes: left out of the config hash
@@ -71,6 +72,8 @@ def check_train_config(run: RunConfig) -> None:
         raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     if tc.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule: unknown schedule {tc.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+    if tc.ema_buffers not in EMA_BUFFERS:
+        raise ConfigError(f"train.ema_buffers must be one of {', '.join(EMA_BUFFERS)}, got {tc.ema_buffers!r}")
     resolve_device(tc.device)
     for role in ("weak", "strong"):
         create_policy(getattr(run.augment, role), run.augment, hflip=True)
@@ -87,7 +90,8 @@ def plan(recipe: RecipeConfig, results_dir: Path) -> list[tuple[RunConfig, str, 
         planned.append((run, run_hash(run), split))
     first = planned[0][0]
     ds = load_dataset(first.data)
-    create_model(first.model, ds.num_classes, ds.channels, ds.image_size)
+    model = create_model(first.model, ds.num_classes, ds.channels, ds.image_size)
+    get_algorithm(first.algorithm.name)(model, first.algorithm, ds.num_classes).views()
     return planned
 
 
@@ -111,6 +115,7 @@ def make_record(run: RunConfig, chash: str, split: Split, result: Any, results_d
         "acc_history": [list(h) for h in result.acc_history],
         "acc_raw_final": result.extra["acc_raw_final"],
         "model": run.model.name,
+        "augmentation": result.extra["augmentation"],
         "steps": result.steps,
         "images_seen": result.images_seen,
         "wall_s": round(result.wall_s, 3),

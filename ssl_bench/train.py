@@ -30,7 +30,8 @@ from ssl_bench.utils import atomic_write_bytes, resolve_device
 
 CHECKPOINT_FORMAT = 1
 OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "cosine_quarter")
+EMA_BUFFERS = ("copy", "average")
 
 
 @dataclass
@@ -68,12 +69,15 @@ class TrainResult:
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Learning rate at 0-based ``step``: cosine lr*cos(7*pi*k/(16K)) of the fixmatch repo (§1.6), or constant."""
+    """Learning rate at 0-based ``step``: cosine lr*cos(7*pi*k/(16K)) of the fixmatch repo (§1.6), AdaMatch's
+    cosine_quarter, or constant (Gen-1 Adam)."""
     if cfg.lr_schedule == "cosine":
         return cfg.lr * math.cos(7 * math.pi * step / (16 * cfg.steps))
+    if cfg.lr_schedule == "cosine_quarter":  # AdaMatch: lr*cos(arccos(0.25)*k/K), ends at lr/4 (§1.6)
+        return cfg.lr * math.cos(math.acos(0.25) * step / cfg.steps)
     if cfg.lr_schedule == "constant":
         return cfg.lr
-    raise ConfigError(f"train.lr_schedule: unknown schedule {cfg.lr_schedule!r}; valid: constant, cosine")
+    raise ConfigError(f"train.lr_schedule: unknown schedule {cfg.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
 
 
 def decay_split(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -111,17 +115,19 @@ def decoupled_decay(cfg: TrainConfig, optimizer: torch.optim.Optimizer, lr: floa
 
 
 class EMA:
-    """Exponential moving average of a model's parameters; buffers (BN statistics) are copied (§1.7, TF repos).
+    """Exponential moving average of a model's parameters; buffers (BN statistics) are copied (§1.7, TF repos)
+    or, with ``buffers="average"``, averaged like the parameters (objax, AdaMatch). The average starts from the
+    initial weights (TF), not from zeros (objax).
 
     With ``warmup`` the decay is min(decay, (1 + k) / (10 + k)) at update k, so short runs do not evaluate a
     model still dominated by its random initialisation (a deviation from the reference, off by default).
     """
 
-    def __init__(self, model: nn.Module, decay: float, warmup: bool) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool, buffers: str = "copy") -> None:
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.decay, self.warmup, self.updates = decay, warmup, 0
+        self.decay, self.warmup, self.buffers, self.updates = decay, warmup, buffers, 0
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -129,7 +135,10 @@ class EMA:
         ema_params = list(self.model.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            b_ema.copy_(b)
+            if self.buffers == "average" and b.is_floating_point():
+                b_ema.lerp_(b, 1.0 - decay)  # objax averages BN statistics too (§1.7)
+            else:
+                b_ema.copy_(b)
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:
@@ -169,7 +178,7 @@ class Trainer:
         model = create_model(cfg.model, ds.num_classes, ds.channels, ds.image_size)
         self.algorithm: Algorithm = get_algorithm(cfg.algorithm.name)(model, cfg.algorithm, ds.num_classes)
         self.algorithm.to(self.device).train()
-        self.ema = EMA(self.algorithm.model, tc.ema_decay, tc.ema_warmup)
+        self.ema = EMA(self.algorithm.model, tc.ema_decay, tc.ema_warmup, tc.ema_buffers)
         self.optimizer = make_optimizer(tc, self.algorithm)
         self.spec = self.algorithm.views()
         self.labeled = IndexStream(split.labeled, tc.batch_size, cfg.seed, "labeled")
@@ -179,13 +188,16 @@ class Trainer:
             self.unlabeled = IndexStream(pool, tc.batch_size * self.spec.uratio, cfg.seed, "unlabeled")
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         roles = {*self.spec.labeled, *self.spec.unlabeled}
-        policies = {
-            r: create_policy(getattr(cfg.augment, r) if r != "none" else "none", cfg.augment, ds.hflip) for r in roles
-        }
+        names = {r: "none" if r == "none" else getattr(cfg.augment, r) for r in roles}
+        self.augmentation = "+".join(sorted(set(names.values())))  # the policies this run really used
+        by_name = {n: create_policy(n, cfg.augment, ds.hflip) for n in sorted(set(names.values()))}
+        policies = {r: by_name[n] for r, n in names.items()}
+        # CTAugment learns from probes of the labeled images (§2.2): its state lives here, not in the algorithm
+        self.feedback = {n: p.feedback for n, p in by_name.items() if getattr(p, "feedback", None) is not None}
+        self.probe_base = create_policy("weak", cfg.augment, ds.hflip)
         self.train_images = ds.train_images.to(self.device)
-        self.views = ViewBuilder(
-            self.train_images, ds.train_labels.to(self.device), self.spec, policies, self.generator
-        )
+        self.train_labels = ds.train_labels.to(self.device)
+        self.views = ViewBuilder(self.train_images, self.train_labels, self.spec, policies, self.generator)
         self.test_images = ds.test_images.to(self.device)
         self.test_labels = ds.test_labels.to(self.device)
         self.step = 0
@@ -208,6 +220,7 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": rng,
+            "augment": {n: f.state_dict() for n, f in self.feedback.items()},
             "streams": {
                 "labeled": self.labeled.state_dict(),
                 "unlabeled": self.unlabeled.state_dict() if self.unlabeled else None,
@@ -242,6 +255,8 @@ class Trainer:
             self.generator.set_state(state["rng"]["views"])
             if "cuda" in state["rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+            for n, f in self.feedback.items():
+                f.load_state_dict(state["augment"][n])
             self.labeled.load_state_dict(state["streams"]["labeled"])
             if self.unlabeled is not None:
                 self.unlabeled.load_state_dict(state["streams"]["unlabeled"])
@@ -259,7 +274,10 @@ class Trainer:
         lr = lr_at(tc, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.views.build(self.labeled.next(), self.unlabeled.next() if self.unlabeled else None)
+        labeled_idx = self.labeled.next()
+        batch = self.views.build(labeled_idx, self.unlabeled.next() if self.unlabeled else None)
+        if self.feedback:
+            self.probe_feedback(labeled_idx.to(self.device))
         loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -268,6 +286,17 @@ class Trainer:
         self.ema.update(self.algorithm.model)
         self.step += 1
         return {"loss": loss.detach(), "lr": lr, **metrics}
+
+    @torch.no_grad()
+    def probe_feedback(self, labeled_idx: torch.Tensor) -> None:
+        """CTAugment update (§2.2): probes of the weakly augmented labeled images, classified by the EMA model in
+        inference mode; omega = its probability of the true class."""
+        weak = self.probe_base(self.train_images[labeled_idx], self.generator)
+        labels = self.train_labels[labeled_idx]
+        for cta in self.feedback.values():
+            probes, record = cta.probe(weak, self.generator)
+            probs = self.ema.model(to_input(probes)).softmax(1)
+            cta.update(record, probs.gather(1, labels[:, None]).squeeze(1))
 
     def run(
         self,
@@ -336,6 +365,7 @@ class Trainer:
             device=str(self.device),
             extra={
                 "median_k": k,
+                "augmentation": self.augmentation,
                 "acc_raw_final": evaluate(self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size),
             },
         )

@@ -50,7 +50,10 @@ def test_smoke_run_records_skips_and_renders(results_dir, capsys):
 def test_list_and_help(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "algorithms: supervised" in out and "digits" in out and "timm:<name>" in out and "weak" in out
+    lines = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    assert set(lines["algorithms"].split(", ")) >= {"supervised", "mixmatch", "remixmatch", "fixmatch", "adamatch"}
+    assert "digits" in lines["datasets"] and "timm:<name>" in lines["models"]
+    assert set(lines["augmentations"].split(", ")) >= {"weak", "randaugment", "ctaugment"}
     for cmd in ("run", "list", "split", "leaderboard"):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])

@@ -54,3 +54,25 @@ def test_rows_split_by_protocol(tmp_path):
 
 def test_empty_results(tmp_path):
     assert "No run records yet." in render(tmp_path / "nothing")
+
+
+def test_augmentations_and_widths_never_mix(tmp_path):
+    write_record(tmp_path, rec("fixmatch", 20, 1, 0.9, augmentation="ctaugment+weak"))
+    write_record(tmp_path, rec("fixmatch", 20, 2, 0.7, augmentation="randaugment+weak", config_hash="r" * 64))
+    write_record(
+        tmp_path,
+        rec(
+            "fixmatch",
+            20,
+            3,
+            0.5,
+            augmentation="randaugment+weak",
+            config_hash="w" * 64,
+            config={"model": {"width": 8}},
+        ),
+    )
+    df = records_frame([json.loads(p.read_text()) for p in tmp_path.rglob("*.json")])
+    (table,) = ssl_tables(df).values()
+    assert len(table) == 3
+    assert set(table["augment"]) == {"ctaugment+weak", "randaugment+weak"}
+    assert "small_cnn-8" in set(table["model"])

@@ -137,3 +137,50 @@ def test_tensorboard_scalars(tmp_path):
 
 def test_data_config_defaults_are_offline():
     assert DataConfig().dataset == "digits" and DataConfig().download is False
+
+
+@pytest.mark.parametrize("policy", ["weak", "randaugment", "ctaugment"])
+def test_supervised_runs_with_every_policy(policy, tmp_path):
+    recipe = load_recipe(
+        ROOT / "recipes/smoke.toml",
+        ["train.steps=12", "train.eval_every=6", "algorithm.view=strong", f"augment.strong={policy!r}"],
+    )
+    (run,) = expand(recipe)
+    ds = load_dataset(run.data)
+    split = get_split(ds, split_id(run), "balanced", None)
+    trainer = Trainer(run, ds, split, run_hash(run))
+    assert bool(trainer.feedback) == (policy == "ctaugment")
+    result = trainer.run(tmp_path / "c.pt")
+    assert result.steps == 12 and 0 <= result.acc_median <= 1
+    if policy == "ctaugment":
+        assert not torch.equal(
+            trainer.feedback["ctaugment"].rates, torch.ones_like(trainer.feedback["ctaugment"].rates)
+        )
+
+
+def test_resume_restores_ctaugment_state(tmp_path):
+    overrides = ["train.steps=30", "train.eval_every=10", "algorithm.view=strong", "augment.strong='ctaugment'"]
+    recipe = load_recipe(ROOT / "recipes/smoke.toml", overrides)
+    (run,) = expand(recipe)
+    ds = load_dataset(run.data)
+    split = get_split(ds, split_id(run), "balanced", None)
+    h = run_hash(run)
+    full = Trainer(run, ds, split, h)
+    full_result = full.run(tmp_path / "a.pt")
+    Trainer(run, ds, split, h).run(tmp_path / "b.pt", stop_at=10)
+    resumed = Trainer(run, ds, split, h)
+    result = resumed.run(tmp_path / "b.pt")
+    assert result.acc_history == full_result.acc_history
+    assert torch.equal(resumed.feedback["ctaugment"].rates, full.feedback["ctaugment"].rates)
+
+
+def test_adamatch_schedule_and_averaged_buffers():
+    cfg = TrainConfig(lr=1.0, steps=10, lr_schedule="cosine_quarter")
+    assert lr_at(cfg, 0) == 1.0 and lr_at(cfg, 10) == pytest.approx(0.25)
+    m = Tiny()
+    ema = EMA(m, decay=0.5, warmup=False, buffers="average")
+    with torch.no_grad():
+        m.bn.running_mean.fill_(4.0)
+    ema.update(m)
+    assert torch.allclose(ema.model.bn.running_mean, torch.full((2,), 2.0))  # 0.5 * 0 + 0.5 * 4
+    assert int(ema.model.bn.num_batches_tracked) == int(m.bn.num_batches_tracked)  # integer buffers copied

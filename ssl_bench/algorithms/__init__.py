@@ -9,6 +9,6 @@ def get_algorithm(name: str) -> type[Algorithm]:
 
 
 # populate the registry
-from ssl_bench.algorithms import supervised  # noqa: E402,F401
+from ssl_bench.algorithms import adamatch, fixmatch, mixmatch, remixmatch, supervised  # noqa: E402,F401
 
 __all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "get_algorithm"]

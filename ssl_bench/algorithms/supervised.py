@@ -14,9 +14,10 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class SupervisedConfig(AlgorithmConfig):
-    """No hyper-parameters of its own: optimizer and schedule come from [train] (reference §1.6, fixmatch repo)."""
+    """No loss hyper-parameters: optimizer and schedule come from [train] (reference §1.6, fixmatch repo)."""
 
     name: str = "supervised"
+    view: str = "weak"  # augmentation role of the labeled images: weak, strong (augment.strong picks the policy), none
 
 
 @ALGORITHMS.register("supervised")
@@ -24,7 +25,7 @@ class Supervised(Algorithm):
     Config = SupervisedConfig
 
     def views(self) -> ViewSpec:
-        return ViewSpec(labeled=("weak",))
+        return ViewSpec(labeled=(self.cfg.view,))
 
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         logits_x = self.model(batch.x[0])

@@ -53,6 +53,44 @@ def _weak(cfg: AugmentConfig, hflip: bool) -> Policy:
     return WeakPolicy(flip=cfg.flip and hflip, translate=cfg.translate)
 
 
+@AUGMENTATIONS.register("randaugment")
+def _randaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
+    """FixMatch's RandAugment (§2.1), applied after the weak flip-and-translate as in ``d.d.rac``."""
+    from ssl_bench.augment.strong import RandAugment
+
+    return Chain(WeakPolicy(cfg.flip and hflip, cfg.translate), RandAugment(cfg.ra_ops, cfg.ra_prob, cfg.cutout))
+
+
+@AUGMENTATIONS.register("ctaugment")
+def _ctaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
+    """CTAugment (§2.2) after the weak flip-and-translate; its bin weights learn from probe feedback."""
+    from ssl_bench.augment.strong import CTAugment
+
+    cta = CTAugment(
+        cfg.cta_depth,
+        cfg.cta_threshold,
+        cfg.cta_decay,
+        cfg.cta_sampling,
+        cfg.cta_cutout,
+        cfg.cta_translate,
+        cfg.cta_rescale,
+    )
+    return Chain(WeakPolicy(cfg.flip and hflip, cfg.translate), cta)
+
+
+class Chain:
+    """Policies applied one after another; exposes the stateful/feedback part (CTAugment) as ``.feedback``."""
+
+    def __init__(self, *parts: Policy) -> None:
+        self.parts = parts
+        self.feedback = next((p for p in parts if hasattr(p, "update")), None)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for part in self.parts:
+            images = part(images, generator)
+        return images
+
+
 def create_policy(name: str, cfg: AugmentConfig, hflip: bool) -> Policy:
     """Build the policy registered as ``name``; ``hflip`` says whether the dataset allows horizontal flips."""
     return AUGMENTATIONS.get(name)(cfg, hflip)

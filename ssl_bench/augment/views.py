@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ssl_bench.augment.policies import Policy
+from ssl_bench.errors import ConfigError
 
 ROLES = ("weak", "strong", "none")
 
@@ -22,9 +23,9 @@ class ViewSpec:
     def __post_init__(self) -> None:
         for role in (*self.labeled, *self.unlabeled):
             if role not in ROLES:
-                raise ValueError(f"unknown view role {role!r}; valid: {', '.join(ROLES)}")
+                raise ConfigError(f"unknown view role {role!r}; valid: {', '.join(ROLES)}")
         if bool(self.unlabeled) != (self.uratio > 0):
-            raise ValueError("unlabeled views need uratio > 0 and uratio > 0 needs unlabeled views")
+            raise ConfigError("unlabeled views need uratio > 0 and uratio > 0 needs unlabeled views")
 
 
 @dataclass

@@ -1,0 +1,384 @@
+"""The paper-scale recipes under recipes/<dataset>/ load, name registered components and follow the reference protocol.
+
+They are never trained here (2^20 steps need a GPU); these tests pin what they would run. The expected values are
+written out per file in ``TABLE`` from shared/docs/reference-algorithms.md (§1.1-§1.8 shared protocol, §2 augmentations,
+§3.2 MixMatch, §4.2 ReMixMatch, §5.2 FixMatch, §6.2 AdaMatch), independently of the TOML files, so a recipe that
+drifts from the reference fails here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import tomllib
+
+import ssl_bench.data  # noqa: F401  (registers the datasets)
+from ssl_bench.algorithms import get_algorithm
+from ssl_bench.config import (
+    AugmentConfig,
+    DataConfig,
+    GridConfig,
+    ModelConfig,
+    RecipeConfig,
+    TrainConfig,
+    load_recipe,
+)
+from ssl_bench.registry import ALGORITHMS, DATASETS, MODELS
+from ssl_bench.runner import check_train_config, expand
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+EXCLUDED = ("digits/", "smoke.toml")  # toy-scale recipes, not paper protocol
+
+
+def paper_recipe_files() -> list[str]:
+    files = (p.relative_to(RECIPES).as_posix() for p in RECIPES.rglob("*.toml"))
+    return sorted(f for f in files if not f.startswith(EXCLUDED))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the spec, written out per file
+
+SEEDS = [1, 2, 3, 4, 5]  # the five folds (§1.2, §1.8)
+
+# label budgets of the FixMatch paper's table (§9.3, §5.2)
+BUDGETS = {"cifar10": [40, 250, 4000], "cifar100": [400, 2500, 10000], "svhn": [40, 250, 1000], "stl10": [1000]}
+# (classes, native side) of each dataset (§1.2), to build the backbone
+DATASET_SHAPE = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "stl10": (10, 96)}
+
+# optimizer conventions (§1.6)
+FIXMATCH_OPT = dict(
+    steps=2**20,
+    optimizer="sgd",
+    lr=0.03,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-4,
+    lr_schedule="cosine",
+    ema_buffers="copy",
+)  # §1.6 item 2, §5.2
+FIXMATCH_OPT_C100 = {**FIXMATCH_OPT, "weight_decay": 1e-3}  # §5.2 [paper], §8 item 2
+ADAMATCH_OPT = dict(
+    steps=131072,
+    optimizer="sgd",
+    lr=0.03,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=1e-3,
+    lr_schedule="cosine_quarter",
+    ema_buffers="average",
+)  # §1.6 item 3, §1.7, §6.2
+
+# backbones: (width, scales, embed_dim); WRN-28-2, WRN-28-8 (CIFAR-100), WRN-37-2 = scales 4 (STL-10) (§1.5, §5.2)
+WRN28_2, WRN28_8, WRN37_2 = (2, 0, 128), (8, 0, 512), (2, 4, 256)
+
+# augmentation settings (§2)
+CTA_COMMON = dict(strong="ctaugment", cta_depth=2, cta_threshold=0.8, cta_decay=0.99, cta_translate="pixels")
+CTA_FIXMATCH = {**CTA_COMMON, "weak": "weak", "cta_sampling": "fixmatch", "cta_cutout": True, "cta_rescale": "fraction"}
+CTA_REMIXMATCH = {
+    **CTA_COMMON,
+    "weak": "weak",
+    "cta_sampling": "remixmatch",
+    "cta_cutout": False,
+    "cta_rescale": "pixels",
+}
+CTA_REMIXMATCH_STL = {**CTA_REMIXMATCH, "weak": "none"}  # --augment=d.x.d (remixmatch runs/ssl/stl10.sh)
+RA_32 = dict(weak="weak", strong="randaugment", ra_ops=2, ra_prob=0.5, cutout=0.5)  # 16 px of 32 (§2.1)
+RA_96 = {**RA_32, "cutout": 16 / 96}  # cutout_numpy's side stays 16 px on STL-10 (§2.1)
+WEAK_ONLY = dict(weak="weak")
+
+
+def mixmatch(w_match: float) -> dict:
+    """§3.2: K 2, T 0.5, alpha 0.75, lambda_U per dataset, ramp 1,024 of 65,536 kimg."""
+    return dict(K=2, T=0.5, alpha=0.75, w_match=w_match, rampup=1 / 64)
+
+
+def remixmatch(K: int = 8, w_rot: float = 0.5, rampup: float = 1 / 64) -> dict:
+    """§4.2: lambda_U 1.5, lambda_U1 0.5, alpha 0.75, T 0.5, dbuf 128, p_data decay 0.999."""
+    return dict(K=K, T=0.5, alpha=0.75, w_match=1.5, w_kl=0.5, w_rot=w_rot, rampup=rampup, dbuf=128, p_data_decay=0.999)
+
+
+FIXMATCH = dict(uratio=7, threshold=0.95, wu=1.0)  # §5.2
+ADAMATCH = dict(uratio=3, tau=0.9, wu=1.0, warmup=0.5, dbuf=128, p_labeled_decay=0.999)  # §6.2
+SUPERVISED = dict(view="weak")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    algorithm: str
+    dataset: str
+    budgets: list[int]
+    train: dict
+    model: tuple[int, int, int]
+    augment: dict
+    params: dict  # every hyper-parameter of the algorithm's Config
+    bn_eps: float = 1e-3  # TF 1e-3; objax (AdaMatch) 1e-6 (§1.5)
+    unlabeled_includes_labeled: bool = True  # MixMatch: Gen-1 'SSL' folder excludes them (§1.3, §8 item 6)
+    class_balance: str = "balanced"  # SVHN folds are class-proportional (§1.3)
+
+
+# fmt: off
+TABLE: dict[str, Row] = {
+    # CIFAR-10: WRN-28-2, wd 5e-4
+    "cifar10/supervised.toml":     Row("supervised", "cifar10", [40, 250, 4000], FIXMATCH_OPT, WRN28_2,
+                                       {"strong": "randaugment"}, SUPERVISED),
+    "cifar10/mixmatch.toml":       Row("mixmatch", "cifar10", [40, 250, 4000], FIXMATCH_OPT, WRN28_2, WEAK_ONLY,
+                                       mixmatch(75.0), unlabeled_includes_labeled=False),
+    "cifar10/remixmatch.toml":     Row("remixmatch", "cifar10", [250, 4000], FIXMATCH_OPT, WRN28_2, CTA_REMIXMATCH,
+                                       remixmatch()),
+    "cifar10/remixmatch_40.toml":  Row("remixmatch", "cifar10", [40], FIXMATCH_OPT, WRN28_2, CTA_REMIXMATCH,
+                                       remixmatch(K=1, w_rot=2.0, rampup=1 / 8)),
+    "cifar10/fixmatch_ra.toml":    Row("fixmatch", "cifar10", [40, 250, 4000], FIXMATCH_OPT, WRN28_2, RA_32,
+                                       FIXMATCH),
+    "cifar10/fixmatch_cta.toml":   Row("fixmatch", "cifar10", [40, 250, 4000], FIXMATCH_OPT, WRN28_2, CTA_FIXMATCH,
+                                       FIXMATCH),
+    "cifar10/adamatch.toml":       Row("adamatch", "cifar10", [40, 250, 4000], ADAMATCH_OPT, WRN28_2, CTA_FIXMATCH,
+                                       ADAMATCH, bn_eps=1e-6),
+    # CIFAR-100: WRN-28-8, wd 1e-3 (FixMatch paper)
+    "cifar100/mixmatch.toml":      Row("mixmatch", "cifar100", [400, 2500, 10000], FIXMATCH_OPT_C100, WRN28_8,
+                                       WEAK_ONLY, mixmatch(150.0), unlabeled_includes_labeled=False),
+    "cifar100/remixmatch.toml":    Row("remixmatch", "cifar100", [400, 2500, 10000], FIXMATCH_OPT_C100, WRN28_8,
+                                       CTA_REMIXMATCH, remixmatch()),
+    "cifar100/fixmatch_ra.toml":   Row("fixmatch", "cifar100", [400, 2500, 10000], FIXMATCH_OPT_C100, WRN28_8,
+                                       RA_32, FIXMATCH),
+    "cifar100/fixmatch_cta.toml":  Row("fixmatch", "cifar100", [400, 2500, 10000], FIXMATCH_OPT_C100, WRN28_8,
+                                       CTA_FIXMATCH, FIXMATCH),
+    "cifar100/adamatch.toml":      Row("adamatch", "cifar100", [400, 2500, 10000], ADAMATCH_OPT, WRN28_8,
+                                       CTA_FIXMATCH, ADAMATCH, bn_eps=1e-6),
+    # SVHN (no extra): WRN-28-2, wd 5e-4, class-proportional folds
+    "svhn/mixmatch.toml":          Row("mixmatch", "svhn", [40, 250, 1000], FIXMATCH_OPT, WRN28_2, WEAK_ONLY,
+                                       mixmatch(250.0), unlabeled_includes_labeled=False,
+                                       class_balance="proportional"),
+    "svhn/remixmatch.toml":        Row("remixmatch", "svhn", [250, 1000], FIXMATCH_OPT, WRN28_2, CTA_REMIXMATCH,
+                                       remixmatch(), class_balance="proportional"),
+    "svhn/remixmatch_40.toml":     Row("remixmatch", "svhn", [40], FIXMATCH_OPT, WRN28_2, CTA_REMIXMATCH,
+                                       remixmatch(K=1, w_rot=3.0), class_balance="proportional"),
+    "svhn/fixmatch_ra.toml":       Row("fixmatch", "svhn", [40, 250, 1000], FIXMATCH_OPT, WRN28_2, RA_32,
+                                       FIXMATCH, class_balance="proportional"),
+    "svhn/fixmatch_cta.toml":      Row("fixmatch", "svhn", [40, 250, 1000], FIXMATCH_OPT, WRN28_2, CTA_FIXMATCH,
+                                       FIXMATCH, class_balance="proportional"),
+    "svhn/adamatch.toml":          Row("adamatch", "svhn", [40, 250, 1000], ADAMATCH_OPT, WRN28_2, CTA_FIXMATCH,
+                                       ADAMATCH, bn_eps=1e-6, class_balance="proportional"),
+    # STL-10: WRN-37-2 (scales 4), 96 px, wd 5e-4
+    "stl10/mixmatch.toml":         Row("mixmatch", "stl10", [1000], FIXMATCH_OPT, WRN37_2, WEAK_ONLY,
+                                       mixmatch(50.0), unlabeled_includes_labeled=False),
+    "stl10/remixmatch.toml":       Row("remixmatch", "stl10", [1000], FIXMATCH_OPT, WRN37_2, CTA_REMIXMATCH_STL,
+                                       remixmatch(K=4)),
+    "stl10/fixmatch_ra.toml":      Row("fixmatch", "stl10", [1000], FIXMATCH_OPT, WRN37_2, RA_96, FIXMATCH),
+    "stl10/fixmatch_cta.toml":     Row("fixmatch", "stl10", [1000], FIXMATCH_OPT, WRN37_2, CTA_FIXMATCH, FIXMATCH),
+    "stl10/adamatch.toml":         Row("adamatch", "stl10", [1000], ADAMATCH_OPT, WRN37_2, CTA_FIXMATCH, ADAMATCH,
+                                       bn_eps=1e-6),
+}
+# fmt: on
+
+# which file holds each (dataset, method): ReMixMatch's 40-label runs differ and live in their own file
+METHODS = ("mixmatch", "remixmatch", "fixmatch_ra", "fixmatch_cta", "adamatch")
+
+
+def method_of(rel: str) -> str:
+    return Path(rel).stem.removesuffix("_40")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the checks
+
+
+def approx_equal(got, want) -> bool:
+    if isinstance(want, bool) or not isinstance(want, float):
+        return got == want and type(got) is type(want)
+    return isinstance(got, float) and got == pytest.approx(want, rel=1e-12, abs=0.0)
+
+
+def check_protocol(recipe: RecipeConfig, row: Row) -> None:
+    """Assert that ``recipe`` follows ``row`` and the shared protocol (§1.1, §1.2, §1.5, §1.7, §1.8)."""
+    assert recipe.algorithm.name == row.algorithm
+    assert recipe.data.dataset == row.dataset
+    assert recipe.grid.n_labels == row.budgets
+    assert recipe.grid.seeds == SEEDS
+    # data
+    assert recipe.data.n_valid == 1  # the papers' run scripts (§1.2)
+    assert recipe.data.image_size == 0 and recipe.data.extra is False  # native size; SVHN without 'extra'
+    assert recipe.data.class_balance == row.class_balance
+    assert recipe.data.unlabeled_includes_labeled is row.unlabeled_includes_labeled
+    # model
+    width, scales, _ = row.model
+    assert (recipe.model.name, recipe.model.width, recipe.model.scales) == ("wrn28", width, scales)
+    assert recipe.model.bn_momentum == pytest.approx(0.001)
+    assert recipe.model.bn_eps == pytest.approx(row.bn_eps)
+    assert recipe.model.leaky_slope == pytest.approx(0.1)
+    # train
+    expected_train = {
+        **row.train,
+        "batch_size": 64,
+        "ema_decay": 0.999,
+        "ema_warmup": False,
+        "eval_every": 1024,
+        "median_k": 20,
+    }
+    for key, want in expected_train.items():
+        got = getattr(recipe.train, key)
+        assert approx_equal(got, want), f"train.{key}: got {got!r}, want {want!r}"
+    # augment
+    for key, want in row.augment.items():
+        got = getattr(recipe.augment, key)
+        assert approx_equal(got, want), f"augment.{key}: got {got!r}, want {want!r}"
+    assert recipe.augment.flip is True  # SVHN's no-flip comes from the dataset, not the recipe (§1.4)
+    assert recipe.augment.translate == pytest.approx(0.125)  # 4 px at 32, 12 px at 96 (§1.4)
+    # algorithm: every hyper-parameter of its Config is pinned
+    params = dataclasses.asdict(recipe.algorithm)
+    params.pop("name")
+    assert set(params) == set(row.params), f"algorithm keys {sorted(params)} vs table {sorted(row.params)}"
+    for key, want in row.params.items():
+        assert approx_equal(params[key], want), f"algorithm.{key}: got {params[key]!r}, want {want!r}"
+
+
+def test_every_paper_recipe_is_in_the_table():
+    files = paper_recipe_files()
+    assert files, f"no recipes found under {RECIPES}"
+    assert set(files) == set(TABLE), (
+        f"recipes without a table row: {sorted(set(files) - set(TABLE))}; "
+        f"table rows without a recipe: {sorted(set(TABLE) - set(files))}"
+    )
+
+
+@pytest.mark.parametrize("dataset", sorted(BUDGETS))
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_covers_the_paper_budgets_once(dataset, method):
+    """Across its files (e.g. remixmatch.toml + remixmatch_40.toml), a method runs each paper budget exactly once."""
+    budgets = [
+        n
+        for rel, row in TABLE.items()
+        if rel.startswith(f"{dataset}/") and method_of(rel) == method
+        for n in row.budgets
+    ]
+    assert sorted(budgets) == BUDGETS[dataset]
+
+
+@pytest.mark.parametrize("rel", sorted(TABLE))
+def test_recipe_matches_the_reference_protocol(rel):
+    recipe = load_recipe(RECIPES / rel)
+    assert recipe.algorithm.name in ALGORITHMS
+    assert recipe.data.dataset in DATASETS
+    assert recipe.model.name in MODELS
+    check_protocol(recipe, TABLE[rel])
+
+
+@pytest.mark.parametrize("rel", sorted(TABLE))
+def test_expand_gives_budgets_times_seeds_runs(rel):
+    recipe = load_recipe(RECIPES / rel)
+    runs = expand(recipe)
+    row = TABLE[rel]
+    assert [(r.data.n_labels, r.seed) for r in runs] == [(n, s) for n in row.budgets for s in SEEDS]
+    for run in runs:
+        assert run.data == dataclasses.replace(recipe.data, n_labels=run.data.n_labels)
+        assert (run.model, run.augment, run.train, run.algorithm) == (
+            recipe.model,
+            recipe.augment,
+            recipe.train,
+            recipe.algorithm,
+        )
+        check_train_config(run)  # optimizer, schedule, EMA mode and both augmentation policies are valid
+
+
+@pytest.mark.parametrize("rel", sorted(TABLE))
+def test_backbone_and_algorithm_build(rel):
+    """The backbone has the table's width/scales (pooled embedding 16*k*2^(scales-1)) and the algorithm builds."""
+    recipe = load_recipe(RECIPES / rel)
+    from ssl_bench.models import create_model
+
+    num_classes, side = DATASET_SHAPE[recipe.data.dataset]
+    model = create_model(recipe.model, num_classes, 3, side)
+    assert model.embed_dim == TABLE[rel].model[2]
+    if TABLE[rel].model == WRN28_2:
+        assert sum(p.numel() for p in model.parameters()) == 1_467_610  # WRN-28-2 without conv biases (§1.5)
+    algo = get_algorithm(recipe.algorithm.name)(model, recipe.algorithm, num_classes)
+    spec = algo.views()
+    assert spec.uratio == TABLE[rel].params.get("uratio", 1 if spec.unlabeled else 0)
+
+
+def test_fixmatch_variants_differ_only_in_the_strong_augmentation():
+    for dataset in BUDGETS:
+        ra = load_recipe(RECIPES / dataset / "fixmatch_ra.toml")
+        cta = load_recipe(RECIPES / dataset / "fixmatch_cta.toml")
+        assert ra.augment.strong == "randaugment" and cta.augment.strong == "ctaugment"
+        assert (ra.grid, ra.data, ra.model, ra.train, ra.algorithm) == (
+            cta.grid,
+            cta.data,
+            cta.model,
+            cta.train,
+            cta.algorithm,
+        )
+
+
+DEFAULTS = {
+    "grid": GridConfig(),
+    "data": DataConfig(),
+    "model": ModelConfig(),
+    "augment": AugmentConfig(),
+    "train": TrainConfig(),
+}
+UNCOMMENTED_OK = {
+    ("", "name"),
+    ("", "description"),
+    ("grid", "n_labels"),
+    ("data", "dataset"),
+    ("model", "name"),
+    ("algorithm", "name"),
+}
+
+
+@pytest.mark.parametrize("rel", sorted(set(TABLE) - {"cifar10/supervised.toml"}))
+def test_every_non_default_value_cites_its_source(rel):
+    """Each key whose value differs from the config default carries a trailing ``# ...`` comment."""
+    path = RECIPES / rel
+    values = tomllib.loads(path.read_text())
+    defaults = {**DEFAULTS, "algorithm": get_algorithm(values["algorithm"]["name"]).Config()}
+    section = ""
+    missing = []
+    for line in path.read_text().splitlines():
+        if m := re.match(r"^\[(\w+)\]\s*$", line):
+            section = m.group(1)
+            continue
+        m = re.match(r"^(\w+)\s*=\s*(.*)$", line)
+        if not m or (section, m.group(1)) in UNCOMMENTED_OK:
+            continue
+        key = m.group(1)
+        value = values[section][key] if section else values[key]
+        default = getattr(defaults[section], key)
+        differs = not (value == default if isinstance(default, (bool, str, list)) else value == pytest.approx(default))
+        if differs and "#" not in m.group(2):
+            missing.append(f"{section}.{key}")
+    assert not missing, f"{rel}: non-default values without a source comment: {missing}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the checks can fail
+
+
+@pytest.mark.parametrize(
+    ("rel", "override"),
+    [
+        ("cifar10/fixmatch_cta.toml", "train.lr=0.002"),
+        ("cifar10/fixmatch_cta.toml", "augment.cta_sampling=remixmatch"),
+        ("cifar10/fixmatch_ra.toml", "algorithm.threshold=0.9"),
+        ("cifar100/fixmatch_ra.toml", "train.weight_decay=5e-4"),
+        ("cifar10/remixmatch_40.toml", "algorithm.K=8"),
+        ("cifar10/remixmatch.toml", "augment.cta_rescale=fraction"),
+        ("svhn/mixmatch.toml", "data.class_balance=balanced"),
+        ("svhn/remixmatch_40.toml", "algorithm.w_rot=2.0"),
+        ("stl10/fixmatch_ra.toml", "augment.cutout=0.5"),
+        ("stl10/mixmatch.toml", "model.scales=0"),
+        ("cifar10/adamatch.toml", "train.nesterov=true"),
+        ("cifar10/adamatch.toml", "train.ema_buffers=copy"),
+        ("cifar10/mixmatch.toml", "grid.seeds=[1, 2, 3]"),
+        ("cifar10/mixmatch.toml", "grid.n_labels=[250, 4000]"),
+        ("cifar10/mixmatch.toml", "data.unlabeled_includes_labeled=true"),
+        ("cifar10/mixmatch.toml", "train.median_k=10"),
+    ],
+)
+def test_check_protocol_rejects_a_changed_value(rel, override):
+    recipe = load_recipe(RECIPES / rel, [override])
+    with pytest.raises(AssertionError):
+        check_protocol(recipe, TABLE[rel])
