@@ -14,17 +14,24 @@ def reflect_index(idx: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(idx >= size, period - idx, idx)
 
 
-def translate_reflect(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    """Shift every image by its own integer (dx, dy), filling with the reflected image; exact on uint8.
+def shift_gather(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor | None) -> torch.Tensor:
+    """Per image: optional horizontal flip, then an integer shift (dx, dy) with reflected fill; exact on uint8.
 
-    Equivalent to reflect-padding by max|d| and cropping at offset (pad + d): one gather, no Python loop.
+    Equivalent to flipping, reflect-padding by max|d| and cropping at offset (pad - d), done as one gather of
+    precomputed source indices (no padded copy, no Python loop).
     """
-    n, _, h, w = images.shape
+    n, c, h, w = images.shape
     rows = reflect_index(torch.arange(h, device=images.device)[None, :] - dy[:, None], h)  # (N, H)
     cols = reflect_index(torch.arange(w, device=images.device)[None, :] - dx[:, None], w)  # (N, W)
-    batch = torch.arange(n, device=images.device)[:, None, None]
-    out = images[batch, :, rows[:, :, None], cols[:, None, :]]  # advanced indices first: (N, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    if flip is not None:
+        cols = torch.where(flip[:, None], w - 1 - cols, cols)
+    index = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+    return images.reshape(n, c, h * w).gather(2, index).view(n, c, h, w)
+
+
+def translate_reflect(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Shift every image by its own integer (dx, dy), filling with the reflected image."""
+    return shift_gather(images, dx, dy, None)
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -38,12 +45,11 @@ def weak_augment(images: torch.Tensor, generator: torch.Generator, flip: bool, t
 
     ``pad = round(translate * side)``: 4 px at 32 px, 12 px at 96 px for the reference's 12.5 %.
     """
-    if flip:
-        images = random_flip(images, generator)
     n, _, h, w = images.shape
+    flips = torch.rand(n, generator=generator, device=images.device) < 0.5 if flip else None
     pad_y, pad_x = round(translate * h), round(translate * w)
     if pad_x == 0 and pad_y == 0:
-        return images
+        return images if flips is None else torch.where(flips[:, None, None, None], images.flip(-1), images)
     dy = torch.randint(-pad_y, pad_y + 1, (n,), generator=generator, device=images.device)
     dx = torch.randint(-pad_x, pad_x + 1, (n,), generator=generator, device=images.device)
-    return translate_reflect(images, dx, dy)
+    return shift_gather(images, dx, dy, flips)

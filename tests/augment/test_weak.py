@@ -67,3 +67,17 @@ def test_bad_images_rejected():
         pol(torch.zeros(3, 8, 8, dtype=torch.uint8), torch.Generator())
     with pytest.raises(ConfigError, match="unknown augmentation 'nope'"):
         create_policy("nope", AugmentConfig(), hflip=True)
+
+
+def test_weak_equals_flip_then_pad_and_crop():
+    """The fused gather equals the per-image reference: flip, reflect-pad, crop (draws replayed from the seed)."""
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
+    out = weak_augment(images, torch.Generator().manual_seed(3), flip=True, translate=0.125)
+    g = torch.Generator().manual_seed(3)
+    flips = torch.rand(32, generator=g) < 0.5
+    dy = torch.randint(-2, 3, (32,), generator=g)
+    dx = torch.randint(-2, 3, (32,), generator=g)
+    assert flips.any() and (~flips).any()
+    for i in range(32):
+        img = images[i].numpy()[:, :, ::-1] if flips[i] else images[i].numpy()
+        assert np.array_equal(out[i].numpy(), reference_translate(img, int(dx[i]), int(dy[i]), 2))
