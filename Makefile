@@ -1,4 +1,4 @@
-# ssl_bench: `make install` then `make test`; `make run` runs the main job (digits, offline).
+# ssl_bench: `make install` then `make test`; `make run` runs the main job (the digits comparison, offline).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,8 +25,10 @@ lint:
 	$(BIN)/ruff check ssl_bench tests
 	$(BIN)/ruff format --check ssl_bench tests
 
+DIGITS := supervised mixmatch remixmatch fixmatch adamatch
+
 run:
-	$(BIN)/ssl-bench run recipes/digits/supervised.toml
+	$(BIN)/ssl-bench run $(foreach a,$(DIGITS),recipes/digits/$(a).toml)
 
 leaderboard:
 	$(BIN)/ssl-bench leaderboard

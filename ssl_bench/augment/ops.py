@@ -369,7 +369,7 @@ def _nearest_index(matrices: torch.Tensor, h: int, w: int, scale: bool) -> torch
     one = 65536  # the fill border, added in fixed point
     cols = ((fix(c + a * 0.5 + b * 0.5) + one + xs * fix(a)) + ys * fix(b)).bitwise_right_shift_(16).clamp_(0, w + 1)
     rows = ((fix(f + d * 0.5 + e * 0.5) + one + xs * fix(d)) + ys * fix(e)).bitwise_right_shift_(16).clamp_(0, h + 1)
-    return rows.mul_(w + 2).add_(cols).view(n, h * w).long()
+    return cols.add_(rows, alpha=w + 2).view(n, h * w).long()
 
 
 def _as_words(rows: torch.Tensor) -> torch.Tensor:
