@@ -533,12 +533,12 @@ OPS: dict[str, OpSpec] = {
 
 
 def check_images(images: torch.Tensor) -> None:
-    """Same check as ``policies.check_images``, kept here so that policies can import this module."""
+    """Every policy and op takes a uint8 batch (N, C, H, W) with 1 or 3 channels."""
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ConfigError(f"augmentation ops expect a uint8 image tensor (N, C, H, W), got {got}")
+        raise ConfigError(f"augmentation expects a uint8 image tensor (N, C, H, W), got {got}")
     if images.shape[1] not in (1, 3):
-        raise ConfigError(f"augmentation ops expect 1 or 3 channels, got {images.shape[1]}")
+        raise ConfigError(f"augmentation expects 1 or 3 channels, got {images.shape[1]}")
 
 
 @functools.lru_cache(maxsize=64)

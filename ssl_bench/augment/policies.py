@@ -6,22 +6,14 @@ from typing import Protocol
 
 import torch
 
+from ssl_bench.augment.ops import check_images
 from ssl_bench.augment.weak import weak_augment
 from ssl_bench.config import AugmentConfig
-from ssl_bench.errors import ConfigError
 from ssl_bench.registry import AUGMENTATIONS
 
 
 class Policy(Protocol):
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
-
-
-def check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ConfigError(f"augmentation expects a uint8 image tensor (N, C, H, W), got {got}")
-    if images.shape[1] not in (1, 3):
-        raise ConfigError(f"augmentation expects 1 or 3 channels, got {images.shape[1]}")
 
 
 class NoAugment:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.augment.ops import apply_ops
-from ssl_bench.augment.policies import check_images
+from ssl_bench.augment.ops import apply_ops, check_images
 from ssl_bench.errors import ConfigError
 
 # FixMatch's RandAugment op list (§2.1)

@@ -26,6 +26,7 @@ class ImageDataset:
     num_classes: int
     hflip: bool  # whether a horizontal flip keeps the label (not for digits, SVHN, MNIST)
     unlabeled: torch.Tensor | None = None  # uint8 (M, C, H, W), extra images with no label at all
+    source_fingerprint: str | None = None  # fingerprint of the arrays as loaded, before any resize (set on load)
 
     @property
     def channels(self) -> int:
@@ -36,7 +37,12 @@ class ImageDataset:
         return int(self.train_images.shape[-1])
 
     def fingerprint(self) -> str:
-        """sha256 over shapes and bytes of every array: changes whenever the data a split indexes changes."""
+        """sha256 over shapes and bytes of every array as loaded: changes whenever the data a split indexes changes.
+
+        A resize at load time (``data.image_size``) does not change it: splits index the same images at any size.
+        """
+        if self.source_fingerprint is not None:
+            return self.source_fingerprint
         h = hashlib.sha256()
         for t in (self.train_images, self.train_labels, self.test_images, self.test_labels, self.unlabeled):
             if t is None:
@@ -83,6 +89,7 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     key = (cfg.dataset, cfg.root, cfg.extra, cfg.image_size)
     if key not in _CACHE:
         ds = loader(cfg)
+        ds = replace(ds, source_fingerprint=ds.fingerprint())
         if cfg.image_size:
             ds = replace(
                 ds,

@@ -41,7 +41,7 @@ def test_fingerprint_is_stable_and_sensitive(digits):
     assert fp == load_dataset(DataConfig(dataset="digits")).fingerprint()
     images = digits.train_images.clone()
     images[0, 0, 0, 0] ^= 1
-    changed = ImageDataset(**{**digits.__dict__, "train_images": images})
+    changed = ImageDataset(**{**digits.__dict__, "train_images": images, "source_fingerprint": None})
     assert changed.fingerprint() != fp
 
 
@@ -138,7 +138,7 @@ def test_manifest_written_once_and_verified(digits, tmp_path):
     path.write_text(json.dumps(manifest))
     images = digits.train_images.clone()
     images[5] = 255 - images[5]
-    changed = ImageDataset(**{**digits.__dict__, "train_images": images})
+    changed = ImageDataset(**{**digits.__dict__, "train_images": images, "source_fingerprint": None})
     with pytest.raises(DataError, match="fingerprint mismatch"):
         get_split(changed, sid, manifest_dir=tmp_path)
 
@@ -165,3 +165,11 @@ def test_manifest_is_used_not_redrawn(digits, tmp_path):
     path.write_text(json.dumps(moved.manifest()))
     assert get_split(digits, sid, manifest_dir=tmp_path).labeled.tolist() == moved.labeled.tolist()
     assert moved.hash != split.hash
+
+
+def test_resized_dataset_keeps_the_fingerprint_of_its_source(digits, tmp_path):
+    """A split drawn at 8x8 is the same split at 16x16: the manifest identifies the data, not its display size."""
+    big = load_dataset(DataConfig(dataset="digits", image_size=16))
+    assert big.train_images.shape[-1] == 16 and big.fingerprint() == digits.fingerprint()
+    sid = SplitId("digits", 1, 40, 100)
+    assert get_split(digits, sid, manifest_dir=tmp_path).hash == get_split(big, sid, manifest_dir=tmp_path).hash
