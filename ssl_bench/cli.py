@@ -119,6 +119,22 @@ def cmd_bench_augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exchange_rate(args: argparse.Namespace) -> int:
+    from ssl_bench.active.report import exchange_rates, plot_exchange
+    from ssl_bench.results import load_records
+
+    rates = exchange_rates(load_records(args.results_dir))
+    if rates.empty:
+        raise SSLBenchError(
+            f"no records with n_unlabeled under {args.results_dir}: run a recipe at several label budgets and "
+            "unlabeled pool sizes (data.n_unlabeled) first, e.g. recipes/digits/exchange_rate.toml"
+        )
+    print(rates.to_markdown(index=False, floatfmt=".3g"))
+    path = plot_exchange(rates, args.results_dir / "exchange_rate.png")
+    print(f"plot: {path}" if path else "no plot: no budget had two pool sizes with a gain from more unlabeled data")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-bench", description="Semi-supervised learning benchmark suite.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -173,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     b.add_argument("--seconds", type=float, default=2.0, help="minimum timing per measurement (default 2)")
     b.set_defaults(func=cmd_bench_augment)
+
+    p = sub.add_parser(
+        "exchange-rate",
+        help="how many unlabeled images one label is worth, per budget, from recorded runs",
+        description="Estimate, from records of runs at several label budgets and unlabeled pool sizes "
+        "(data.n_unlabeled), how many unlabeled images one label is worth at each budget; print the table and "
+        "draw RESULTS_DIR/exchange_rate.png.",
+    )
+    _results_arg(p)
+    p.set_defaults(func=cmd_exchange_rate)
 
     p = sub.add_parser("leaderboard", help="regenerate RESULTS_DIR/README.md from the run records and print it")
     _results_arg(p)

@@ -22,6 +22,7 @@ class GridConfig:
 
     n_labels: list[int] = field(default_factory=lambda: [40])
     seeds: list[int] = field(default_factory=lambda: [1])
+    n_unlabeled: list[int] = field(default_factory=list)  # optional: also vary the unlabeled pool (data.n_unlabeled)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class DataConfig:
     n_labels: int = 40  # label budget; set per run from grid.n_labels
     n_valid: int = 0  # validation images carved from the training pool (the papers' runs use 1)
     class_balance: str = "balanced"  # balanced | proportional (SVHN's reference folds follow class frequency)
+    n_unlabeled: int = 0  # keep a seeded random subset of this many unlabeled images; 0 = all (exchange-rate runs)
     unlabeled_includes_labeled: bool = True  # FixMatch/ReMixMatch/AdaMatch: yes; MixMatch/MMA: no (§8 item 6)
 
 
@@ -97,6 +99,23 @@ class TrainConfig:
 
 
 @dataclass
+class ActiveConfig:
+    """Active learning (MMA, reference-algorithms.md §7): grow the labeled set in rounds chosen by acquisition.
+
+    The start budget is each of grid.n_labels; train.steps is derived from the schedule. The paper's CIFAR-10
+    schedule (§7.3): start 250, grow 50, final 4000, first_interval 262,144 steps, interval 2,048 kimg.
+    """
+
+    acquisitions: list[str] = field(default_factory=list)  # empty: no active learning; e.g. ["random", "diff2-direct"]
+    grow: int = 50  # labels added per round
+    final: int = 4000  # labels after the last round
+    interval: int = 32768  # training between acquisitions (2,048 kimg at B=64), in interval_unit
+    first_interval: int = 0  # training on the start budget before the first acquisition; 0 = interval
+    interval_unit: str = "steps"  # steps | images (labeled images seen, the reference's kimg x 1024)
+    aug_k: int = 2  # .aug acquisitions average predictions over this many weak augmentations (§7.4)
+
+
+@dataclass
 class RecipeConfig:
     """A whole recipe: what to run (grid) and how every run of it is configured."""
 
@@ -107,6 +126,7 @@ class RecipeConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    active: ActiveConfig = field(default_factory=ActiveConfig)
     algorithm: Any = None  # the algorithm's own config dataclass (see algorithm_config)
 
 

@@ -67,7 +67,16 @@ def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+ACTIVE_PROTOCOL = (
+    "Active learning (MMA): one row per acquisition function; columns are the labels at each round; a cell is the "
+    "mean ± std over seeds of the median of the last k evaluations inside that round. `random` is the baseline: the "
+    "same label growth with uniformly drawn images."
+)
+
+
 def render(results_dir: Path) -> str:
+    from ssl_bench.active.report import active_frame, active_tables, exchange_rates, plot_active, plot_exchange
+
     records = load_records(results_dir)
     tables = ssl_tables(records_frame(records))
     lines = [
@@ -82,6 +91,23 @@ def render(results_dir: Path) -> str:
         lines.append("No run records yet.")
     for dataset, table in tables.items():
         lines += [f"## {dataset}", "", table.to_markdown(index=False), ""]
+    active = active_frame(records)
+    for dataset, table in active_tables(active).items():
+        lines += [f"## {dataset}: active learning", "", ACTIVE_PROTOCOL, "", table.to_markdown(index=False), ""]
+    if plot_active(active, Path(results_dir) / "active.png"):
+        lines += ["![accuracy against labels per acquisition function](active.png)", ""]
+    rates = exchange_rates(records)
+    if not rates.empty and rates["label_worth_unlabeled"].notna().any():
+        lines += [
+            "## What a label is worth",
+            "",
+            "Unlabeled images one label is worth (`ssl-bench exchange-rate`).",
+            "",
+            rates.to_markdown(index=False, floatfmt=".3g"),
+            "",
+        ]
+        if plot_exchange(rates, Path(results_dir) / "exchange_rate.png"):
+            lines += ["![unlabeled images one label is worth](exchange_rate.png)", ""]
     lines.append(f"{len(records)} record(s).")
     return "\n".join(lines) + "\n"
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ssl_bench.active.acquisition import Acquisition
+from ssl_bench.active.loop import run_active, schedule
 from ssl_bench.algorithms import get_algorithm
 from ssl_bench.augment import create_policy
 from ssl_bench.config import RecipeConfig, config_hash
@@ -24,28 +27,43 @@ NON_SEMANTIC = {
     "data": ("root", "download"),
     "train": ("device", "progress", "tensorboard", "checkpoint_every", "eval_batch_size"),
 }
+# keys added after records existed, left out of the hash while they hold the value that reproduces older runs
+OMIT_IF_DEFAULT = {"data": {"n_unlabeled": 0}}
 CHECKPOINT_DIR = ".checkpoints"
 
 
 def expand(recipe: RecipeConfig) -> list[RunConfig]:
-    """One RunConfig per (label budget, seed) of the recipe's grid, budgets outermost."""
+    """One RunConfig per (label budget[, pool size], seed[, acquisition]) of the recipe's grid, budgets outermost.
+
+    An active-learning recipe (non-empty ``active.acquisitions``) trains each run for its whole label-growth
+    schedule: ``train.steps`` is derived from it.
+    """
     if not recipe.grid.n_labels or not recipe.grid.seeds:
         raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
+    for name in recipe.active.acquisitions:
+        Acquisition.parse(name)
     runs = []
-    for n in recipe.grid.n_labels:
+    pools = recipe.grid.n_unlabeled or [recipe.data.n_unlabeled]
+    for n, pool in itertools.product(recipe.grid.n_labels, pools):
         for seed in recipe.grid.seeds:
             if seed < 0:
                 raise ConfigError(f"grid.seeds: seeds must be >= 0, got {seed}")
-            runs.append(
-                RunConfig(
-                    seed=seed,
-                    data=dataclasses.replace(recipe.data, n_labels=n),
-                    model=recipe.model,
-                    augment=recipe.augment,
-                    train=recipe.train,
-                    algorithm=recipe.algorithm,
+            for acquisition in recipe.active.acquisitions or [None]:
+                train = recipe.train
+                if acquisition is not None:
+                    train = dataclasses.replace(train, steps=schedule(recipe.active, n, train.batch_size)[-1][0])
+                runs.append(
+                    RunConfig(
+                        seed=seed,
+                        data=dataclasses.replace(recipe.data, n_labels=n, n_unlabeled=pool),
+                        model=recipe.model,
+                        augment=recipe.augment,
+                        train=train,
+                        algorithm=recipe.algorithm,
+                        active=recipe.active,
+                        acquisition=acquisition,
+                    )
                 )
-            )
     return runs
 
 
@@ -54,6 +72,10 @@ def run_hash(run: RunConfig) -> str:
     for section, keys in NON_SEMANTIC.items():
         for key in keys:
             values[section].pop(key, None)
+    for section, defaults in OMIT_IF_DEFAULT.items():
+        for key, default in defaults.items():
+            if values[section].get(key) == default:
+                values[section].pop(key)
     return config_hash(values)
 
 
@@ -79,6 +101,21 @@ def check_train_config(run: RunConfig) -> None:
         create_policy(getattr(run.augment, role), run.augment, hflip=True)
 
 
+def check_pools(run: RunConfig, n_train: int, split: Split) -> None:
+    """Pools large enough for ``data.n_unlabeled`` and for every round of an active-learning schedule."""
+    available = n_train - len(split.valid) - len(split.labeled)
+    if run.acquisition is not None and run.active.final - len(split.labeled) > available:
+        raise ConfigError(
+            f"active.final = {run.active.final} needs {run.active.final - len(split.labeled)} more labels but only "
+            f"{available} unlabeled images remain in the pool of {split.id}"
+        )
+    pool = n_train - len(split.valid) - (0 if run.data.unlabeled_includes_labeled else len(split.labeled))
+    if run.data.n_unlabeled > pool:
+        raise ConfigError(f"data.n_unlabeled = {run.data.n_unlabeled} is more than the {pool} unlabeled images")
+    if run.data.n_unlabeled < 0:
+        raise ConfigError("data.n_unlabeled must be >= 0")
+
+
 def plan(recipe: RecipeConfig, results_dir: Path) -> list[tuple[RunConfig, str, Split]]:
     """Validate every run before anything is written: data present, splits drawable, model buildable."""
     planned = []
@@ -87,6 +124,7 @@ def plan(recipe: RecipeConfig, results_dir: Path) -> list[tuple[RunConfig, str, 
         check_train_config(run)
         ds = load_dataset(run.data)
         split = get_split(ds, split_id(run), run.data.class_balance, manifests, write=False)
+        check_pools(run, len(ds.train_labels), split)
         planned.append((run, run_hash(run), split))
     first = planned[0][0]
     ds = load_dataset(first.data)
@@ -108,12 +146,13 @@ def make_record(run: RunConfig, chash: str, split: Split, result: Any, results_d
         "source": None,
         "target": None,
         "round": None,
-        "acquisition": None,
+        "acquisition": run.acquisition,
         "acc_median": result.acc_median,
         "median_k": result.extra["median_k"],
         "acc_final": result.acc_final,
         "acc_history": [list(h) for h in result.acc_history],
         "acc_raw_final": result.extra["acc_raw_final"],
+        "n_unlabeled": result.extra["n_unlabeled"],
         "model": run.model.name,
         "augmentation": result.extra["augmentation"],
         "steps": result.steps,
@@ -139,17 +178,23 @@ def run_recipe(
     """Run every not-yet-recorded entry of ``recipe``; interrupted runs resume from their checkpoint."""
     results_dir = Path(results_dir)
     planned = plan(recipe, results_dir)
-    done = {r["config_hash"] for r in load_records(results_dir)}
+    done = {(r["config_hash"], r.get("round")) for r in load_records(results_dir)}
     records = []
     for i, (run, chash, _) in enumerate(planned, 1):
         tag = f"[{i}/{len(planned)}] {run.algorithm.name} {split_id(run)}"
-        if chash in done:
+        last_round = None
+        if run.acquisition is not None:  # an active run is done once its last round is recorded
+            last_round = len(schedule(run.active, run.data.n_labels, run.train.batch_size)) - 1
+        if (chash, last_round) in done:
             log(f"{tag}: already recorded (config {chash[:12]}), skipped")
             continue
         ds = load_dataset(run.data)
         split = get_split(ds, split_id(run), run.data.class_balance, results_dir / "splits")
         ckpt = results_dir / CHECKPOINT_DIR / f"{chash[:16]}.pt"
         trainer = Trainer(run, ds, split, chash)
+        if run.acquisition is not None:
+            records += run_active(trainer, run.acquisition, results_dir, log, desc=f"{tag} {run.acquisition}")
+            continue
         if ckpt.exists():
             log(f"{tag}: resuming from {ckpt}")
         result = trainer.run(ckpt, stop_at=stop_at, log_dir=results_dir / "tensorboard" / chash[:12], desc=tag)
@@ -159,7 +204,7 @@ def run_recipe(
         record = make_record(run, chash, split, result, results_dir)
         path = write_record(results_dir, record)
         ckpt.unlink(missing_ok=True)
-        done.add(chash)
+        done.add((chash, None))
         records.append(record)
         log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
     return records

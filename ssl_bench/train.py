@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ssl_bench.algorithms import Algorithm, get_algorithm
 from ssl_bench.augment import ViewBuilder, create_policy
 from ssl_bench.augment.views import to_input
-from ssl_bench.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig, to_dict
+from ssl_bench.config import ActiveConfig, AugmentConfig, DataConfig, ModelConfig, TrainConfig, to_dict
 from ssl_bench.data.datasets import ImageDataset
 from ssl_bench.data.splits import Split
 from ssl_bench.data.streams import IndexStream
@@ -44,9 +45,11 @@ class RunConfig:
     augment: AugmentConfig
     train: TrainConfig
     algorithm: Any
+    active: ActiveConfig = field(default_factory=ActiveConfig)
+    acquisition: str | None = None  # the acquisition function of an active-learning run
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "seed": self.seed,
             "data": to_dict(self.data),
             "model": to_dict(self.model),
@@ -54,6 +57,9 @@ class RunConfig:
             "train": to_dict(self.train),
             "algorithm": to_dict(self.algorithm),
         }
+        if self.acquisition is not None:  # plain runs keep the hashes they had before active learning existed
+            out["active"] = {**to_dict(self.active), "acquisition": self.acquisition}
+        return out
 
 
 @dataclass
@@ -167,6 +173,13 @@ def median_last(history: list[tuple[int, float]], k: int) -> float:
     return float(statistics.median(acc for _, acc in history[-k:]))
 
 
+def subsample_pool(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded random subset of ``n`` images of the unlabeled pool (``data.n_unlabeled``)."""
+    if n > len(pool):
+        raise ConfigError(f"data.n_unlabeled = {n} is more than the {len(pool)} images of the unlabeled pool")
+    return np.sort(np.random.default_rng([seed, n]).choice(pool, size=n, replace=False))
+
+
 class Trainer:
     """Runs one ``RunConfig`` on a dataset and split, resuming from ``checkpoint`` if it exists."""
 
@@ -181,11 +194,6 @@ class Trainer:
         self.ema = EMA(self.algorithm.model, tc.ema_decay, tc.ema_warmup, tc.ema_buffers)
         self.optimizer = make_optimizer(tc, self.algorithm)
         self.spec = self.algorithm.views()
-        self.labeled = IndexStream(split.labeled, tc.batch_size, cfg.seed, "labeled")
-        self.unlabeled = None
-        if self.spec.uratio:
-            pool = split.unlabeled(len(ds.train_labels), cfg.data.unlabeled_includes_labeled)
-            self.unlabeled = IndexStream(pool, tc.batch_size * self.spec.uratio, cfg.seed, "unlabeled")
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         roles = {*self.spec.labeled, *self.spec.unlabeled}
         names = {r: "none" if r == "none" else getattr(cfg.augment, r) for r in roles}
@@ -196,13 +204,41 @@ class Trainer:
         self.feedback = {n: p.feedback for n, p in by_name.items() if getattr(p, "feedback", None) is not None}
         self.probe_base = create_policy("weak", cfg.augment, ds.hflip)
         self.train_images = ds.train_images.to(self.device)
-        self.train_labels = ds.train_labels.to(self.device)
+        self.train_labels = torch.full_like(ds.train_labels, -1).to(self.device)  # revealed labels only
         self.views = ViewBuilder(self.train_images, self.train_labels, self.spec, policies, self.generator)
+        self.set_labeled(split.labeled)
         self.test_images = ds.test_images.to(self.device)
         self.test_labels = ds.test_labels.to(self.device)
         self.step = 0
         self.history: list[tuple[int, float]] = []
         self.wall_s = 0.0
+
+    def set_labeled(self, indices: np.ndarray) -> None:
+        """Use ``indices`` as the labeled pool: reveal their labels (and only theirs) and rebuild both streams.
+
+        The unlabeled pool is the training pool minus validation (and minus the labeled images where
+        ``data.unlabeled_includes_labeled`` is false). Streams are named by the pool size, so a grown pool gets
+        fresh, seeded permutations.
+        """
+        tc, n_train = self.cfg.train, len(self.ds.train_labels)
+        self.labeled_pool = np.asarray(sorted(int(i) for i in indices), dtype=np.int64)
+        idx = torch.as_tensor(self.labeled_pool)
+        self.train_labels.fill_(-1)
+        self.train_labels[idx.to(self.device)] = self.ds.train_labels[idx].to(self.device)
+        tag = f"{len(self.labeled_pool)}" if len(self.labeled_pool) != len(self.split.labeled) else ""
+        self.labeled = IndexStream(self.labeled_pool, tc.batch_size, self.cfg.seed, f"labeled{tag}")
+        self.unlabeled, self.n_unlabeled = None, 0
+        if self.spec.uratio:
+            keep = np.ones(n_train, dtype=bool)
+            keep[self.split.valid] = False
+            if not self.cfg.data.unlabeled_includes_labeled:
+                keep[self.labeled_pool] = False
+            pool = np.flatnonzero(keep)
+            if self.cfg.data.n_unlabeled:
+                pool = subsample_pool(pool, self.cfg.data.n_unlabeled, self.cfg.seed)
+            self.n_unlabeled = len(pool)
+            batch = tc.batch_size * self.spec.uratio
+            self.unlabeled = IndexStream(pool, batch, self.cfg.seed, f"unlabeled{tag}")
 
     # ------------------------------------------------------------------------------------------------------
     # checkpoints
@@ -221,6 +257,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": rng,
             "augment": {n: f.state_dict() for n, f in self.feedback.items()},
+            "labeled_pool": torch.as_tensor(self.labeled_pool),
             "streams": {
                 "labeled": self.labeled.state_dict(),
                 "unlabeled": self.unlabeled.state_dict() if self.unlabeled else None,
@@ -257,6 +294,7 @@ class Trainer:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
             for n, f in self.feedback.items():
                 f.load_state_dict(state["augment"][n])
+            self.set_labeled(state["labeled_pool"].numpy())
             self.labeled.load_state_dict(state["streams"]["labeled"])
             if self.unlabeled is not None:
                 self.unlabeled.load_state_dict(state["streams"]["unlabeled"])
@@ -304,12 +342,17 @@ class Trainer:
         stop_at: int | None = None,
         log_dir: Path | None = None,
         desc: str = "",
+        resume: bool = True,
     ) -> TrainResult | None:
-        """Train to ``train.steps``; returns None when stopped early at ``stop_at`` (tests of resume use it)."""
+        """Train to ``train.steps``; returns None when stopped at ``stop_at`` (resume tests, active learning).
+
+        With ``resume`` an existing ``checkpoint`` is loaded first; a caller that continues the same trainer in
+        the same process passes ``resume=False``.
+        """
         from tqdm import tqdm
 
         tc = self.cfg.train
-        if checkpoint is not None and checkpoint.exists():
+        if resume and checkpoint is not None and checkpoint.exists():
             self.load(checkpoint)
         ckpt_every = tc.checkpoint_every or tc.eval_every
         writer = None
@@ -355,17 +398,23 @@ class Trainer:
                 writer.close()
         self.wall_s += time.perf_counter() - t0
         k = min(tc.median_k, len(self.history))
+        return self.result(median_last(self.history, tc.median_k), self.history[-1][1], k)
+
+    def result(self, acc_median: float, acc_final: float, median_k: int) -> TrainResult:
+        """The run's result so far, with the given headline (active-learning rounds pass their own)."""
+        tc = self.cfg.train
         return TrainResult(
-            acc_history=self.history,
-            acc_median=median_last(self.history, tc.median_k),
-            acc_final=self.history[-1][1],
+            acc_history=list(self.history),
+            acc_median=acc_median,
+            acc_final=acc_final,
             steps=self.step,
             images_seen=self.step * tc.batch_size,
             wall_s=self.wall_s,
             device=str(self.device),
             extra={
-                "median_k": k,
+                "median_k": median_k,
                 "augmentation": self.augmentation,
+                "n_unlabeled": self.n_unlabeled,
                 "acc_raw_final": evaluate(self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size),
             },
         )

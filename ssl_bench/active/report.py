@@ -1,0 +1,154 @@
+"""Active-learning reports: accuracy against labels per acquisition function, and what one label is worth.
+
+The exchange-rate analysis follows the question of MMA (arXiv 1912.00594, §5): how many unlabeled images buy the
+accuracy that one more label buys. Here it is estimated by finite differences between recorded runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def active_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [
+        {
+            "dataset": r["dataset"],
+            "algorithm": r["algorithm"],
+            "acquisition": str(r.get("acquisition")),
+            "round": int(r["round"]),
+            "n_labels": int(r["n_labels"]),
+            "seed": r["seed"],
+            "acc": 100.0 * float(r["acc_median"]),
+        }
+        for r in records
+        if r.get("round") is not None
+    ]
+    return pd.DataFrame(rows)
+
+
+def _cell(group: pd.Series) -> str:
+    std = group.std(ddof=1) if len(group) > 1 else 0.0
+    return f"{group.mean():.2f} ± {std:.2f} (n={len(group)})"
+
+
+def active_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per dataset: rows (algorithm, acquisition), columns label counts; mean ± std over seeds of each round."""
+    out = {}
+    if df.empty:
+        return out
+    for dataset, part in df.groupby("dataset", sort=True):
+        table = part.pivot_table(index=["algorithm", "acquisition"], columns="n_labels", values="acc", aggfunc=_cell)
+        table.columns = [f"{c}" for c in table.columns]
+        out[str(dataset)] = table.fillna("—").reset_index()
+    return out
+
+
+def plot_active(df: pd.DataFrame, path: Path) -> Path | None:
+    """Accuracy (mean ± std over seeds) against labels, one line per (algorithm, acquisition); one panel a dataset."""
+    if df.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted(df["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        part = df[df["dataset"] == dataset]
+        for (algo, acq), g in part.groupby(["algorithm", "acquisition"]):
+            stats = g.groupby("n_labels")["acc"].agg(["mean", "std", "count"]).reset_index()
+            ax.errorbar(
+                stats["n_labels"],
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                marker="o",
+                capsize=3,
+                label=f"{algo} · {acq}",
+            )
+        ax.set_ylim(top=min(ax.get_ylim()[1], 100.5))  # error bars may reach past 100 %
+        ax.set_title(f"{dataset}: active label growth")
+        ax.set_xlabel("labeled images")
+        ax.set_ylabel("test accuracy (%), median of last k evals")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def exchange_rates(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Unlabeled images one label is worth, per (dataset, algorithm, budget), from non-active runs.
+
+    label slope  = (acc(L_next, U_full) − acc(L, U_full)) / (L_next − L), at the largest unlabeled pool;
+    pool slope   = (acc(L, U_b) − acc(L, U_a)) / (U_b − U_a), between the two largest pools recorded at L;
+    worth        = label slope / pool slope (accuracies are means over seeds). Undefined where more unlabeled
+    images did not raise accuracy.
+    """
+    rows = [
+        {
+            "dataset": r["dataset"],
+            "algorithm": r["algorithm"],
+            "n_labels": int(r["n_labels"]),
+            "n_unlabeled": int(r["n_unlabeled"]),
+            "acc": 100.0 * float(r["acc_median"]),
+        }
+        for r in records
+        if r.get("round") is None and r.get("n_unlabeled") is not None and (r.get("setting") or "ssl") == "ssl"
+    ]
+    out = []
+    if not rows:
+        return pd.DataFrame(out)
+    df = pd.DataFrame(rows).groupby(["dataset", "algorithm", "n_labels", "n_unlabeled"])["acc"].mean().reset_index()
+    for (dataset, algo), part in df.groupby(["dataset", "algorithm"]):
+        budgets = sorted(part["n_labels"].unique())
+        for i, budget in enumerate(budgets):
+            at = part[part["n_labels"] == budget].sort_values("n_unlabeled")
+            row = {"dataset": dataset, "algorithm": algo, "n_labels": budget, "pools": len(at)}
+            label_slope = pool_slope = None
+            if i + 1 < len(budgets):
+                nxt = part[part["n_labels"] == budgets[i + 1]]
+                u = min(at["n_unlabeled"].max(), nxt["n_unlabeled"].max())
+                a0, a1 = at[at["n_unlabeled"] == u]["acc"], nxt[nxt["n_unlabeled"] == u]["acc"]
+                if len(a0) and len(a1):
+                    label_slope = (float(a1.iloc[0]) - float(a0.iloc[0])) / (budgets[i + 1] - budget)
+            if len(at) >= 2:
+                (ua, aa), (ub, ab) = at[["n_unlabeled", "acc"]].iloc[-2], at[["n_unlabeled", "acc"]].iloc[-1]
+                pool_slope = (ab - aa) / (ub - ua)
+            row["acc_per_label"] = label_slope
+            row["acc_per_1k_unlabeled"] = None if pool_slope is None else 1000 * pool_slope
+            row["label_worth_unlabeled"] = (
+                label_slope / pool_slope if label_slope is not None and pool_slope and pool_slope > 0 else None
+            )
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def plot_exchange(df: pd.DataFrame, path: Path) -> Path | None:
+    if df.empty or df["label_worth_unlabeled"].isna().all():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (dataset, algo), g in df.dropna(subset=["label_worth_unlabeled"]).groupby(["dataset", "algorithm"]):
+        ax.plot(g["n_labels"], g["label_worth_unlabeled"], marker="o", label=f"{dataset} · {algo}")
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel("unlabeled images one label is worth")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

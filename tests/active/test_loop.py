@@ -1,0 +1,153 @@
+"""The label-growth loop: schedule, labels revealed only when selected, round records, audit log, exact resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ssl_bench.active.loop import schedule
+from ssl_bench.cli import main
+from ssl_bench.config import ActiveConfig, load_recipe
+from ssl_bench.data.datasets import load_dataset
+from ssl_bench.data.splits import get_split
+from ssl_bench.errors import ConfigError
+from ssl_bench.results import load_records
+from ssl_bench.runner import expand, run_hash, run_recipe, split_id
+from ssl_bench.train import Trainer
+from tests.conftest import ROOT
+
+ACTIVE = str(ROOT / "recipes/digits/active.toml")
+TINY = [
+    "grid.seeds=[1]",
+    "active.acquisitions=['entropy-direct']",
+    "active.final=40",
+    "active.first_interval=20",
+    "active.interval=20",
+    "train.eval_every=10",
+    "train.batch_size=16",
+    "train.progress=false",
+]
+
+
+def test_schedule_golden_and_errors():
+    cfg = ActiveConfig(grow=10, final=60, first_interval=400, interval=150)
+    assert schedule(cfg, 20, 32) == [(400, 20), (550, 30), (700, 40), (850, 50), (1000, 60)]
+    # 20 -> 45 -> 60: the last round adds only what is left
+    assert schedule(ActiveConfig(grow=25, final=60, interval=100), 20, 32) == [(100, 20), (200, 45), (300, 60)]
+    images = ActiveConfig(grow=50, final=350, interval=2048 * 1024, interval_unit="images")
+    assert schedule(images, 250, 64) == [(32768, 250), (65536, 300), (98304, 350)]
+    with pytest.raises(ConfigError, match="above active.final"):
+        schedule(ActiveConfig(final=10), 20, 32)
+    with pytest.raises(ConfigError, match="active.grow must be positive"):
+        schedule(ActiveConfig(grow=0), 20, 32)
+
+
+def test_paper_schedule_matches_the_reference():
+    recipe = load_recipe(ROOT / "recipes/cifar10/mma.toml")
+    plan = schedule(recipe.active, 250, 64)
+    assert len(plan) == 76 and plan[-1][1] == 4000  # 75 rounds of 50 after the start budget (§7.3)
+    assert plan[-1][0] == 169984 * 1024 // 64  # 169,984 kimg of training = 2,719,744 steps
+
+
+def test_only_selected_labels_are_revealed():
+    recipe = load_recipe(ACTIVE, TINY)
+    run = expand(recipe)[0]
+    ds = load_dataset(run.data)
+    split = get_split(ds, split_id(run), "balanced", None)
+    trainer = Trainer(run, ds, split, run_hash(run))
+    revealed = trainer.train_labels.cpu()
+    assert set(np.flatnonzero(revealed.numpy() >= 0)) == set(split.labeled.tolist())
+    assert (revealed[split.labeled] == ds.train_labels[split.labeled]).all()
+    extra = np.setdiff1d(np.arange(50), np.concatenate([split.labeled, split.valid]))[:5]
+    trainer.set_labeled(np.concatenate([split.labeled, extra]))
+    now = trainer.train_labels.cpu().numpy()
+    assert set(np.flatnonzero(now >= 0)) == set(split.labeled.tolist()) | set(extra.tolist())
+    unl = trainer.unlabeled.pool.numpy()
+    assert not set(unl) & set(extra.tolist()) and not set(unl) & set(split.valid.tolist())
+
+
+def test_rounds_are_recorded_audited_and_resume_exactly(tmp_path, monkeypatch):
+    recipe = load_recipe(ACTIVE, TINY)
+    full = run_recipe(recipe, tmp_path / "a", log=lambda s: None)
+    assert [r["round"] for r in full] == [0, 1, 2] and [r["n_labels"] for r in full] == [20, 30, 40]
+    assert {r["acquisition"] for r in full} == {"entropy-direct"} and full[-1]["steps"] == 60
+    (log_file,) = (tmp_path / "a" / "splits").glob("*.active-*.json")
+    audit = json.loads(log_file.read_text())
+    added = [i for r in audit["rounds"] for i in r["added"]]
+    assert len(added) == 20 and len(set(added)) == 20 and audit["acquisition"] == "entropy-direct"
+    manifest = json.loads((tmp_path / "a" / "splits" / "digits.1@20-100.json").read_text())
+    assert not set(added) & (set(manifest["labeled"]) | set(manifest["valid"]))
+
+    calls = {"n": 0}
+    original = Trainer.run
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # die during the second round
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "b", log=lambda s: None)
+    monkeypatch.setattr(Trainer, "run", original)
+    assert [r["round"] for r in load_records(tmp_path / "b")] == [0]
+    resumed = run_recipe(recipe, tmp_path / "b", log=lambda s: None)
+    assert [r["round"] for r in resumed] == [1, 2]
+    by_round = {r["round"]: r for r in load_records(tmp_path / "b")}
+    for r in full:
+        assert by_round[r["round"]]["acc_median"] == r["acc_median"]
+        assert by_round[r["round"]]["acc_history"] == r["acc_history"]
+    assert (
+        json.loads(next((tmp_path / "b" / "splits").glob("*.active-*.json")).read_text())["rounds"] == audit["rounds"]
+    )
+
+
+BAD = {
+    "start above final": (["active.final=10"], "above active.final"),
+    "grow of zero": (["active.grow=0"], "active.grow must be positive"),
+    "unknown acquisition": (["active.acquisitions=['nosuch-direct']"], "unknown acquisition measure 'nosuch'"),
+    "unknown diversification": (["active.acquisitions=['max-spread']"], "unknown diversification 'spread'"),
+    "pool too small": (["active.final=1500", "active.grow=500"], "unlabeled images"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_active_inputs(case, tmp_path, capsys):
+    overrides, message = BAD[case]
+    args = ["run", ACTIVE, "--results-dir", str(tmp_path / "r")]
+    for o in overrides:
+        args += ["--set", o]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "r").exists() or not any(p.is_file() for p in (tmp_path / "r").rglob("*"))
+
+
+def test_exchange_rate_from_records(tmp_path, capsys):
+    from ssl_bench.active.report import exchange_rates
+    from ssl_bench.results import write_record
+    from tests.test_leaderboard import rec
+
+    # acc(L, U): +0.5 point per extra label between 20 and 40, +1 point per 100 unlabeled images at 20 labels
+    table = {(20, 100): 0.80, (20, 200): 0.81, (40, 100): 0.89, (40, 200): 0.90}
+    for (n, u), acc in table.items():
+        write_record(tmp_path, rec("mixmatch", n, 1, acc, n_unlabeled=u, config_hash=f"{n}{u}".ljust(64, "0")))
+    rates = exchange_rates(load_records(tmp_path)).set_index("n_labels")
+    # label slope at 20 = (90 - 81) / 20 = 0.45 points per label; pool slope = 1 point / 100 images
+    assert rates.loc[20, "acc_per_label"] == pytest.approx(0.45)
+    assert rates.loc[20, "label_worth_unlabeled"] == pytest.approx(45.0)
+    assert np.isnan(rates.loc[40, "acc_per_label"]) or rates.loc[40, "acc_per_label"] is None
+    assert main(["exchange-rate", "--results-dir", str(tmp_path)]) == 0
+    assert "45" in capsys.readouterr().out
+    assert main(["exchange-rate", "--results-dir", str(tmp_path / "none")]) == 2
+
+
+def test_unlabeled_pool_grid_and_subset():
+    recipe = load_recipe(ROOT / "recipes/digits/exchange_rate.toml")
+    runs = expand(recipe)
+    assert len(runs) == 3 * 2 * 3 and {r.data.n_unlabeled for r in runs} == {300, 1100}
+    run = runs[0]
+    ds = load_dataset(run.data)
+    trainer = Trainer(run, ds, get_split(ds, split_id(run), "balanced", None), run_hash(run))
+    assert trainer.n_unlabeled == 300 and len(set(trainer.unlabeled.pool.tolist())) == 300
