@@ -13,8 +13,8 @@ from ssl_bench.utils import atomic_write_text
 PROTOCOL = (
     "Metric: test accuracy (%) of the EMA model, median of the last k evaluations of each run (k per row below; "
     "the papers use k = 20), never the best value seen. Cells: mean ± sample std over seeds (n = number of seeds). "
-    "Rows are split by augmentation, backbone (with its width) and step budget so that only runs of one protocol "
-    "are averaged together."
+    "Rows are split by augmentation, backbone (with its width), unlabeled pool (all, or a subset of that size) and "
+    "step budget so that only runs of one protocol are averaged together."
 )
 
 
@@ -29,6 +29,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "algorithm": r["algorithm"],
                 "augment": r.get("augmentation", "?"),
                 "model": model_label(r),
+                "pool": pool_label(r),
                 "steps": int(r.get("steps", 0)),
                 "k": int(r.get("median_k", 0)),
                 "n_labels": int(r["n_labels"]),
@@ -46,6 +47,12 @@ def model_label(record: dict[str, Any]) -> str:
     return name if width is None or str(name).startswith("timm:") else f"{name}-{width}"
 
 
+def pool_label(record: dict[str, Any]) -> str:
+    """``all``, or the size of the unlabeled subset the run used (data.n_unlabeled), so pools never mix."""
+    n = (record.get("config") or {}).get("data", {}).get("n_unlabeled", 0)
+    return "all" if not n else str(n)
+
+
 def _cell(group: pd.Series) -> str:
     n = len(group)
     std = group.std(ddof=1) if n > 1 else 0.0
@@ -60,7 +67,10 @@ def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     ssl = df[(df["setting"] == "ssl") & (df["round"].isna())]
     for dataset, part in ssl.groupby("dataset", sort=True):
         table = part.pivot_table(
-            index=["algorithm", "augment", "model", "steps", "k"], columns="n_labels", values="acc", aggfunc=_cell
+            index=["algorithm", "augment", "model", "pool", "steps", "k"],
+            columns="n_labels",
+            values="acc",
+            aggfunc=_cell,
         )
         table.columns = [f"{c} labels" for c in table.columns]
         out[str(dataset)] = table.fillna("—").reset_index()

@@ -76,3 +76,10 @@ def test_augmentations_and_widths_never_mix(tmp_path):
     assert len(table) == 3
     assert set(table["augment"]) == {"ctaugment+weak", "randaugment+weak"}
     assert "small_cnn-8" in set(table["model"])
+
+
+def test_unlabeled_pool_subsets_never_mix(tmp_path):
+    write_record(tmp_path, rec("mixmatch", 20, 1, 0.9))
+    write_record(tmp_path, rec("mixmatch", 20, 2, 0.7, config_hash="p" * 64, config={"data": {"n_unlabeled": 300}}))
+    (table,) = ssl_tables(records_frame([json.loads(p.read_text()) for p in tmp_path.rglob("*.json")])).values()
+    assert sorted(table["pool"]) == ["300", "all"]
