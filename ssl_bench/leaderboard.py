@@ -53,7 +53,7 @@ def pool_label(record: dict[str, Any]) -> str:
     return "all" if not n else str(n)
 
 
-def _cell(group: pd.Series) -> str:
+def mean_std_cell(group: pd.Series) -> str:
     n = len(group)
     std = group.std(ddof=1) if n > 1 else 0.0
     return f"{group.mean():.2f} ± {std:.2f} (n={n})"
@@ -70,7 +70,7 @@ def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
             index=["algorithm", "augment", "model", "pool", "steps", "k"],
             columns="n_labels",
             values="acc",
-            aggfunc=_cell,
+            aggfunc=mean_std_cell,
         )
         table.columns = [f"{c} labels" for c in table.columns]
         out[str(dataset)] = table.fillna("—").reset_index()

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from ssl_bench.leaderboard import mean_std_cell
+
 
 def active_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [
@@ -29,18 +31,15 @@ def active_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _cell(group: pd.Series) -> str:
-    std = group.std(ddof=1) if len(group) > 1 else 0.0
-    return f"{group.mean():.2f} ± {std:.2f} (n={len(group)})"
-
-
 def active_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per dataset: rows (algorithm, acquisition), columns label counts; mean ± std over seeds of each round."""
     out = {}
     if df.empty:
         return out
     for dataset, part in df.groupby("dataset", sort=True):
-        table = part.pivot_table(index=["algorithm", "acquisition"], columns="n_labels", values="acc", aggfunc=_cell)
+        table = part.pivot_table(
+            index=["algorithm", "acquisition"], columns="n_labels", values="acc", aggfunc=mean_std_cell
+        )
         table.columns = [f"{c}" for c in table.columns]
         out[str(dataset)] = table.fillna("—").reset_index()
     return out
