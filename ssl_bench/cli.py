@@ -47,12 +47,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     import ssl_bench.algorithms  # noqa: F401
     import ssl_bench.augment  # noqa: F401
     import ssl_bench.data  # noqa: F401
+    from ssl_bench.data.domains import pair_choices
     from ssl_bench.models import model_names
     from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS
 
     groups = {
         "algorithms": ALGORITHMS.names(),
         "datasets": DATASETS.names(),
+        "pairs": pair_choices().split(", "),
         "models": model_names(),
         "augmentations": AUGMENTATIONS.names(),
     }
@@ -70,6 +72,8 @@ def cmd_split(args: argparse.Namespace) -> int:
     from ssl_bench.data.datasets import load_dataset
     from ssl_bench.data.splits import SplitId, get_split, manifest_path
 
+    if "-" in args.split_id.split("@")[0]:
+        return _print_da_split(args)
     sid = SplitId.parse(args.split_id)
     cfg = DataConfig(dataset=sid.dataset, download=args.download, class_balance=args.class_balance)
     if args.data_root:
@@ -89,6 +93,37 @@ def cmd_split(args: argparse.Namespace) -> int:
     print(f"valid ({len(split.valid)}): {split.valid.tolist()}")
     print(f"unlabeled pool: {n_unl} images (labeled included) or {n_unl - len(split.labeled)} (excluded)")
     print(f"manifest: {manifest_path(manifests, sid, args.class_balance)}")
+    return 0
+
+
+def _print_da_split(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ssl_bench.config import DataConfig
+    from ssl_bench.data.domains import DASplitId, get_da_split, load_pair
+    from ssl_bench.data.splits import manifest_path
+
+    sid = DASplitId.parse(args.split_id)
+    cfg = DataConfig(setting=sid.setting, source=sid.source, target=sid.target, download=args.download)
+    if args.data_root:
+        cfg.root = args.data_root
+    if args.image_size:
+        cfg.image_size = args.image_size
+    ds = load_pair(cfg)
+    manifests = args.results_dir / "splits"
+    split = get_da_split(ds, sid, manifests)
+    target_labels = ds.train_labels[ds.n_source :].numpy()
+    per_class = np.bincount(target_labels[split.target_local], minlength=ds.num_classes).tolist()
+    n_target = len(target_labels)
+    print(f"split: {split.id}")
+    print(f"pair: {sid.source} -> {sid.target} ({ds.n_source} source train, {n_target} target train, ", end="")
+    print(f"{len(ds.test_labels)} target test, {ds.num_classes} classes)")
+    print(f"dataset_fingerprint: {split.fingerprint}")
+    print(f"hash: {split.hash}")
+    print(f"labeled source: all {ds.n_source} images")
+    print(f"labeled target ({len(split.target_local)}), per class {per_class}: {split.target_local.tolist()}")
+    print(f"unlabeled pool: the {n_target} target training images")
+    print(f"manifest: {manifest_path(manifests, sid)}")
     return 0
 
 
@@ -158,20 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("list", help="list registered algorithms, datasets, models and augmentations")
-    p.add_argument("kind", nargs="?", choices=["algorithms", "datasets", "models", "augmentations"])
+    p = sub.add_parser("list", help="list registered algorithms, datasets, domain pairs, models and augmentations")
+    p.add_argument("kind", nargs="?", choices=["algorithms", "datasets", "pairs", "models", "augmentations"])
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser(
         "split",
-        help="print a split (e.g. digits.1@40-100) and save its manifest",
-        description="Draw or read the split DATASET.SEED@LABELS-VALID, verify it against the "
-        "dataset, save its manifest under RESULTS_DIR/splits/ and print it.",
+        help="print a split (e.g. digits.1@40-100 or digits-digits_m.1@ssda1) and save its manifest",
+        description="Draw or read the split DATASET.SEED@LABELS-VALID, or the domain-adaptation split "
+        "SOURCE-TARGET.SEED@uda / @ssdaK, verify it against the data, save its manifest under RESULTS_DIR/splits/ "
+        "and print it.",
     )
-    p.add_argument("split_id", metavar="ID", help="canonical split id, e.g. digits.1@40-100")
+    p.add_argument("split_id", metavar="ID", help="canonical split id, e.g. digits.1@40-100 or digits-digits_m.1@ssda1")
     _results_arg(p)
     p.add_argument("--class-balance", default="balanced", choices=["balanced", "proportional"])
     p.add_argument("--data-root", help="dataset root folder (default: ~/.cache/ssl_bench/data)")
+    p.add_argument("--image-size", type=int, default=0, help="domain pairs: the common side (default: the pair's)")
     p.add_argument("--download", action="store_true", help="download missing dataset files (needs a network)")
     p.set_defaults(func=cmd_split)
 

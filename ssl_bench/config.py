@@ -23,6 +23,7 @@ class GridConfig:
     n_labels: list[int] = field(default_factory=lambda: [40])
     seeds: list[int] = field(default_factory=lambda: [1])
     n_unlabeled: list[int] = field(default_factory=list)  # optional: also vary the unlabeled pool (data.n_unlabeled)
+    target_labels: list[int] = field(default_factory=list)  # uda/ssda: target labels per class; 0 = uda, k = ssda-k
 
 
 @dataclass
@@ -39,6 +40,11 @@ class DataConfig:
     class_balance: str = "balanced"  # balanced | proportional (SVHN's reference folds follow class frequency)
     n_unlabeled: int = 0  # keep a seeded random subset of this many unlabeled images; 0 = all (exchange-rate runs)
     unlabeled_includes_labeled: bool = True  # FixMatch/ReMixMatch/AdaMatch: yes; MixMatch/MMA: no (§8 item 6)
+    setting: str = "ssl"  # ssl: one dataset; uda / ssda: labeled source -> unlabeled target (reference §6)
+    source: str = ""  # uda/ssda: source domain, e.g. digits, mnist, folder:clipart (see `ssl-bench list pairs`)
+    target: str = ""  # uda/ssda: target domain; accuracy is measured on its test set
+    target_labels: int = 0  # ssda: labeled target images per class (uda: 0); set per run from grid.target_labels
+    channels: int = 0  # uda/ssda: channels both domains are brought to; 0 = 3 if either domain has colour, else 1
 
 
 @dataclass
@@ -278,6 +284,11 @@ def build_recipe(values: dict[str, Any]) -> RecipeConfig:
     if unknown:
         raise ConfigError(f"unknown section or key {unknown[0]!r}; valid: {', '.join(sorted(known))}")
     recipe = from_dict(RecipeConfig, values, "")
+    if recipe.data.setting in ("uda", "ssda") and "n_labels" in (values.get("grid") or {}):
+        raise ConfigError(
+            f"grid.n_labels does not apply to setting {recipe.data.setting}: the labels are all source labels plus "
+            "grid.target_labels per target class"
+        )
     recipe.algorithm = algorithm_config(algo)
     return recipe
 

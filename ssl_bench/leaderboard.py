@@ -33,11 +33,26 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "steps": int(r.get("steps", 0)),
                 "k": int(r.get("median_k", 0)),
                 "n_labels": int(r["n_labels"]),
+                "column": da_column(r),
                 "seed": r["seed"],
                 "acc": 100.0 * float(r["acc_median"]),
             }
         )
     return pd.DataFrame(rows)
+
+
+def da_column(record: dict[str, Any]) -> str | None:
+    """``source → target · uda`` or ``· ssda-k`` for a domain-adaptation record; None in the ssl setting."""
+    setting = record.get("setting") or "ssl"
+    if setting == "ssl":
+        return None
+    k = record.get("target_labels_per_class") or 0
+    return f"{record.get('source')} → {record.get('target')} · {setting if setting == 'uda' else f'ssda-{k}'}"
+
+
+def _column_order(column: str) -> tuple[str, int]:
+    pair, _, setting = column.rpartition(" · ")
+    return pair, 0 if setting == "uda" else int(setting.removeprefix("ssda-"))
 
 
 def model_label(record: dict[str, Any]) -> str:
@@ -77,6 +92,30 @@ def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+def da_table(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Domain adaptation: rows (method, augmentation, model, pool, steps, k), columns pair × setting."""
+    if df.empty:
+        return None
+    da = df[df["setting"].isin(["uda", "ssda"])]
+    if da.empty:
+        return None
+    table = da.pivot_table(
+        index=["algorithm", "augment", "model", "pool", "steps", "k"],
+        columns="column",
+        values="acc",
+        aggfunc=mean_std_cell,
+    )
+    table = table[sorted(table.columns, key=_column_order)]
+    table.columns = list(table.columns)
+    return table.fillna("—").reset_index()
+
+
+DA_PROTOCOL = (
+    "Domain adaptation (AdaMatch's settings, reference-algorithms.md §6): accuracy on the target domain's test set. "
+    "uda: every source image labeled, target images unlabeled; ssda-k: plus k labeled target images per class. "
+    "`supervised` trains on the labeled images only (source only in uda), the lower bound of each column."
+)
+
 ACTIVE_PROTOCOL = (
     "Active learning (MMA): one row per acquisition function; columns are the labels at each round; a cell is the "
     "mean ± std over seeds of the median of the last k evaluations inside that round. `random` is the baseline: the "
@@ -88,7 +127,9 @@ def render(results_dir: Path) -> str:
     from ssl_bench.active.report import active_frame, active_tables, exchange_rates, plot_active, plot_exchange
 
     records = load_records(results_dir)
-    tables = ssl_tables(records_frame(records))
+    frame = records_frame(records)
+    tables = ssl_tables(frame)
+    da = da_table(frame)
     lines = [
         "# Leaderboard",
         "",
@@ -97,10 +138,12 @@ def render(results_dir: Path) -> str:
         PROTOCOL,
         "",
     ]
-    if not tables:
+    if not tables and da is None:
         lines.append("No run records yet.")
     for dataset, table in tables.items():
         lines += [f"## {dataset}", "", table.to_markdown(index=False), ""]
+    if da is not None:
+        lines += ["## Domain adaptation", "", DA_PROTOCOL, "", da.to_markdown(index=False), ""]
     active = active_frame(records)
     for dataset, table in active_tables(active).items():
         lines += [f"## {dataset}: active learning", "", ACTIVE_PROTOCOL, "", table.to_markdown(index=False), ""]

@@ -14,8 +14,8 @@ from ssl_bench.active.loop import run_active, schedule
 from ssl_bench.algorithms import get_algorithm
 from ssl_bench.augment import create_policy
 from ssl_bench.config import RecipeConfig, config_hash
-from ssl_bench.data.datasets import load_dataset
-from ssl_bench.data.splits import Split, SplitId, get_split
+from ssl_bench.data.domains import DASplit, DASplitId, check_setting, get_run_split, load_data, pair_name, run_split_id
+from ssl_bench.data.splits import Split, SplitId
 from ssl_bench.errors import ConfigError
 from ssl_bench.models import create_model
 from ssl_bench.results import git_state, library_versions, load_records, now_iso, write_record
@@ -28,7 +28,9 @@ NON_SEMANTIC = {
     "train": ("device", "progress", "tensorboard", "checkpoint_every", "eval_batch_size"),
 }
 # keys added after records existed, left out of the hash while they hold the value that reproduces older runs
-OMIT_IF_DEFAULT = {"data": {"n_unlabeled": 0}}
+OMIT_IF_DEFAULT = {
+    "data": {"n_unlabeled": 0, "setting": "ssl", "source": "", "target": "", "target_labels": 0, "channels": 0}
+}
 CHECKPOINT_DIR = ".checkpoints"
 
 
@@ -36,26 +38,43 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     """One RunConfig per (label budget[, pool size], seed[, acquisition]) of the recipe's grid, budgets outermost.
 
     An active-learning recipe (non-empty ``active.acquisitions``) trains each run for its whole label-growth
-    schedule: ``train.steps`` is derived from it.
+    schedule: ``train.steps`` is derived from it. A domain-adaptation recipe (setting uda or ssda) varies the
+    target labels per class instead of the label budget: each k of ``grid.target_labels`` is a uda run (k = 0) or
+    an ssda run with k labels per class.
     """
+    data = recipe.data
+    check_setting(data)
     if not recipe.grid.n_labels or not recipe.grid.seeds:
         raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
     for name in recipe.active.acquisitions:
         Acquisition.parse(name)
+    if data.setting == "ssl":
+        if recipe.grid.target_labels:
+            raise ConfigError("grid.target_labels applies to settings uda and ssda, not ssl")
+        variants = [dataclasses.replace(data, n_labels=n) for n in recipe.grid.n_labels]
+    else:
+        if recipe.active.acquisitions:
+            raise ConfigError(f"active learning is not available in setting {data.setting}; use setting ssl")
+        ks = recipe.grid.target_labels or [data.target_labels]
+        for k in ks:
+            if k < 0:
+                raise ConfigError(f"grid.target_labels: labels per class must be >= 0, got {k}")
+        variants = [dataclasses.replace(data, setting="ssda" if k else "uda", target_labels=k, n_labels=0) for k in ks]
     runs = []
-    pools = recipe.grid.n_unlabeled or [recipe.data.n_unlabeled]
-    for n, pool in itertools.product(recipe.grid.n_labels, pools):
+    pools = recipe.grid.n_unlabeled or [data.n_unlabeled]
+    for variant, pool in itertools.product(variants, pools):
         for seed in recipe.grid.seeds:
             if seed < 0:
                 raise ConfigError(f"grid.seeds: seeds must be >= 0, got {seed}")
             for acquisition in recipe.active.acquisitions or [None]:
                 train = recipe.train
                 if acquisition is not None:
-                    train = dataclasses.replace(train, steps=schedule(recipe.active, n, train.batch_size)[-1][0])
+                    steps = schedule(recipe.active, variant.n_labels, train.batch_size)[-1][0]
+                    train = dataclasses.replace(train, steps=steps)
                 runs.append(
                     RunConfig(
                         seed=seed,
-                        data=dataclasses.replace(recipe.data, n_labels=n, n_unlabeled=pool),
+                        data=dataclasses.replace(variant, n_unlabeled=pool),
                         model=recipe.model,
                         augment=recipe.augment,
                         train=train,
@@ -79,8 +98,8 @@ def run_hash(run: RunConfig) -> str:
     return config_hash(values)
 
 
-def split_id(run: RunConfig) -> SplitId:
-    return SplitId(run.data.dataset, run.seed, run.data.n_labels, run.data.n_valid)
+def split_id(run: RunConfig) -> SplitId | DASplitId:
+    return run_split_id(run.data, run.seed)
 
 
 def check_train_config(run: RunConfig) -> None:
@@ -101,15 +120,15 @@ def check_train_config(run: RunConfig) -> None:
         create_policy(getattr(run.augment, role), run.augment, hflip=True)
 
 
-def check_pools(run: RunConfig, n_train: int, split: Split) -> None:
+def check_pools(run: RunConfig, n_train: int, split: Split | DASplit) -> None:
     """Pools large enough for ``data.n_unlabeled`` and for every round of an active-learning schedule."""
-    available = n_train - len(split.valid) - len(split.labeled)
+    available = len(split.pool(n_train, split.labeled, include_labeled=False))
     if run.acquisition is not None and run.active.final - len(split.labeled) > available:
         raise ConfigError(
             f"active.final = {run.active.final} needs {run.active.final - len(split.labeled)} more labels but only "
             f"{available} unlabeled images remain in the pool of {split.id}"
         )
-    pool = n_train - len(split.valid) - (0 if run.data.unlabeled_includes_labeled else len(split.labeled))
+    pool = len(split.pool(n_train, split.labeled, run.data.unlabeled_includes_labeled))
     if run.data.n_unlabeled > pool:
         raise ConfigError(f"data.n_unlabeled = {run.data.n_unlabeled} is more than the {pool} unlabeled images")
     if run.data.n_unlabeled < 0:
@@ -122,29 +141,38 @@ def plan(recipe: RecipeConfig, results_dir: Path) -> list[tuple[RunConfig, str, 
     manifests = Path(results_dir) / "splits"
     for run in expand(recipe):
         check_train_config(run)
-        ds = load_dataset(run.data)
-        split = get_split(ds, split_id(run), run.data.class_balance, manifests, write=False)
+        ds = load_data(run.data)
+        split = get_run_split(ds, run.data, run.seed, manifests, write=False)
         check_pools(run, len(ds.train_labels), split)
         planned.append((run, run_hash(run), split))
     first = planned[0][0]
-    ds = load_dataset(first.data)
+    ds = load_data(first.data)
     model = create_model(first.model, ds.num_classes, ds.channels, ds.image_size)
-    get_algorithm(first.algorithm.name)(model, first.algorithm, ds.num_classes).views()
+    algorithm_cls = get_algorithm(first.algorithm.name)
+    algorithm_cls(model, first.algorithm, ds.num_classes).views()
+    for setting in sorted({run.data.setting for run, _, _ in planned} - set(algorithm_cls.settings)):
+        raise ConfigError(
+            f"algorithm {first.algorithm.name} does not support setting {setting}; it runs in: "
+            f"{', '.join(algorithm_cls.settings)}"
+        )
     return planned
 
 
 def make_record(run: RunConfig, chash: str, split: Split, result: Any, results_dir: Path) -> dict[str, Any]:
     commit, dirty = git_state(results_dir)
+    data = run.data
+    domain_adaptation = data.setting != "ssl"
     return {
         "algorithm": run.algorithm.name,
-        "dataset": run.data.dataset,
+        "dataset": pair_name(data.source, data.target) if domain_adaptation else data.dataset,
         "split": split.id,
         "split_hash": split.hash,
-        "n_labels": run.data.n_labels,
+        "n_labels": len(split.target_labeled) if domain_adaptation else data.n_labels,
         "seed": run.seed,
-        "setting": "ssl",
-        "source": None,
-        "target": None,
+        "setting": data.setting,
+        "source": data.source if domain_adaptation else None,
+        "target": data.target if domain_adaptation else None,
+        "target_labels_per_class": data.target_labels if domain_adaptation else None,
         "round": None,
         "acquisition": run.acquisition,
         "acc_median": result.acc_median,
@@ -188,8 +216,8 @@ def run_recipe(
         if (chash, last_round) in done:
             log(f"{tag}: already recorded (config {chash[:12]}), skipped")
             continue
-        ds = load_dataset(run.data)
-        split = get_split(ds, split_id(run), run.data.class_balance, results_dir / "splits")
+        ds = load_data(run.data)
+        split = get_run_split(ds, run.data, run.seed, results_dir / "splits")
         ckpt = results_dir / CHECKPOINT_DIR / f"{chash[:16]}.pt"
         trainer = Trainer(run, ds, split, chash)
         if run.acquisition is not None:

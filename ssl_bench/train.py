@@ -23,6 +23,7 @@ from ssl_bench.augment import ViewBuilder, create_policy
 from ssl_bench.augment.views import to_input
 from ssl_bench.config import ActiveConfig, AugmentConfig, DataConfig, ModelConfig, TrainConfig, to_dict
 from ssl_bench.data.datasets import ImageDataset
+from ssl_bench.data.domains import DASplit
 from ssl_bench.data.splits import Split
 from ssl_bench.data.streams import IndexStream
 from ssl_bench.errors import CheckpointError, ConfigError
@@ -183,7 +184,7 @@ def subsample_pool(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
 class Trainer:
     """Runs one ``RunConfig`` on a dataset and split, resuming from ``checkpoint`` if it exists."""
 
-    def __init__(self, cfg: RunConfig, ds: ImageDataset, split: Split, config_hash: str) -> None:
+    def __init__(self, cfg: RunConfig, ds: ImageDataset, split: Split | DASplit, config_hash: str) -> None:
         self.cfg, self.ds, self.split, self.config_hash = cfg, ds, split, config_hash
         tc = cfg.train
         self.device = resolve_device(tc.device)
@@ -214,26 +215,26 @@ class Trainer:
         self.wall_s = 0.0
 
     def set_labeled(self, indices: np.ndarray) -> None:
-        """Use ``indices`` as the labeled pool: reveal their labels (and only theirs) and rebuild both streams.
+        """Use ``indices`` as the labeled pool: reveal their labels (and only theirs) and rebuild the streams.
 
-        The unlabeled pool is the training pool minus validation (and minus the labeled images where
-        ``data.unlabeled_includes_labeled`` is false). Streams are named by the pool size, so a grown pool gets
-        fresh, seeded permutations.
+        The unlabeled pool comes from the split: the training pool minus validation (and minus the labeled images
+        where ``data.unlabeled_includes_labeled`` is false), or the target domain's images in uda/ssda. The labeled
+        target images of an ssda split get a stream of their own. Streams are named by the pool size, so a grown
+        pool gets fresh, seeded permutations.
         """
         tc, n_train = self.cfg.train, len(self.ds.train_labels)
         self.labeled_pool = np.asarray(sorted(int(i) for i in indices), dtype=np.int64)
-        idx = torch.as_tensor(self.labeled_pool)
+        target = self.split.target_labeled
         self.train_labels.fill_(-1)
-        self.train_labels[idx.to(self.device)] = self.ds.train_labels[idx].to(self.device)
+        for part in (self.labeled_pool, target):
+            idx = torch.as_tensor(part, dtype=torch.int64)
+            self.train_labels[idx.to(self.device)] = self.ds.train_labels[idx].to(self.device)
         tag = f"{len(self.labeled_pool)}" if len(self.labeled_pool) != len(self.split.labeled) else ""
         self.labeled = IndexStream(self.labeled_pool, tc.batch_size, self.cfg.seed, f"labeled{tag}")
+        self.labeled_target = IndexStream(target, tc.batch_size, self.cfg.seed, "target") if len(target) else None
         self.unlabeled, self.n_unlabeled = None, 0
         if self.spec.uratio:
-            keep = np.ones(n_train, dtype=bool)
-            keep[self.split.valid] = False
-            if not self.cfg.data.unlabeled_includes_labeled:
-                keep[self.labeled_pool] = False
-            pool = np.flatnonzero(keep)
+            pool = self.split.pool(n_train, self.labeled_pool, self.cfg.data.unlabeled_includes_labeled)
             if self.cfg.data.n_unlabeled:
                 pool = subsample_pool(pool, self.cfg.data.n_unlabeled, self.cfg.seed)
             self.n_unlabeled = len(pool)
@@ -261,6 +262,7 @@ class Trainer:
             "streams": {
                 "labeled": self.labeled.state_dict(),
                 "unlabeled": self.unlabeled.state_dict() if self.unlabeled else None,
+                "target": self.labeled_target.state_dict() if self.labeled_target else None,
             },
             "history": [list(h) for h in self.history],
             "wall_s": self.wall_s,
@@ -298,6 +300,8 @@ class Trainer:
             self.labeled.load_state_dict(state["streams"]["labeled"])
             if self.unlabeled is not None:
                 self.unlabeled.load_state_dict(state["streams"]["unlabeled"])
+            if self.labeled_target is not None:
+                self.labeled_target.load_state_dict(state["streams"]["target"])
             self.step = int(state["step"])
             self.history = [(int(s), float(a)) for s, a in state["history"]]
             self.wall_s = float(state["wall_s"])
@@ -313,8 +317,13 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         labeled_idx = self.labeled.next()
-        batch = self.views.build(labeled_idx, self.unlabeled.next() if self.unlabeled else None)
-        if self.feedback:
+        batch = self.views.build(
+            labeled_idx,
+            self.unlabeled.next() if self.unlabeled else None,
+            self.labeled_target.next() if self.labeled_target else None,
+            self.algorithm.separate_target_labels,
+        )
+        if self.feedback:  # probes come from the source (labeled-pool) images only (§6.1)
             self.probe_feedback(labeled_idx.to(self.device))
         loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
         self.optimizer.zero_grad(set_to_none=True)

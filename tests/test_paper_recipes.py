@@ -30,7 +30,7 @@ from ssl_bench.registry import ALGORITHMS, DATASETS, MODELS
 from ssl_bench.runner import check_train_config, expand
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-EXCLUDED = ("digits/", "smoke.toml", "cifar10/mma.toml")  # toy scale; MMA is checked in tests/active
+EXCLUDED = ("digits/", "smoke.toml", "cifar10/mma.toml", "da/")  # toy scale; MMA: tests/active; da/: tests/test_domains
 
 
 def paper_recipe_files() -> list[str]:

@@ -1,9 +1,11 @@
 """AdaMatch: random logit interpolation, relative threshold and distribution alignment (arXiv 2106.04732).
 
-Behaviour of google-research/adamatch (objax) as in reference-algorithms.md §6.1 for the SSL setting (the labeled
-set plays the source, the unlabeled set the target): a source-only pass whose BN update is undone, a joint pass
-whose update is kept, per-logit random interpolation between them, c_τ = τ · mean max p(weak source), alignment
-p(labeled) / p(unlabeled) updated then read, labeled loss over weak and strong views, half-cosine warm-up.
+Behaviour of google-research/adamatch (objax) as in reference-algorithms.md §6.1: a source-only pass whose BN update
+is undone, a joint pass whose update is kept, per-logit random interpolation between them, c_τ = τ · mean max
+p(weak source), alignment p(labeled) / p(unlabeled) updated then read, labeled loss over weak and strong views,
+half-cosine warm-up. UDA: labeled = source, unlabeled = target; SSL: the labeled set plays the source. SSDA (§6.1,
+"SSDA additions"): the labeled target batch joins both passes, its logits are interpolated too and add
+L_t = ½[CE(weak) + CE(strong)]; c_τ and p(labeled) still come from the weak source logits only.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class AdaMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("adamatch")
 class AdaMatch(Algorithm):
     Config = AdaMatchConfig
+    separate_target_labels = True
 
     def __init__(self, model: nn.Module, cfg: AdaMatchConfig, num_classes: int) -> None:
         super().__init__(model, cfg, num_classes)
@@ -57,15 +60,17 @@ class AdaMatch(Algorithm):
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         cfg = self.cfg
         (x_weak, x_strong), (u_weak, u_strong) = batch.x, batch.u
-        b, ub = len(x_weak), len(u_weak)
-        x_all = torch.cat([x_weak, x_strong])
+        ub = len(u_weak)
+        labeled = [x_weak, x_strong, *batch.x_target]  # source weak, source strong[, target weak, target strong]
+        sizes = [len(t) for t in labeled]
+        x_all = torch.cat(labeled)
         with frozen_bn_stats(self.model):
             logits_x_only = self.model(x_all)  # source-only pass: its BN update is rolled back (§1.10)
         logits = self.model(torch.cat([x_all, u_weak, u_strong]))
-        logits_x_joint, logits_u = logits[: 2 * b], logits[2 * b :]
+        logits_x_joint, logits_u = logits[: len(x_all)], logits[len(x_all) :]
         mix = torch.rand_like(logits_x_joint)  # per sample and per class
         logits_x = logits_x_joint + mix * (logits_x_only - logits_x_joint)
-        logits_x_weak, logits_x_strong = logits_x.split(b)
+        logits_x_weak, logits_x_strong, *logits_t = logits_x.split(sizes)
         logits_u_weak, logits_u_strong = logits_u.split(ub)
         with torch.no_grad():
             probs_x_weak = logits_x_weak.softmax(dim=1)
@@ -79,10 +84,17 @@ class AdaMatch(Algorithm):
         loss_u = masked_cross_entropy(logits_u_strong, pseudo, mask)
         wu = half_cosine_warmup(progress, cfg.warmup, cfg.wu)
         loss = loss_x + wu * loss_u
+        metrics: dict[str, torch.Tensor | float] = {}
+        if logits_t:  # ssda: labeled target images, weak and strong
+            y_t = batch.y_target
+            loss_t = 0.5 * (F.cross_entropy(logits_t[0], y_t) + F.cross_entropy(logits_t[1], y_t))
+            loss = loss + loss_t
+            metrics["loss/t"] = loss_t.detach()
         return loss, {
             "loss/x": loss_x.detach(),
             "loss/u": loss_u.detach(),
             "monitor/mask": mask.mean(),
             "monitor/threshold": threshold,
             "monitor/wu": wu,
+            **metrics,
         }

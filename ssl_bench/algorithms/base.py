@@ -26,6 +26,10 @@ class Algorithm(nn.Module):
     """
 
     Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    # ssda: True = labeled target images arrive apart in batch.x_target / y_target; False = appended to x / y
+    separate_target_labels: ClassVar[bool] = False
+    # settings the step is written for (data.setting); the runner refuses the others before training
+    settings: ClassVar[tuple[str, ...]] = ("ssl", "uda", "ssda")
 
     def __init__(self, model: nn.Module, cfg: AlgorithmConfig, num_classes: int) -> None:
         super().__init__()

@@ -92,7 +92,9 @@ def check_finite(name: str) -> None:
 def check_unlabeled_labels_unused(name: str) -> None:
     """Batches carry no unlabeled labels, and scrambling every label outside the labeled set changes nothing."""
     fields = {f.name for f in dataclasses.fields(Batch)}
-    assert fields == {"x", "y", "u"}, f"Batch has fields {fields}: an unlabeled label must have no way in"
+    # x_target / y_target are the labeled target images of the ssda setting: labeled, not unlabeled
+    expected = {"x", "y", "u", "x_target", "y_target"}
+    assert fields == expected, f"Batch has fields {fields}: an unlabeled label must have no way in"
     images, labels = tiny_data()
     scrambled = labels.clone()
     scrambled[BATCH:] = (labels[BATCH:] + 1 + torch.arange(len(labels) - BATCH) % 3) % NUM_CLASSES

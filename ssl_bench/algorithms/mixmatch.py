@@ -42,6 +42,8 @@ class MixMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("mixmatch")
 class MixMatch(Algorithm):
     Config = MixMatchConfig
+    # ssda would append labeled target images to x: the interleaved passes need x and u groups of one size
+    settings = ("ssl", "uda")
 
     def views(self) -> ViewSpec:
         return ViewSpec(labeled=("weak",), unlabeled=("weak",) * self.cfg.K, uratio=1)

@@ -63,6 +63,8 @@ def rotate_quarters(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @ALGORITHMS.register("remixmatch")
 class ReMixMatch(Algorithm):
     Config = ReMixMatchConfig
+    # ssda would append labeled target images to x: the interleaved passes need x and u groups of one size
+    settings = ("ssl", "uda")
 
     def __init__(self, model: nn.Module, cfg: ReMixMatchConfig, num_classes: int) -> None:
         super().__init__(model, cfg, num_classes)

@@ -33,12 +33,16 @@ class Batch:
     """One training step's inputs: float images in [-1, 1] on the model's device.
 
     ``x[i]`` is the i-th labeled view and ``y`` its labels; ``u[i]`` is the i-th unlabeled view. There is no
-    field for unlabeled labels: an algorithm cannot read them.
+    field for unlabeled labels: an algorithm cannot read them. In the ssda setting, an algorithm that declares
+    ``separate_target_labels`` gets the labeled target images apart (``x_target[i]``, ``y_target``); for every other
+    algorithm they are appended to ``x`` and ``y``.
     """
 
     x: tuple[torch.Tensor, ...]
     y: torch.Tensor
     u: tuple[torch.Tensor, ...] = ()
+    x_target: tuple[torch.Tensor, ...] = ()
+    y_target: torch.Tensor | None = None
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
@@ -64,13 +68,27 @@ class ViewBuilder:
         raw = self.images[idx]
         return tuple(to_input(self.policies[role](raw, self.generator)) for role in roles)
 
-    def build(self, labeled_idx: torch.Tensor, unlabeled_idx: torch.Tensor | None) -> Batch:
+    def build(
+        self,
+        labeled_idx: torch.Tensor,
+        unlabeled_idx: torch.Tensor | None,
+        target_idx: torch.Tensor | None = None,
+        separate_target: bool = False,
+    ) -> Batch:
+        """Views of one step; ``target_idx`` (ssda) are labeled target images, kept apart if ``separate_target``."""
         device = self.images.device
         labeled_idx = labeled_idx.to(device, non_blocking=True)
+        if target_idx is not None and not separate_target:
+            labeled_idx = torch.cat([labeled_idx, target_idx.to(device, non_blocking=True)])
+            target_idx = None
         x = self._views(labeled_idx, self.spec.labeled)
         y = self.labels[labeled_idx]
         u: tuple[torch.Tensor, ...] = ()
         if self.spec.uratio:
             assert unlabeled_idx is not None
             u = self._views(unlabeled_idx.to(device, non_blocking=True), self.spec.unlabeled)
-        return Batch(x=x, y=y, u=u)
+        if target_idx is None:
+            return Batch(x=x, y=y, u=u)
+        target_idx = target_idx.to(device, non_blocking=True)
+        x_target = self._views(target_idx, self.spec.labeled)
+        return Batch(x=x, y=y, u=u, x_target=x_target, y_target=self.labels[target_idx])

@@ -27,6 +27,8 @@ class ImageDataset:
     hflip: bool  # whether a horizontal flip keeps the label (not for digits, SVHN, MNIST)
     unlabeled: torch.Tensor | None = None  # uint8 (M, C, H, W), extra images with no label at all
     source_fingerprint: str | None = None  # fingerprint of the arrays as loaded, before any resize (set on load)
+    classes: tuple[str, ...] | None = None  # class names in label order, where the files name them
+    n_source: int = 0  # domain pairs: the first n_source training images are the source domain's, the rest target's
 
     @property
     def channels(self) -> int:
@@ -120,12 +122,11 @@ DIGITS_TEST_SIZE = 500
 DIGITS_SPLIT_SEED = 0
 
 
-@DATASETS.register("digits")
-def load_digits(cfg: DataConfig) -> ImageDataset:
-    """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels scaled to 0..255), offline.
+def digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (pixels uint8 (1797, 8, 8) scaled 0..255, labels, train indices, test indices).
 
     The train/test split is fixed: ``sklearn.model_selection.train_test_split`` with ``test_size=500``,
-    ``stratify=labels`` and ``random_state=0`` -> 1,297 train and 500 test images.
+    ``stratify=labels`` and ``random_state=0`` -> 1,297 train and 500 test images, each kept in file order.
     """
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
@@ -133,11 +134,20 @@ def load_digits(cfg: DataConfig) -> ImageDataset:
     bunch = sk_load_digits()
     pixels = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
     labels = bunch.target.astype(np.int64)
-    idx = np.arange(len(labels))
     train_idx, test_idx = train_test_split(
-        idx, test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=DIGITS_SPLIT_SEED
+        np.arange(len(labels)), test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=DIGITS_SPLIT_SEED
     )
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    return pixels, labels, np.sort(train_idx), np.sort(test_idx)
+
+
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
+
+@DATASETS.register("digits")
+def load_digits(cfg: DataConfig) -> ImageDataset:
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels scaled to 0..255), offline; split as in
+    ``digits_arrays``."""
+    pixels, labels, train_idx, test_idx = digits_arrays()
     return ImageDataset(
         name="digits",
         train_images=to_uint8_nchw(pixels[train_idx], "NHW"),
@@ -146,4 +156,5 @@ def load_digits(cfg: DataConfig) -> ImageDataset:
         test_labels=torch.from_numpy(labels[test_idx]),
         num_classes=10,
         hflip=False,
+        classes=DIGIT_CLASSES,
     )

@@ -142,6 +142,7 @@ def load_folder(cfg: DataConfig) -> ImageDataset:
 
     return ImageDataset(
         name="folder",
+        classes=tuple(classes),
         train_images=train_images,
         train_labels=torch.from_numpy(train_labels),
         test_images=test_images,

@@ -103,6 +103,19 @@ class Split:
     def hash(self) -> str:
         return _content_hash(self.id, self.fingerprint, self.class_balance, self.labeled, self.valid)
 
+    @property
+    def target_labeled(self) -> np.ndarray:
+        """Labeled target-domain images of a domain-adaptation split; none in the SSL setting."""
+        return np.zeros(0, dtype=np.int64)
+
+    def pool(self, n_train: int, labeled: np.ndarray, include_labeled: bool) -> np.ndarray:
+        """The unlabeled pool given the current labeled pool ``labeled`` (it grows under active learning)."""
+        keep = np.ones(n_train, dtype=bool)
+        keep[self.valid] = False
+        if not include_labeled:
+            keep[labeled] = False
+        return np.flatnonzero(keep)
+
     def unlabeled(self, n_train: int, include_labeled: bool) -> np.ndarray:
         """The unlabeled pool: every training image except validation (and, if asked, except the labeled ones)."""
         keep = np.ones(n_train, dtype=bool)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ssl_bench.config import DataConfig
-from ssl_bench.data.datasets import ImageDataset, to_uint8_nchw
+from ssl_bench.data.datasets import DIGIT_CLASSES, ImageDataset, to_uint8_nchw
 from ssl_bench.errors import DataError
 from ssl_bench.registry import DATASETS
 
@@ -173,6 +173,7 @@ def load_svhn(cfg: DataConfig) -> ImageDataset:
         train_labels = torch.cat([train_labels, parts["extra"][1]])
     return ImageDataset(
         name="svhn",
+        classes=DIGIT_CLASSES,
         train_images=train_images,
         train_labels=train_labels,
         test_images=parts["test"][0],
@@ -302,6 +303,7 @@ def _load_mnist_family(cfg: DataConfig, name: str, cls_name: str, hint: str = ""
         parts[train] = (ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64))
     return ImageDataset(
         name=name,
+        classes=DIGIT_CLASSES if name == "mnist" else None,
         train_images=parts[True][0],
         train_labels=parts[True][1],
         test_images=parts[False][0],
@@ -381,6 +383,7 @@ def load_usps(cfg: DataConfig) -> ImageDataset:
         parts[train] = (to_uint8_nchw(images, "NHW"), torch.from_numpy(labels))
     return ImageDataset(
         name="usps",
+        classes=DIGIT_CLASSES,
         train_images=parts[True][0],
         train_labels=parts[True][1],
         test_images=parts[False][0],

@@ -532,4 +532,4 @@ def test_adamatch_warmup_with_non_default_wu(progress, expected):
 
 
 def test_batch_has_no_field_for_unlabeled_labels():
-    assert {f.name for f in dataclasses.fields(Batch)} == {"x", "y", "u"}
+    assert {f.name for f in dataclasses.fields(Batch)} == {"x", "y", "u", "x_target", "y_target"}
