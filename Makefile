@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-slow lint run leaderboard clean
+.PHONY: install test test-slow lint run run-da leaderboard clean
 
 install: $(BIN)/ssl-bench
 
@@ -29,6 +29,11 @@ DIGITS := supervised mixmatch remixmatch fixmatch adamatch
 
 run:
 	$(BIN)/ssl-bench run $(foreach a,$(DIGITS),recipes/digits/$(a).toml)
+
+DA := supervised adamatch fixmatch
+
+run-da:
+	$(BIN)/ssl-bench run $(foreach a,$(DA),recipes/da/digits_m/$(a).toml)
 
 leaderboard:
 	$(BIN)/ssl-bench leaderboard

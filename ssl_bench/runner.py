@@ -14,7 +14,16 @@ from ssl_bench.active.loop import run_active, schedule
 from ssl_bench.algorithms import get_algorithm
 from ssl_bench.augment import create_policy
 from ssl_bench.config import RecipeConfig, config_hash
-from ssl_bench.data.domains import DASplit, DASplitId, check_setting, get_run_split, load_data, pair_name, run_split_id
+from ssl_bench.data.domains import (
+    SETTINGS,
+    DASplit,
+    DASplitId,
+    check_setting,
+    get_run_split,
+    load_data,
+    pair_name,
+    run_split_id,
+)
 from ssl_bench.data.splits import Split, SplitId
 from ssl_bench.errors import ConfigError
 from ssl_bench.models import create_model
@@ -43,12 +52,12 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     an ssda run with k labels per class.
     """
     data = recipe.data
-    check_setting(data)
     if not recipe.grid.n_labels or not recipe.grid.seeds:
         raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
     for name in recipe.active.acquisitions:
         Acquisition.parse(name)
-    if data.setting == "ssl":
+    if data.setting == "ssl" or data.setting not in SETTINGS:
+        check_setting(data)
         if recipe.grid.target_labels:
             raise ConfigError("grid.target_labels applies to settings uda and ssda, not ssl")
         variants = [dataclasses.replace(data, n_labels=n) for n in recipe.grid.n_labels]
@@ -60,6 +69,8 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
             if k < 0:
                 raise ConfigError(f"grid.target_labels: labels per class must be >= 0, got {k}")
         variants = [dataclasses.replace(data, setting="ssda" if k else "uda", target_labels=k, n_labels=0) for k in ks]
+        for variant in variants:
+            check_setting(variant)
     runs = []
     pools = recipe.grid.n_unlabeled or [data.n_unlabeled]
     for variant, pool in itertools.product(variants, pools):

@@ -317,14 +317,16 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         labeled_idx = self.labeled.next()
+        target_idx = self.labeled_target.next() if self.labeled_target else None
         batch = self.views.build(
             labeled_idx,
             self.unlabeled.next() if self.unlabeled else None,
-            self.labeled_target.next() if self.labeled_target else None,
+            target_idx,
             self.algorithm.separate_target_labels,
         )
-        if self.feedback:  # probes come from the source (labeled-pool) images only (§6.1)
-            self.probe_feedback(labeled_idx.to(self.device))
+        if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
+            probe_idx = labeled_idx if target_idx is None else torch.cat([labeled_idx, target_idx])
+            self.probe_feedback(probe_idx.to(self.device))
         loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

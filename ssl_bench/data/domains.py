@@ -154,8 +154,9 @@ def check_setting(cfg: DataConfig) -> None:
     if cfg.setting not in SETTINGS:
         raise ConfigError(f"data.setting: unknown setting {cfg.setting!r}; valid: {', '.join(SETTINGS)}")
     if cfg.setting == "ssl":
-        if cfg.source or cfg.target:
-            raise ConfigError("data.source and data.target apply to settings uda and ssda; ssl uses data.dataset")
+        for key, default in (("source", ""), ("target", ""), ("target_labels", 0), ("channels", 0)):
+            if getattr(cfg, key) != default:
+                raise ConfigError(f"data.{key} applies to settings uda and ssda; setting ssl uses data.dataset alone")
         return
     get_pair(cfg.source, cfg.target)
     if cfg.setting == "uda" and cfg.target_labels != 0:
@@ -349,9 +350,10 @@ def draw_da_split(ds: ImageDataset, sid: DASplitId) -> DASplit:
         counts = np.bincount(target_labels, minlength=ds.num_classes)
         short = int(np.argmin(counts))
         if counts[short] < k:
+            name = f" ({ds.classes[short]})" if ds.classes and ds.classes[short] != str(short) else ""
             raise SplitError(
                 f"data.target_labels = {k} per class is more than target {sid.target} has: class "
-                f"{short} has {counts[short]} training images"
+                f"{short}{name} has {counts[short]} training images"
             )
         draw = SplitId(sid.target, sid.seed, k * ds.num_classes, 0)
         local, _ = draw_split(target_labels, ds.num_classes, draw, "balanced")

@@ -369,3 +369,53 @@ def test_root_expands_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(DataError) as err:
         load("cifar10", "~/nothing")
     assert_one_line_error(err.value, str(tmp_path / "nothing"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# domain pairs over the torchvision-backed datasets
+
+
+def test_mnist_usps_pair_brings_both_domains_to_one_side(tmp_path: Path) -> None:
+    from ssl_bench.data.datasets import resize_images
+    from ssl_bench.data.domains import load_pair
+
+    mnist = write_idx(tmp_path / "MNIST" / "raw", n_train=20, n_test=10)
+    usps = write_usps(tmp_path, n_train=20, n_test=10)
+    pair = load_pair(DataConfig(setting="uda", source="mnist", target="usps", root=str(tmp_path)))
+    assert pair.name == "mnist-usps" and pair.n_source == 20
+    assert tuple(pair.train_images.shape) == (40, 1, 32, 32)  # the pair's default side; both grey: one channel
+    np.testing.assert_array_equal(
+        pair.train_images[:20].numpy(), resize_images(torch.from_numpy(mnist.train_images), 32).numpy()
+    )
+    np.testing.assert_array_equal(
+        pair.train_images[20:].numpy(), resize_images(torch.from_numpy(usps.train_images), 32).numpy()
+    )
+    np.testing.assert_array_equal(pair.train_labels.numpy(), np.concatenate([mnist.train_labels, usps.train_labels]))
+    np.testing.assert_array_equal(pair.test_labels.numpy(), usps.test_labels)  # scored on the target's test set
+    assert tuple(pair.test_images.shape) == (10, 1, 32, 32)
+
+
+def test_svhn_mnist_pair_repeats_grey_to_rgb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssl_bench.data.domains import load_pair
+
+    svhn = write_svhn(tmp_path)
+    point_md5s_at(monkeypatch, tvd.SVHN, svhn.md5)
+    mnist = write_idx(tmp_path / "MNIST" / "raw", n_train=20, n_test=10)
+    pair = load_pair(DataConfig(setting="uda", source="svhn", target="mnist", root=str(tmp_path), image_size=28))
+    assert tuple(pair.train_images.shape) == (40, 3, 28, 28)
+    target = pair.train_images[20:]
+    np.testing.assert_array_equal(target[:, 0].numpy(), mnist.train_images[:, 0])  # 28 px: no resize
+    assert torch.equal(target[:, 0], target[:, 1]) and torch.equal(target[:, 0], target[:, 2])
+    grey = load_pair(
+        DataConfig(setting="uda", source="svhn", target="mnist", root=str(tmp_path), image_size=28, channels=1)
+    )
+    assert tuple(grey.train_images.shape) == (40, 1, 28, 28)
+
+
+def test_pair_with_missing_files_names_the_domain(tmp_path: Path) -> None:
+    from ssl_bench.data.domains import load_pair
+
+    write_usps(tmp_path)
+    with pytest.raises(DataError) as err:
+        load_pair(DataConfig(setting="uda", source="mnist", target="usps", root=str(tmp_path / "nowhere")))
+    assert_one_line_error(err.value, "mnist", "--download")
