@@ -113,7 +113,8 @@ def da_table(df: pd.DataFrame) -> pd.DataFrame | None:
 DA_PROTOCOL = (
     "Domain adaptation (AdaMatch's settings, reference-algorithms.md §6): accuracy on the target domain's test set. "
     "uda: every source image labeled, target images unlabeled; ssda-k: plus k labeled target images per class. "
-    "`supervised` trains on the labeled images only (source only in uda), the lower bound of each column."
+    "`supervised` trains on the labeled images only (source only in uda): the baseline the other rows of a column "
+    "must beat."
 )
 
 ACTIVE_PROTOCOL = (

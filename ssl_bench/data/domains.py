@@ -26,10 +26,18 @@ from ssl_bench.data.datasets import (
     resize_images,
     to_uint8_nchw,
 )
-from ssl_bench.data.splits import Split, SplitId, draw_split, get_split, manifest_path
+from ssl_bench.data.splits import (
+    MANIFEST_FORMAT,
+    Split,
+    SplitId,
+    draw_split,
+    get_split,
+    manifest_path,
+    read_or_draw,
+    read_verified,
+)
 from ssl_bench.errors import ConfigError, DataError, SplitError
 from ssl_bench.registry import DATASETS, Registry
-from ssl_bench.utils import atomic_write_text
 
 SETTINGS = ("ssl", "uda", "ssda")
 FOLDER_PREFIX = "folder:"
@@ -331,7 +339,7 @@ class DASplit:
 
     def manifest(self) -> dict:
         return {
-            "format": 1,
+            "format": MANIFEST_FORMAT,
             "split": self.id,
             "dataset_fingerprint": self.fingerprint,
             "n_source": self.n_source,
@@ -360,41 +368,25 @@ def draw_da_split(ds: ImageDataset, sid: DASplitId) -> DASplit:
     return DASplit(str(sid), local, ds.n_source, len(ds.train_labels), ds.fingerprint())
 
 
+def _parse_da_split(m: dict) -> DASplit:
+    return DASplit(
+        id=m["split"],
+        target_local=np.asarray(m["labeled_target"], dtype=np.int64),
+        n_source=int(m["n_source"]),
+        n_train=int(m["n_source"]) + int(m["n_target"]),
+        fingerprint=m["dataset_fingerprint"],
+    )
+
+
 def read_da_manifest(path: Path, ds: ImageDataset) -> DASplit:
-    try:
-        m = json.loads(path.read_text())
-        split = DASplit(
-            id=m["split"],
-            target_local=np.asarray(m["labeled_target"], dtype=np.int64),
-            n_source=int(m["n_source"]),
-            n_train=int(m["n_source"]) + int(m["n_target"]),
-            fingerprint=m["dataset_fingerprint"],
-        )
-        stored_hash = m["hash"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"split manifest {path} is unreadable or malformed ({exc})") from None
-    if split.hash != stored_hash:
-        raise DataError(f"split manifest {path} was modified: its indices no longer match its hash")
-    if split.fingerprint != ds.fingerprint():
-        raise DataError(
-            f"split manifest {path} was made from different {ds.name} data (fingerprint mismatch); "
-            "restore the original dataset files or move the manifest away to draw a new split"
-        )
-    return split
+    """Load and verify a domain-adaptation split manifest."""
+    return read_verified(path, ds, _parse_da_split)
 
 
 def get_da_split(ds: ImageDataset, sid: DASplitId, manifest_dir: Path | None = None, write: bool = True) -> DASplit:
     """The split ``sid`` of the pair ``ds``: read from its manifest if one exists (verified), else drawn and saved."""
     path = manifest_path(manifest_dir, sid) if manifest_dir is not None else None
-    if path is not None and path.exists():
-        split = read_da_manifest(path, ds)
-        if split.id != str(sid):
-            raise DataError(f"split manifest {path} holds split {split.id}, not {sid}")
-        return split
-    split = draw_da_split(ds, sid)
-    if path is not None and write:
-        atomic_write_text(path, json.dumps(split.manifest(), indent=1) + "\n")
-    return split
+    return read_or_draw(path, sid, ds, _parse_da_split, lambda: draw_da_split(ds, sid), write)
 
 
 def run_split_id(cfg: DataConfig, seed: int) -> SplitId | DASplitId:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,6 +19,7 @@ from ssl_bench.utils import atomic_write_text
 
 _SPLIT_RE = re.compile(r"^(?P<dataset>[A-Za-z0-9_]+)\.(?P<seed>\d+)@(?P<labels>\d+)-(?P<valid>\d+)$")
 MANIFEST_FORMAT = 1
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -148,17 +151,12 @@ def manifest_path(manifest_dir: Path, sid: SplitId | str, class_balance: str = "
     return Path(manifest_dir) / f"{sid}{suffix}.json"
 
 
-def read_manifest(path: Path, ds: ImageDataset) -> Split:
-    """Load and verify a manifest: its own hash, and that it was made from exactly this dataset."""
+def read_verified(path: Path, ds: ImageDataset, parse: Callable[[dict], S]) -> S:
+    """Load a manifest with ``parse`` (JSON dict -> split) and verify its own hash and that it was made from
+    exactly this dataset (fingerprint)."""
     try:
         m = json.loads(path.read_text())
-        split = Split(
-            id=m["split"],
-            labeled=np.asarray(m["labeled"], dtype=np.int64),
-            valid=np.asarray(m["valid"], dtype=np.int64),
-            fingerprint=m["dataset_fingerprint"],
-            class_balance=m["class_balance"],
-        )
+        split = parse(m)
         stored_hash = m["hash"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"split manifest {path} is unreadable or malformed ({exc})") from None
@@ -172,6 +170,36 @@ def read_manifest(path: Path, ds: ImageDataset) -> Split:
     return split
 
 
+def read_or_draw(
+    path: Path | None, sid: object, ds: ImageDataset, parse: Callable[[dict], S], draw: Callable[[], S], write: bool
+) -> S:
+    """The split ``sid``: read from its manifest at ``path`` if it exists (verified), else drawn and saved once."""
+    if path is not None and path.exists():
+        split = read_verified(path, ds, parse)
+        if split.id != str(sid):
+            raise DataError(f"split manifest {path} holds split {split.id}, not {sid}")
+        return split
+    split = draw()
+    if path is not None and write:
+        atomic_write_text(path, json.dumps(split.manifest(), indent=1) + "\n")
+    return split
+
+
+def _parse_split(m: dict) -> Split:
+    return Split(
+        id=m["split"],
+        labeled=np.asarray(m["labeled"], dtype=np.int64),
+        valid=np.asarray(m["valid"], dtype=np.int64),
+        fingerprint=m["dataset_fingerprint"],
+        class_balance=m["class_balance"],
+    )
+
+
+def read_manifest(path: Path, ds: ImageDataset) -> Split:
+    """Load and verify an SSL split manifest."""
+    return read_verified(path, ds, _parse_split)
+
+
 def get_split(
     ds: ImageDataset,
     sid: SplitId,
@@ -181,13 +209,9 @@ def get_split(
 ) -> Split:
     """The split ``sid`` of ``ds``: read from its manifest if one exists (verified), else drawn and saved once."""
     path = manifest_path(manifest_dir, sid, class_balance) if manifest_dir is not None else None
-    if path is not None and path.exists():
-        split = read_manifest(path, ds)
-        if split.id != str(sid):
-            raise DataError(f"split manifest {path} holds split {split.id}, not {sid}")
-        return split
-    labeled, valid = draw_split(ds.train_labels.numpy(), ds.num_classes, sid, class_balance)
-    split = Split(str(sid), labeled, valid, ds.fingerprint(), class_balance)
-    if path is not None and write:
-        atomic_write_text(path, json.dumps(split.manifest(), indent=1) + "\n")
-    return split
+
+    def draw() -> Split:
+        labeled, valid = draw_split(ds.train_labels.numpy(), ds.num_classes, sid, class_balance)
+        return Split(str(sid), labeled, valid, ds.fingerprint(), class_balance)
+
+    return read_or_draw(path, sid, ds, _parse_split, draw, write)
