@@ -161,9 +161,10 @@ def plan(recipe: RecipeConfig, results_dir: Path) -> list[tuple[RunConfig, str, 
     model = create_model(first.model, ds.num_classes, ds.channels, ds.image_size)
     algorithm_cls = get_algorithm(first.algorithm.name)
     algorithm_cls(model, first.algorithm, ds.num_classes).views()
-    for setting in sorted({run.data.setting for run, _, _ in planned} - set(algorithm_cls.settings)):
+    unsupported = sorted({run.data.setting for run, _, _ in planned} - set(algorithm_cls.settings))
+    if unsupported:
         raise ConfigError(
-            f"algorithm {first.algorithm.name} does not support setting {setting}; it runs in: "
+            f"algorithm {first.algorithm.name} does not support setting {unsupported[0]}; it runs in: "
             f"{', '.join(algorithm_cls.settings)}"
         )
     return planned
