@@ -18,6 +18,10 @@ PROTOCOL = (
 )
 
 
+# one protocol per row: runs that differ in any of these are never averaged together
+ROW_KEYS = ["algorithm", "augment", "model", "pool", "steps", "k"]
+
+
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for r in records:
@@ -34,6 +38,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "k": int(r.get("median_k", 0)),
                 "n_labels": int(r["n_labels"]),
                 "column": da_column(r),
+                "target_k": int(r.get("target_labels_per_class") or 0),
                 "seed": r["seed"],
                 "acc": 100.0 * float(r["acc_median"]),
             }
@@ -48,11 +53,6 @@ def da_column(record: dict[str, Any]) -> str | None:
         return None
     k = record.get("target_labels_per_class") or 0
     return f"{record.get('source')} → {record.get('target')} · {setting if setting == 'uda' else f'ssda-{k}'}"
-
-
-def _column_order(column: str) -> tuple[str, int]:
-    pair, _, setting = column.rpartition(" · ")
-    return pair, 0 if setting == "uda" else int(setting.removeprefix("ssda-"))
 
 
 def model_label(record: dict[str, Any]) -> str:
@@ -82,7 +82,7 @@ def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     ssl = df[(df["setting"] == "ssl") & (df["round"].isna())]
     for dataset, part in ssl.groupby("dataset", sort=True):
         table = part.pivot_table(
-            index=["algorithm", "augment", "model", "pool", "steps", "k"],
+            index=ROW_KEYS,
             columns="n_labels",
             values="acc",
             aggfunc=mean_std_cell,
@@ -100,12 +100,13 @@ def da_table(df: pd.DataFrame) -> pd.DataFrame | None:
     if da.empty:
         return None
     table = da.pivot_table(
-        index=["algorithm", "augment", "model", "pool", "steps", "k"],
+        index=ROW_KEYS,
         columns="column",
         values="acc",
         aggfunc=mean_std_cell,
     )
-    table = table[sorted(table.columns, key=_column_order)]
+    order = da.drop_duplicates("column").sort_values(["dataset", "target_k"])["column"]  # per pair: uda, ssda-1, ...
+    table = table[list(order)]
     table.columns = list(table.columns)
     return table.fillna("—").reset_index()
 
