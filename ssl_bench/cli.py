@@ -47,7 +47,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     import ssl_bench.algorithms  # noqa: F401
     import ssl_bench.augment  # noqa: F401
     import ssl_bench.data  # noqa: F401
-    from ssl_bench.data.domains import pair_choices
+    from ssl_bench.data.pairs import pair_choices
     from ssl_bench.models import model_names
     from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS
 
@@ -100,8 +100,8 @@ def _print_da_split(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ssl_bench.config import DataConfig
-    from ssl_bench.data.domains import DASplitId, get_da_split, load_pair
-    from ssl_bench.data.splits import manifest_path
+    from ssl_bench.data.pairs import load_pair
+    from ssl_bench.data.splits import DASplitId, get_da_split, manifest_path
 
     sid = DASplitId.parse(args.split_id)
     cfg = DataConfig(setting=sid.setting, source=sid.source, target=sid.target, download=args.download)

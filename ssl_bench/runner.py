@@ -14,17 +14,9 @@ from ssl_bench.active.loop import run_active, schedule
 from ssl_bench.algorithms import get_algorithm
 from ssl_bench.augment import create_policy
 from ssl_bench.config import RecipeConfig, config_hash
-from ssl_bench.data.domains import (
-    SETTINGS,
-    DASplit,
-    DASplitId,
-    check_setting,
-    get_run_split,
-    load_data,
-    pair_name,
-    run_split_id,
-)
-from ssl_bench.data.splits import Split, SplitId
+from ssl_bench.data import load_data
+from ssl_bench.data.pairs import SETTINGS, check_setting, pair_name
+from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, get_run_split, run_split_id
 from ssl_bench.errors import ConfigError
 from ssl_bench.models import create_model
 from ssl_bench.results import git_state, library_versions, load_records, now_iso, write_record

@@ -22,9 +22,8 @@ from ssl_bench.algorithms import Algorithm, get_algorithm
 from ssl_bench.augment import ViewBuilder, create_policy
 from ssl_bench.augment.views import to_input
 from ssl_bench.config import ActiveConfig, AugmentConfig, DataConfig, ModelConfig, TrainConfig, to_dict
-from ssl_bench.data.datasets import ImageDataset
-from ssl_bench.data.domains import DASplit
-from ssl_bench.data.splits import Split
+from ssl_bench.data.images import ImageDataset
+from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.data.streams import IndexStream
 from ssl_bench.errors import CheckpointError, ConfigError
 from ssl_bench.models import create_model

@@ -22,21 +22,12 @@ from ssl_bench.algorithms.adamatch import AdaMatch, AdaMatchConfig
 from ssl_bench.augment.views import Batch
 from ssl_bench.cli import main
 from ssl_bench.config import DataConfig, build_recipe, load_recipe
-from ssl_bench.data.datasets import digits_arrays, load_dataset, resize_images
-from ssl_bench.data.domains import (
-    PAIRS,
-    DASplitId,
-    check_setting,
-    draw_da_split,
-    get_da_split,
-    get_run_split,
-    load_data,
-    load_pair,
-    make_digits_m,
-    read_da_manifest,
-    to_channels,
-)
-from ssl_bench.data.splits import manifest_path
+from ssl_bench.data import load_data, load_dataset
+from ssl_bench.data.digits import digits_arrays
+from ssl_bench.data.digits_m import make_digits_m
+from ssl_bench.data.images import resize_images, to_channels
+from ssl_bench.data.pairs import PAIRS, check_setting, load_pair
+from ssl_bench.data.splits import DASplitId, draw_da_split, get_da_split, get_run_split, manifest_path, read_da_manifest
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
 from ssl_bench.leaderboard import da_table, records_frame, ssl_tables
 from ssl_bench.results import load_records
@@ -48,7 +39,7 @@ from tests.conftest import ROOT
 # seed 0 (photo/side/corner draws, bilinear digit enlargement, PIL bilinear patch shrink, |patch - digit| blend) on
 # scikit-learn's digits and sample photographs. A change here silently changes every digits_m split and result.
 DIGITS_M_TRAIN_SHA256 = "ebd9ed3d4e94285ce1b7fbcf847945e56098132030edc39547d1c845b91d788b"
-N_TRAIN, N_TEST = 1297, 500  # the digits split (datasets.digits_arrays), shared by digits_m
+N_TRAIN, N_TEST = 1297, 500  # the digits split (digits.digits_arrays), shared by digits_m
 DA_DIR = ROOT / "recipes/da"
 
 

@@ -1,6 +1,26 @@
-"""Datasets (uint8 arrays), canonical splits with manifests, and seeded index streams."""
+"""Datasets as uint8 arrays, canonical splits with manifests, and seeded index streams.
 
-from ssl_bench.data import datasets, domains, folder, vision  # noqa: F401  (registers every loader)
-from ssl_bench.data.datasets import ImageDataset, load_dataset
+``load_data`` is the dataset of a run in any setting; the modules below it:
 
-__all__ = ["ImageDataset", "load_dataset"]
+- ``images``: the in-memory format (``ImageDataset``) and its conversions (layout, size, channels);
+- ``datasets``: the registry lookup with a per-process cache; loaders ``digits``, ``digits_m``, ``vision``
+  (torchvision's files) and ``folder`` (a class-folder tree) register themselves on import;
+- ``pairs``: domain pairs (source -> target) loaded as one dataset;
+- ``splits``: SSL and domain-adaptation split ids, their draws and manifest files;
+- ``streams``: seeded, resumable index batches.
+"""
+
+from ssl_bench.config import DataConfig
+from ssl_bench.data import digits, digits_m, folder, vision  # noqa: F401  (registers every loader)
+from ssl_bench.data.datasets import load_dataset
+from ssl_bench.data.images import ImageDataset
+from ssl_bench.data.pairs import check_setting, load_pair
+
+
+def load_data(cfg: DataConfig) -> ImageDataset:
+    """The dataset a run trains on: ``data.dataset`` (setting ssl) or the pair ``data.source -> data.target``."""
+    check_setting(cfg)
+    return load_dataset(cfg) if cfg.setting == "ssl" else load_pair(cfg)
+
+
+__all__ = ["ImageDataset", "load_data", "load_dataset"]

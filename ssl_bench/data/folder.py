@@ -1,7 +1,7 @@
 """The ``folder`` dataset: a user's ``<root>/<class>/*.png|jpg|jpeg`` tree read with PIL into uint8 arrays.
 
 Layout follows torchvision's ImageFolder convention (one sub-folder per class, sorted names -> label ids 0..C-1);
-the fixed stratified split mirrors the ``digits`` loader in ssl_bench/data/datasets.py.
+the fixed stratified split mirrors the ``digits`` loader in ssl_bench/data/digits.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ssl_bench.config import DataConfig
-from ssl_bench.data.datasets import ImageDataset, to_uint8_nchw
+from ssl_bench.data.images import ImageDataset, to_uint8_nchw
 from ssl_bench.errors import DataError
 from ssl_bench.registry import DATASETS
 
@@ -57,7 +57,7 @@ def _read_image(path: Path, size: int) -> tuple[np.ndarray, bool]:
             grey = img.mode in GREY_MODES
             # convert before resizing: palette/1-bit images would otherwise be resized with nearest-neighbour
             converted = img.convert("L" if grey else "RGB")
-            # BILINEAR in PIL widens its kernel when shrinking (antialiased), like datasets.resize_images
+            # BILINEAR in PIL widens its kernel when shrinking (antialiased), like images.resize_images
             resized = converted.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(resized, dtype=np.uint8), grey
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

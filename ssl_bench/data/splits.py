@@ -1,4 +1,9 @@
-"""Canonical label splits ``dataset.seed@labels-valid`` with verified manifest files (reference-algorithms.md §1.3)."""
+"""Canonical split ids and their verified manifest files, for SSL and domain-adaptation runs alike.
+
+SSL splits ``dataset.seed@labels-valid`` follow the reference's draw (reference-algorithms.md §1.3); the
+domain-adaptation splits ``source-target.seed@uda`` / ``@ssdaK`` of AdaMatch's settings (§6) draw their K labeled
+target images per class with the same rule. Both share one manifest path: read, verify, or draw and save once.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from ssl_bench.data.datasets import ImageDataset
+from ssl_bench.config import DataConfig
+from ssl_bench.data.images import ImageDataset
+from ssl_bench.data.pairs import get_pair, pair_name
 from ssl_bench.errors import DataError, SplitError
 from ssl_bench.registry import DATASETS
 from ssl_bench.utils import atomic_write_text
@@ -215,3 +222,153 @@ def get_split(
         return Split(str(sid), labeled, valid, ds.fingerprint(), class_balance)
 
     return read_or_draw(path, sid, ds, _parse_split, draw, write)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# domain-adaptation splits
+
+_DA_SPLIT_RE = re.compile(
+    r"^(?P<source>[A-Za-z0-9_:]+)-(?P<target>[A-Za-z0-9_:]+)\.(?P<seed>\d+)@(?:uda|ssda(?P<k>[1-9]\d*))$"
+)
+
+
+@dataclass(frozen=True)
+class DASplitId:
+    """``source-target.seed@uda`` or ``source-target.seed@ssdaK`` (K labeled target images per class)."""
+
+    source: str
+    target: str
+    seed: int
+    target_labels: int
+
+    @property
+    def setting(self) -> str:
+        return "ssda" if self.target_labels else "uda"
+
+    def __str__(self) -> str:
+        tail = f"ssda{self.target_labels}" if self.target_labels else "uda"
+        return f"{pair_name(self.source, self.target)}.{self.seed}@{tail}"
+
+    @classmethod
+    def parse(cls, text: str) -> DASplitId:
+        m = _DA_SPLIT_RE.match(text.strip())
+        if not m:
+            raise SplitError(
+                f"invalid domain-adaptation split id {text!r}; expected source-target.seed@uda or "
+                "source-target.seed@ssdaK, e.g. digits-digits_m.1@ssda1"
+            )
+        get_pair(m["source"], m["target"])
+        return cls(m["source"], m["target"], int(m["seed"]), int(m["k"] or 0))
+
+
+@dataclass(frozen=True)
+class DASplit:
+    """Every source image labeled; ``target_local`` (indices into the target's training images) labeled too.
+
+    Pool indices: source images are 0..n_source-1, target images n_source..n_train-1.
+    """
+
+    id: str
+    target_local: np.ndarray
+    n_source: int
+    n_train: int
+    fingerprint: str
+    class_balance: str = "balanced"
+
+    @property
+    def labeled(self) -> np.ndarray:
+        return np.arange(self.n_source, dtype=np.int64)
+
+    @property
+    def target_labeled(self) -> np.ndarray:
+        return self.n_source + self.target_local
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.int64)
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps([self.id, self.fingerprint, self.n_source, self.n_train, self.target_local.tolist()])
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def pool(self, n_train: int, labeled: np.ndarray, include_labeled: bool) -> np.ndarray:
+        """The unlabeled pool: every target training image (minus the labeled ones unless ``include_labeled``)."""
+        if n_train != self.n_train:
+            raise DataError(f"split {self.id} covers {self.n_train} training images, the pair has {n_train}")
+        keep = np.zeros(n_train, dtype=bool)
+        keep[self.n_source :] = True
+        if not include_labeled:
+            keep[self.target_labeled] = False
+        return np.flatnonzero(keep)
+
+    def manifest(self) -> dict:
+        return {
+            "format": MANIFEST_FORMAT,
+            "split": self.id,
+            "dataset_fingerprint": self.fingerprint,
+            "n_source": self.n_source,
+            "n_target": self.n_train - self.n_source,
+            "labeled_target": self.target_local.tolist(),
+            "hash": self.hash,
+        }
+
+
+def draw_da_split(ds: ImageDataset, sid: DASplitId) -> DASplit:
+    """k target images per class: the class-balanced draw of SSL splits (§1.3) on the target's training labels."""
+    target_labels = ds.train_labels[ds.n_source :].numpy()
+    k = sid.target_labels
+    local = np.zeros(0, dtype=np.int64)
+    if k:
+        counts = np.bincount(target_labels, minlength=ds.num_classes)
+        short = int(np.argmin(counts))
+        if counts[short] < k:
+            name = f" ({ds.classes[short]})" if ds.classes and ds.classes[short] != str(short) else ""
+            raise SplitError(
+                f"data.target_labels = {k} per class is more than target {sid.target} has: class "
+                f"{short}{name} has {counts[short]} training images"
+            )
+        draw = SplitId(sid.target, sid.seed, k * ds.num_classes, 0)
+        local, _ = draw_split(target_labels, ds.num_classes, draw, "balanced")
+    return DASplit(str(sid), local, ds.n_source, len(ds.train_labels), ds.fingerprint())
+
+
+def _parse_da_split(m: dict) -> DASplit:
+    return DASplit(
+        id=m["split"],
+        target_local=np.asarray(m["labeled_target"], dtype=np.int64),
+        n_source=int(m["n_source"]),
+        n_train=int(m["n_source"]) + int(m["n_target"]),
+        fingerprint=m["dataset_fingerprint"],
+    )
+
+
+def read_da_manifest(path: Path, ds: ImageDataset) -> DASplit:
+    """Load and verify a domain-adaptation split manifest."""
+    return read_verified(path, ds, _parse_da_split)
+
+
+def get_da_split(ds: ImageDataset, sid: DASplitId, manifest_dir: Path | None = None, write: bool = True) -> DASplit:
+    """The split ``sid`` of the pair ``ds``: read from its manifest if one exists (verified), else drawn and saved."""
+    path = manifest_path(manifest_dir, sid) if manifest_dir is not None else None
+    return read_or_draw(path, sid, ds, _parse_da_split, lambda: draw_da_split(ds, sid), write)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the split of one run, in any setting
+
+
+def run_split_id(cfg: DataConfig, seed: int) -> SplitId | DASplitId:
+    if cfg.setting == "ssl":
+        return SplitId(cfg.dataset, seed, cfg.n_labels, cfg.n_valid)
+    return DASplitId(cfg.source, cfg.target, seed, cfg.target_labels)
+
+
+def get_run_split(
+    ds: ImageDataset, cfg: DataConfig, seed: int, manifest_dir: Path | None, write: bool = True
+) -> Split | DASplit:
+    """The split of one run in any setting (manifests under ``manifest_dir``)."""
+    sid = run_split_id(cfg, seed)
+    if isinstance(sid, DASplitId):
+        return get_da_split(ds, sid, manifest_dir, write)
+    return get_split(ds, sid, cfg.class_balance, manifest_dir, write)

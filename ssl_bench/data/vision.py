@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ssl_bench.config import DataConfig
-from ssl_bench.data.datasets import DIGIT_CLASSES, ImageDataset, to_uint8_nchw
+from ssl_bench.data.digits import DIGIT_CLASSES
+from ssl_bench.data.images import ImageDataset, to_uint8_nchw
 from ssl_bench.errors import DataError
 from ssl_bench.registry import DATASETS
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ssl_bench.config import DataConfig
-from ssl_bench.data.datasets import ImageDataset, load_dataset, resize_images
+from ssl_bench.data.datasets import load_dataset
+from ssl_bench.data.images import ImageDataset, resize_images
 from ssl_bench.data.splits import SplitId, draw_split, get_split, greedy_select, manifest_path, read_manifest
 from ssl_bench.errors import ConfigError, DataError, SplitError
 

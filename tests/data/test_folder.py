@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from ssl_bench.config import DataConfig
 from ssl_bench.data import load_dataset
-from ssl_bench.data.datasets import ImageDataset
+from ssl_bench.data.images import ImageDataset
 from ssl_bench.errors import DataError
 
 # class folder name -> number of images; names deliberately not in creation order, to test the sorting

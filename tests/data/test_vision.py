@@ -32,7 +32,7 @@ from fake_formats import (
 
 from ssl_bench.config import DataConfig
 from ssl_bench.data import load_dataset
-from ssl_bench.data.datasets import ImageDataset
+from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.vision import DEBIAN_FASHION_MNIST_DIR, decompress_idx_files, link_fashion_mnist
 from ssl_bench.errors import DataError
 
@@ -376,8 +376,8 @@ def test_root_expands_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_mnist_usps_pair_brings_both_domains_to_one_side(tmp_path: Path) -> None:
-    from ssl_bench.data.datasets import resize_images
-    from ssl_bench.data.domains import load_pair
+    from ssl_bench.data.images import resize_images
+    from ssl_bench.data.pairs import load_pair
 
     mnist = write_idx(tmp_path / "MNIST" / "raw", n_train=20, n_test=10)
     usps = write_usps(tmp_path, n_train=20, n_test=10)
@@ -396,7 +396,7 @@ def test_mnist_usps_pair_brings_both_domains_to_one_side(tmp_path: Path) -> None
 
 
 def test_svhn_mnist_pair_repeats_grey_to_rgb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ssl_bench.data.domains import load_pair
+    from ssl_bench.data.pairs import load_pair
 
     svhn = write_svhn(tmp_path)
     point_md5s_at(monkeypatch, tvd.SVHN, svhn.md5)
@@ -413,7 +413,7 @@ def test_svhn_mnist_pair_repeats_grey_to_rgb(tmp_path: Path, monkeypatch: pytest
 
 
 def test_pair_with_missing_files_names_the_domain(tmp_path: Path) -> None:
-    from ssl_bench.data.domains import load_pair
+    from ssl_bench.data.pairs import load_pair
 
     write_usps(tmp_path)
     with pytest.raises(DataError) as err:
