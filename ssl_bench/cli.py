@@ -71,6 +71,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     from ssl_bench.config import DataConfig
     from ssl_bench.data.datasets import load_dataset
     from ssl_bench.data.splits import SplitId, get_split, manifest_path
+    from ssl_bench.results import manifest_dir
 
     if "-" in args.split_id.split("@")[0]:
         return _print_da_split(args)
@@ -79,7 +80,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     if args.data_root:
         cfg.root = args.data_root
     ds = load_dataset(cfg)
-    manifests = args.results_dir / "splits"
+    manifests = manifest_dir(args.results_dir)
     split = get_split(ds, sid, args.class_balance, manifests)
     labels = ds.train_labels.numpy()
     per_class = np.bincount(labels[split.labeled], minlength=ds.num_classes).tolist()
@@ -102,6 +103,7 @@ def _print_da_split(args: argparse.Namespace) -> int:
     from ssl_bench.config import DataConfig
     from ssl_bench.data.pairs import load_pair
     from ssl_bench.data.splits import DASplitId, get_da_split, manifest_path
+    from ssl_bench.results import manifest_dir
 
     sid = DASplitId.parse(args.split_id)
     cfg = DataConfig(setting=sid.setting, source=sid.source, target=sid.target, download=args.download)
@@ -110,7 +112,7 @@ def _print_da_split(args: argparse.Namespace) -> int:
     if args.image_size:
         cfg.image_size = args.image_size
     ds = load_pair(cfg)
-    manifests = args.results_dir / "splits"
+    manifests = manifest_dir(args.results_dir)
     split = get_da_split(ds, sid, manifests)
     target_labels = ds.train_labels[ds.n_source :].numpy()
     per_class = np.bincount(target_labels[split.target_local], minlength=ds.num_classes).tolist()

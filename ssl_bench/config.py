@@ -136,6 +136,67 @@ class RecipeConfig:
     algorithm: Any = None  # the algorithm's own config dataclass (see algorithm_config)
 
 
+def pair_name(source: str, target: str) -> str:
+    """``source-target``, the dataset name of a domain pair: dataset names never contain '-', so it splits back."""
+    return f"{source}-{target}"
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one run (one recipe entry at one label budget and seed)."""
+
+    seed: int
+    data: DataConfig
+    model: ModelConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    algorithm: Any
+    active: ActiveConfig = field(default_factory=ActiveConfig)
+    acquisition: str | None = None  # the acquisition function of an active-learning run
+
+    @property
+    def dataset(self) -> str:
+        """The dataset its records name: ``data.dataset``, or ``source-target`` in settings uda and ssda."""
+        return self.data.dataset if self.data.setting == "ssl" else pair_name(self.data.source, self.data.target)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "seed": self.seed,
+            "data": to_dict(self.data),
+            "model": to_dict(self.model),
+            "augment": to_dict(self.augment),
+            "train": to_dict(self.train),
+            "algorithm": to_dict(self.algorithm),
+        }
+        if self.acquisition is not None:  # plain runs keep the hashes they had before active learning existed
+            out["active"] = {**to_dict(self.active), "acquisition": self.acquisition}
+        return out
+
+
+# keys that change where or how visibly a run executes, not what it computes: left out of the config hash
+NON_SEMANTIC = {
+    "data": ("root", "download"),
+    "train": ("device", "progress", "tensorboard", "checkpoint_every", "eval_batch_size"),
+}
+# keys added after records existed, left out of the hash while they hold the value that reproduces older runs
+OMIT_IF_DEFAULT = {
+    "data": {"n_unlabeled": 0, "setting": "ssl", "source": "", "target": "", "target_labels": 0, "channels": 0}
+}
+
+
+def run_hash(run: RunConfig) -> str:
+    """The run's identity: the config hash of everything that changes what it computes."""
+    values = run.to_dict()
+    for section, keys in NON_SEMANTIC.items():
+        for key in keys:
+            values[section].pop(key, None)
+    for section, defaults in OMIT_IF_DEFAULT.items():
+        for key, default in defaults.items():
+            if values[section].get(key) == default:
+                values[section].pop(key)
+    return config_hash(values)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # type checking
 

@@ -1,4 +1,8 @@
-"""Run records: one JSON object per finished run, with its provenance, stored atomically under the results dir."""
+"""Run records: one JSON object per finished run, with its provenance, stored atomically under the results dir.
+
+Also the layout of a results directory: records under ``runs/``, split manifests under ``splits/``, checkpoints
+under ``.checkpoints/`` and TensorBoard scalars under ``tensorboard/``.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ import datetime as dt
 import json
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ssl_bench.config import RunConfig
+from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.utils import atomic_write_text
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
@@ -20,6 +27,40 @@ RECORD_KEYS = (
 )  # fmt: skip
 
 RUNS_DIR = "runs"
+SPLITS_DIR = "splits"
+CHECKPOINT_DIR = ".checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def manifest_dir(results_dir: Path) -> Path:
+    """Where split manifests (and active-learning round logs) live."""
+    return Path(results_dir) / SPLITS_DIR
+
+
+def checkpoint_path(results_dir: Path, config_hash: str) -> Path:
+    """The one checkpoint of the run with this config hash, kept until its record is written."""
+    return Path(results_dir) / CHECKPOINT_DIR / f"{config_hash[:16]}.pt"
+
+
+def tensorboard_dir(results_dir: Path, config_hash: str) -> Path:
+    return Path(results_dir) / TENSORBOARD_DIR / config_hash[:12]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run (or one active-learning round) measured; the record adds identity and provenance."""
+
+    acc_history: list[tuple[int, float]]  # (step, test accuracy of the EMA model) at every evaluation
+    acc_median: float  # the headline: median of the last median_k evaluations (§1.8)
+    acc_final: float
+    median_k: int
+    acc_raw_final: float  # the live (non-EMA) model at the end
+    steps: int
+    images_seen: int  # labeled images seen (steps x batch size)
+    wall_s: float
+    device: str
+    augmentation: str  # the policies the run really used, e.g. "ctaugment+weak"
+    n_unlabeled: int  # size of the unlabeled pool
 
 
 def library_versions() -> dict[str, str]:
@@ -63,6 +104,56 @@ def git_state(results_dir: Path | None = None) -> tuple[str | None, bool | None]
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def make_record(
+    run: RunConfig,
+    chash: str,
+    split: Split | DASplit,
+    result: TrainResult,
+    results_dir: Path,
+    rnd: int | None = None,
+    n_labels: int | None = None,
+) -> dict[str, Any]:
+    """The record of a finished run (or of active-learning round ``rnd``, with ``n_labels`` labels then)."""
+    commit, dirty = git_state(results_dir)
+    data = run.data
+    domain_adaptation = data.setting != "ssl"
+    if n_labels is None:
+        n_labels = len(split.target_labeled) if domain_adaptation else data.n_labels
+    return {
+        "algorithm": run.algorithm.name,
+        "dataset": run.dataset,
+        "split": split.id,
+        "split_hash": split.hash,
+        "n_labels": n_labels,
+        "seed": run.seed,
+        "setting": data.setting,
+        "source": data.source if domain_adaptation else None,
+        "target": data.target if domain_adaptation else None,
+        "target_labels_per_class": data.target_labels if domain_adaptation else None,
+        "round": rnd,
+        "acquisition": run.acquisition,
+        "acc_median": result.acc_median,
+        "median_k": result.median_k,
+        "acc_final": result.acc_final,
+        "acc_history": [list(h) for h in result.acc_history],
+        "acc_raw_final": result.acc_raw_final,
+        "n_unlabeled": result.n_unlabeled,
+        "model": run.model.name,
+        "augmentation": result.augmentation,
+        "steps": result.steps,
+        "images_seen": result.images_seen,
+        "wall_s": round(result.wall_s, 3),
+        "steps_per_s": round(result.steps / max(result.wall_s, 1e-9), 3),
+        "device": result.device,
+        "config": run.to_dict(),
+        "config_hash": chash,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": library_versions(),
+        "created_at": now_iso(),
+    }
 
 
 def record_path(results_dir: Path, record: dict[str, Any]) -> Path:

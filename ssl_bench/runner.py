@@ -13,26 +13,15 @@ from ssl_bench.active.acquisition import Acquisition
 from ssl_bench.active.loop import run_active, schedule
 from ssl_bench.algorithms import get_algorithm
 from ssl_bench.augment import create_policy
-from ssl_bench.config import RecipeConfig, config_hash
+from ssl_bench.config import RecipeConfig, RunConfig, run_hash
 from ssl_bench.data import load_data
-from ssl_bench.data.pairs import SETTINGS, check_setting, pair_name
+from ssl_bench.data.pairs import SETTINGS, check_setting
 from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, get_run_split, run_split_id
 from ssl_bench.errors import ConfigError
 from ssl_bench.models import create_model
-from ssl_bench.results import git_state, library_versions, load_records, now_iso, write_record
-from ssl_bench.train import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS, RunConfig, Trainer
+from ssl_bench.results import checkpoint_path, load_records, make_record, manifest_dir, tensorboard_dir, write_record
+from ssl_bench.train import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS, Trainer
 from ssl_bench.utils import resolve_device
-
-# keys that change where or how visibly a run executes, not what it computes: left out of the config hash
-NON_SEMANTIC = {
-    "data": ("root", "download"),
-    "train": ("device", "progress", "tensorboard", "checkpoint_every", "eval_batch_size"),
-}
-# keys added after records existed, left out of the hash while they hold the value that reproduces older runs
-OMIT_IF_DEFAULT = {
-    "data": {"n_unlabeled": 0, "setting": "ssl", "source": "", "target": "", "target_labels": 0, "channels": 0}
-}
-CHECKPOINT_DIR = ".checkpoints"
 
 
 def expand(recipe: RecipeConfig) -> list[RunConfig]:
@@ -89,18 +78,6 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     return runs
 
 
-def run_hash(run: RunConfig) -> str:
-    values = run.to_dict()
-    for section, keys in NON_SEMANTIC.items():
-        for key in keys:
-            values[section].pop(key, None)
-    for section, defaults in OMIT_IF_DEFAULT.items():
-        for key, default in defaults.items():
-            if values[section].get(key) == default:
-                values[section].pop(key)
-    return config_hash(values)
-
-
 def split_id(run: RunConfig) -> SplitId | DASplitId:
     return run_split_id(run.data, run.seed)
 
@@ -141,7 +118,7 @@ def check_pools(run: RunConfig, n_train: int, split: Split | DASplit) -> None:
 def plan(recipe: RecipeConfig, results_dir: Path) -> list[tuple[RunConfig, str, Split]]:
     """Validate every run before anything is written: data present, splits drawable, model buildable."""
     planned = []
-    manifests = Path(results_dir) / "splits"
+    manifests = manifest_dir(results_dir)
     for run in expand(recipe):
         check_train_config(run)
         ds = load_data(run.data)
@@ -160,45 +137,6 @@ def plan(recipe: RecipeConfig, results_dir: Path) -> list[tuple[RunConfig, str, 
             f"{', '.join(algorithm_cls.settings)}"
         )
     return planned
-
-
-def make_record(run: RunConfig, chash: str, split: Split, result: Any, results_dir: Path) -> dict[str, Any]:
-    commit, dirty = git_state(results_dir)
-    data = run.data
-    domain_adaptation = data.setting != "ssl"
-    return {
-        "algorithm": run.algorithm.name,
-        "dataset": pair_name(data.source, data.target) if domain_adaptation else data.dataset,
-        "split": split.id,
-        "split_hash": split.hash,
-        "n_labels": len(split.target_labeled) if domain_adaptation else data.n_labels,
-        "seed": run.seed,
-        "setting": data.setting,
-        "source": data.source if domain_adaptation else None,
-        "target": data.target if domain_adaptation else None,
-        "target_labels_per_class": data.target_labels if domain_adaptation else None,
-        "round": None,
-        "acquisition": run.acquisition,
-        "acc_median": result.acc_median,
-        "median_k": result.extra["median_k"],
-        "acc_final": result.acc_final,
-        "acc_history": [list(h) for h in result.acc_history],
-        "acc_raw_final": result.extra["acc_raw_final"],
-        "n_unlabeled": result.extra["n_unlabeled"],
-        "model": run.model.name,
-        "augmentation": result.extra["augmentation"],
-        "steps": result.steps,
-        "images_seen": result.images_seen,
-        "wall_s": round(result.wall_s, 3),
-        "steps_per_s": round(result.steps / max(result.wall_s, 1e-9), 3),
-        "device": result.device,
-        "config": run.to_dict(),
-        "config_hash": chash,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "versions": library_versions(),
-        "created_at": now_iso(),
-    }
 
 
 def run_recipe(
@@ -221,15 +159,15 @@ def run_recipe(
             log(f"{tag}: already recorded (config {chash[:12]}), skipped")
             continue
         ds = load_data(run.data)
-        split = get_run_split(ds, run.data, run.seed, results_dir / "splits")
-        ckpt = results_dir / CHECKPOINT_DIR / f"{chash[:16]}.pt"
+        split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir))
+        ckpt = checkpoint_path(results_dir, chash)
         trainer = Trainer(run, ds, split, chash)
         if run.acquisition is not None:
             records += run_active(trainer, run.acquisition, results_dir, log, desc=f"{tag} {run.acquisition}")
             continue
         if ckpt.exists():
             log(f"{tag}: resuming from {ckpt}")
-        result = trainer.run(ckpt, stop_at=stop_at, log_dir=results_dir / "tensorboard" / chash[:12], desc=tag)
+        result = trainer.run(ckpt, stop_at=stop_at, log_dir=tensorboard_dir(results_dir, chash), desc=tag)
         if result is None:
             log(f"{tag}: stopped at step {trainer.step}, checkpoint kept at {ckpt}")
             continue

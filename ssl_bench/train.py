@@ -10,7 +10,6 @@ import copy
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,57 +20,19 @@ from torch import nn
 from ssl_bench.algorithms import Algorithm, get_algorithm
 from ssl_bench.augment import ViewBuilder, create_policy
 from ssl_bench.augment.views import to_input
-from ssl_bench.config import ActiveConfig, AugmentConfig, DataConfig, ModelConfig, TrainConfig, to_dict
+from ssl_bench.config import RunConfig, TrainConfig
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.data.streams import IndexStream
 from ssl_bench.errors import CheckpointError, ConfigError
 from ssl_bench.models import create_model
+from ssl_bench.results import TrainResult
 from ssl_bench.utils import atomic_write_bytes, resolve_device
 
 CHECKPOINT_FORMAT = 1
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "cosine_quarter")
 EMA_BUFFERS = ("copy", "average")
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines one run (one recipe entry at one label budget and seed)."""
-
-    seed: int
-    data: DataConfig
-    model: ModelConfig
-    augment: AugmentConfig
-    train: TrainConfig
-    algorithm: Any
-    active: ActiveConfig = field(default_factory=ActiveConfig)
-    acquisition: str | None = None  # the acquisition function of an active-learning run
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "seed": self.seed,
-            "data": to_dict(self.data),
-            "model": to_dict(self.model),
-            "augment": to_dict(self.augment),
-            "train": to_dict(self.train),
-            "algorithm": to_dict(self.algorithm),
-        }
-        if self.acquisition is not None:  # plain runs keep the hashes they had before active learning existed
-            out["active"] = {**to_dict(self.active), "acquisition": self.acquisition}
-        return out
-
-
-@dataclass
-class TrainResult:
-    acc_history: list[tuple[int, float]]
-    acc_median: float
-    acc_final: float
-    steps: int
-    images_seen: int
-    wall_s: float
-    device: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -417,14 +378,12 @@ class Trainer:
             acc_history=list(self.history),
             acc_median=acc_median,
             acc_final=acc_final,
+            median_k=median_k,
+            acc_raw_final=evaluate(self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size),
             steps=self.step,
             images_seen=self.step * tc.batch_size,
             wall_s=self.wall_s,
             device=str(self.device),
-            extra={
-                "median_k": median_k,
-                "augmentation": self.augmentation,
-                "n_unlabeled": self.n_unlabeled,
-                "acc_raw_final": evaluate(self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size),
-            },
+            augmentation=self.augmentation,
+            n_unlabeled=self.n_unlabeled,
         )

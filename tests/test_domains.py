@@ -21,7 +21,7 @@ import ssl_bench.data  # noqa: F401  (registers every dataset loader)
 from ssl_bench.algorithms.adamatch import AdaMatch, AdaMatchConfig
 from ssl_bench.augment.views import Batch
 from ssl_bench.cli import main
-from ssl_bench.config import DataConfig, build_recipe, load_recipe
+from ssl_bench.config import DataConfig, build_recipe, load_recipe, run_hash
 from ssl_bench.data import load_data, load_dataset
 from ssl_bench.data.digits import digits_arrays
 from ssl_bench.data.digits_m import make_digits_m
@@ -31,7 +31,7 @@ from ssl_bench.data.splits import DASplitId, draw_da_split, get_da_split, get_ru
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
 from ssl_bench.leaderboard import da_table, records_frame, ssl_tables
 from ssl_bench.results import load_records
-from ssl_bench.runner import expand, run_hash, run_recipe
+from ssl_bench.runner import expand, run_recipe
 from ssl_bench.train import Trainer
 from tests.conftest import ROOT
 

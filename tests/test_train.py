@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_bench.config import DataConfig, load_recipe
+from ssl_bench.config import DataConfig, load_recipe, run_hash
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import CheckpointError
-from ssl_bench.runner import expand, run_hash, split_id
+from ssl_bench.runner import expand, split_id
 from ssl_bench.train import EMA, TrainConfig, Trainer, decay_split, lr_at, make_optimizer, median_last
 from tests.conftest import ROOT
 
@@ -105,7 +105,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):
     assert resumed.step == 60
     assert result.acc_history == full.acc_history
     assert result.acc_median == full.acc_median and result.acc_final == full.acc_final
-    assert result.extra["acc_raw_final"] == full.extra["acc_raw_final"]
+    assert result.acc_raw_final == full.acc_raw_final
 
 
 def test_corrupted_or_foreign_checkpoint_is_an_error(tmp_path):

@@ -19,6 +19,7 @@ from ssl_bench.active.acquisition import Acquisition, select
 from ssl_bench.augment.views import to_input
 from ssl_bench.config import ActiveConfig
 from ssl_bench.errors import ConfigError, DataError
+from ssl_bench.results import checkpoint_path, load_records, make_record, manifest_dir, write_record
 from ssl_bench.train import Trainer, median_last
 from ssl_bench.utils import atomic_write_text
 
@@ -128,15 +129,12 @@ def run_active(trainer: Trainer, acquisition: str, results_dir: Path, log, desc:
 
     Resumes from the run's checkpoint; rounds already recorded are not recorded again.
     """
-    from ssl_bench.results import load_records, write_record
-    from ssl_bench.runner import CHECKPOINT_DIR, make_record
-
     run, chash, split = trainer.cfg, trainer.config_hash, trainer.split
     acq = Acquisition.parse(acquisition)
     plan = schedule(run.active, len(split.labeled), run.train.batch_size)
-    ckpt = Path(results_dir) / CHECKPOINT_DIR / f"{chash[:16]}.pt"
+    ckpt = checkpoint_path(results_dir, chash)
     header = {"split": split.id, "split_hash": split.hash, "acquisition": acquisition, "config_hash": chash}
-    rounds = RoundLog(Path(results_dir) / "splits" / f"{split.id}.active-{chash[:12]}.json", header)
+    rounds = RoundLog(manifest_dir(results_dir) / f"{split.id}.active-{chash[:12]}.json", header)
     done = {r["round"] for r in load_records(results_dir) if r.get("config_hash") == chash}
     if ckpt.exists():
         trainer.load(ckpt)
@@ -155,8 +153,7 @@ def run_active(trainer: Trainer, acquisition: str, results_dir: Path, log, desc:
         if rnd not in done:
             acc, final, used = round_accuracy(trainer.history, prev_end, end, run.train.median_k)
             result = trainer.result(acc_median=acc, acc_final=final, median_k=used)
-            record = make_record(run, chash, split, result, results_dir)
-            record.update(round=rnd, acquisition=acquisition, n_labels=len(trainer.labeled_pool))
+            record = make_record(run, chash, split, result, results_dir, rnd=rnd, n_labels=len(trainer.labeled_pool))
             write_record(results_dir, record)
             records.append(record)
             log(f"{desc}: round {rnd}, {len(trainer.labeled_pool)} labels, acc_median {acc:.4f}")

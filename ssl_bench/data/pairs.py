@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ssl_bench.config import DataConfig
+from ssl_bench.config import DataConfig, pair_name
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.images import ImageDataset, to_channels
 from ssl_bench.errors import ConfigError, DataError
@@ -24,11 +24,6 @@ from ssl_bench.registry import Registry
 
 SETTINGS = ("ssl", "uda", "ssda")
 FOLDER_PREFIX = "folder:"
-
-
-def pair_name(source: str, target: str) -> str:
-    """``source-target``: dataset names never contain '-', so the name splits back unambiguously."""
-    return f"{source}-{target}"
 
 
 @dataclass(frozen=True)

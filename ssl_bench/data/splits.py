@@ -17,9 +17,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from ssl_bench.config import DataConfig
+from ssl_bench.config import DataConfig, pair_name
 from ssl_bench.data.images import ImageDataset
-from ssl_bench.data.pairs import get_pair, pair_name
+from ssl_bench.data.pairs import get_pair
 from ssl_bench.errors import DataError, SplitError
 from ssl_bench.registry import DATASETS
 from ssl_bench.utils import atomic_write_text

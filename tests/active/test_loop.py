@@ -7,12 +7,12 @@ import pytest
 
 from ssl_bench.active.loop import schedule
 from ssl_bench.cli import main
-from ssl_bench.config import ActiveConfig, load_recipe
+from ssl_bench.config import ActiveConfig, load_recipe, run_hash
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import ConfigError
 from ssl_bench.results import load_records
-from ssl_bench.runner import expand, run_hash, run_recipe, split_id
+from ssl_bench.runner import expand, run_recipe, split_id
 from ssl_bench.train import Trainer
 from tests.conftest import ROOT
 
