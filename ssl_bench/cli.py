@@ -157,7 +157,7 @@ def cmd_bench_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_exchange_rate(args: argparse.Namespace) -> int:
-    from ssl_bench.active.report import exchange_rates, plot_exchange
+    from ssl_bench.leaderboard.active import exchange_rates, plot_exchange
     from ssl_bench.results import load_records
 
     rates = exchange_rates(load_records(args.results_dir))

@@ -29,7 +29,7 @@ from ssl_bench.data.images import resize_images, to_channels
 from ssl_bench.data.pairs import PAIRS, check_setting, load_pair
 from ssl_bench.data.splits import DASplitId, draw_da_split, get_da_split, get_run_split, manifest_path, read_da_manifest
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
-from ssl_bench.leaderboard import da_table, records_frame, ssl_tables
+from ssl_bench.leaderboard.tables import da_table, records_frame, ssl_tables
 from ssl_bench.results import load_records
 from ssl_bench.runner import expand, run_recipe
 from ssl_bench.train import Trainer

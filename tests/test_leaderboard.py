@@ -1,6 +1,7 @@
 import json
 
-from ssl_bench.leaderboard import records_frame, render, ssl_tables
+from ssl_bench.leaderboard import render
+from ssl_bench.leaderboard.tables import records_frame, ssl_tables
 from ssl_bench.results import write_record
 
 

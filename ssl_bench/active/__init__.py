@@ -1,1 +1,1 @@
-"""Active learning (MMA): acquisition scores, the shared selector, the label-growth loop and its reports."""
+"""Active learning (MMA): acquisition scores, the shared selector and the label-growth loop (reports: leaderboard)."""

@@ -125,7 +125,7 @@ def test_bad_active_inputs(case, tmp_path, capsys):
 
 
 def test_exchange_rate_from_records(tmp_path, capsys):
-    from ssl_bench.active.report import exchange_rates
+    from ssl_bench.leaderboard.active import exchange_rates
     from ssl_bench.results import write_record
     from tests.test_leaderboard import rec
 

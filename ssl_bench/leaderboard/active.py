@@ -1,4 +1,4 @@
-"""Active-learning reports: accuracy against labels per acquisition function, and what one label is worth.
+"""Active-learning reports of the leaderboard: accuracy against labels per acquisition, and what one label is worth.
 
 The exchange-rate analysis follows the question of MMA (arXiv 1912.00594, §5): how many unlabeled images buy the
 accuracy that one more label buys. Here it is estimated by finite differences between recorded runs.
@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ssl_bench.leaderboard import mean_std_cell
+from ssl_bench.leaderboard.tables import mean_std_cell
 
 
 def active_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
