@@ -20,7 +20,8 @@ from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, get_run_sp
 from ssl_bench.errors import ConfigError
 from ssl_bench.models import create_model
 from ssl_bench.results import checkpoint_path, load_records, make_record, manifest_dir, tensorboard_dir, write_record
-from ssl_bench.train import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS, Trainer
+from ssl_bench.train import Trainer
+from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
 from ssl_bench.utils import resolve_device
 
 
@@ -163,7 +164,7 @@ def run_recipe(
         ckpt = checkpoint_path(results_dir, chash)
         trainer = Trainer(run, ds, split, chash)
         if run.acquisition is not None:
-            records += run_active(trainer, run.acquisition, results_dir, log, desc=f"{tag} {run.acquisition}")
+            records += run_active(trainer, run, chash, split, results_dir, log, desc=f"{tag} {run.acquisition}")
             continue
         if ckpt.exists():
             log(f"{tag}: resuming from {ckpt}")

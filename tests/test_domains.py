@@ -461,16 +461,16 @@ def test_trainer_ssda_streams_and_batches(monkeypatch):
     trainer, ds, split = make_trainer(tiny_values("adamatch", target_labels=[2]))
     n, n_train = ds.n_source, len(ds.train_labels)
     assert trainer.cfg.data.setting == "ssda" and split.id == "digits-digits_m.1@ssda2"
-    revealed = torch.nonzero(trainer.train_labels != -1).flatten().numpy()
+    revealed = torch.nonzero(trainer.feed.labels != -1).flatten().numpy()
     assert np.array_equal(revealed, np.concatenate([np.arange(n), np.sort(split.target_labeled)]))
     assert len(revealed) == n + 20
-    assert torch.equal(trainer.train_labels[revealed], ds.train_labels[revealed])
-    assert torch.equal(trainer.labeled.pool.sort().values, torch.arange(n))
-    assert torch.equal(trainer.unlabeled.pool.sort().values, torch.arange(n, n_train))
-    assert trainer.n_unlabeled == n_train - n
-    assert torch.equal(trainer.labeled_target.pool.sort().values, torch.from_numpy(np.sort(split.target_labeled)))
-    source_idx = copy.deepcopy(trainer.labeled).next()
-    target_idx = copy.deepcopy(trainer.labeled_target).next()
+    assert torch.equal(trainer.feed.labels[revealed], ds.train_labels[revealed])
+    assert torch.equal(trainer.feed.labeled.pool.sort().values, torch.arange(n))
+    assert torch.equal(trainer.feed.unlabeled.pool.sort().values, torch.arange(n, n_train))
+    assert trainer.feed.n_unlabeled == n_train - n
+    assert torch.equal(trainer.feed.labeled_target.pool.sort().values, torch.from_numpy(np.sort(split.target_labeled)))
+    source_idx = copy.deepcopy(trainer.feed.labeled).next()
+    target_idx = copy.deepcopy(trainer.feed.labeled_target).next()
     assert set(target_idx.tolist()) <= set(split.target_labeled.tolist())
     seen = spy_batches(trainer, monkeypatch)
     trainer.train_step()
@@ -485,8 +485,8 @@ def test_trainer_ssda_streams_and_batches(monkeypatch):
 def test_trainer_ssda_fixmatch_appends_target_to_labeled(monkeypatch):
     trainer, ds, split = make_trainer(tiny_values("fixmatch", target_labels=[1]))
     assert trainer.algorithm.separate_target_labels is False
-    source_idx = copy.deepcopy(trainer.labeled).next()
-    target_idx = copy.deepcopy(trainer.labeled_target).next()
+    source_idx = copy.deepcopy(trainer.feed.labeled).next()
+    target_idx = copy.deepcopy(trainer.feed.labeled_target).next()
     assert set(target_idx.tolist()) <= set(split.target_labeled.tolist())
     seen = spy_batches(trainer, monkeypatch)
     trainer.train_step()
@@ -501,8 +501,8 @@ def test_trainer_ssda_fixmatch_appends_target_to_labeled(monkeypatch):
 
 def test_trainer_uda_has_no_target_stream(monkeypatch):
     trainer, ds, split = make_trainer(tiny_values("adamatch", target_labels=[0]))
-    assert trainer.labeled_target is None and len(split.target_labeled) == 0
-    assert int((trainer.train_labels != -1).sum()) == ds.n_source
+    assert trainer.feed.labeled_target is None and len(split.target_labeled) == 0
+    assert int((trainer.feed.labels != -1).sum()) == ds.n_source
     seen = spy_batches(trainer, monkeypatch)
     trainer.train_step()
     assert seen[0].x_target == () and seen[0].y_target is None
@@ -514,10 +514,10 @@ def test_ssda_trainer_resume_restores_the_target_stream(tmp_path):
     first, _, _ = make_trainer(tiny_values("adamatch", target_labels=[1]))
     assert first.run(tmp_path / "b.pt", stop_at=3) is None
     state = torch.load(tmp_path / "b.pt", weights_only=True)
-    assert state["streams"]["target"] == first.labeled_target.state_dict() != {"epoch": 0, "offset": 0}
+    assert state["streams"]["target"] == first.feed.labeled_target.state_dict() != {"epoch": 0, "offset": 0}
     resumed, _, _ = make_trainer(tiny_values("adamatch", target_labels=[1]))
     result = resumed.run(tmp_path / "b.pt")
-    assert resumed.labeled_target.state_dict() == full.labeled_target.state_dict()
+    assert resumed.feed.labeled_target.state_dict() == full.feed.labeled_target.state_dict()
     assert result.acc_history == full.history
     for a, b in zip(resumed.algorithm.state_dict().values(), full.algorithm.state_dict().values(), strict=True):
         assert torch.equal(a, b)

@@ -4,12 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_bench.config import DataConfig, load_recipe, run_hash
+from ssl_bench.config import DataConfig, TrainConfig, load_recipe, run_hash
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import CheckpointError
 from ssl_bench.runner import expand, split_id
-from ssl_bench.train import EMA, TrainConfig, Trainer, decay_split, lr_at, make_optimizer, median_last
+from ssl_bench.train import Trainer, median_last
+from ssl_bench.train.optim import EMA, decay_split, lr_at, make_optimizer
 from tests.conftest import ROOT
 
 
@@ -49,7 +50,7 @@ def test_sgd_couples_l2_on_weights_only():
 
 
 def test_adam_decay_is_decoupled_after_the_step():
-    from ssl_bench.train import decoupled_decay
+    from ssl_bench.train.optim import decoupled_decay
 
     m = Tiny()
     cfg = TrainConfig(optimizer="adam", lr=0.01, weight_decay=0.02)

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from ssl_bench.active.acquisition import Acquisition, select
-from ssl_bench.augment.views import to_input
-from ssl_bench.config import ActiveConfig
+from ssl_bench.config import ActiveConfig, RunConfig
+from ssl_bench.data.splits import Split
 from ssl_bench.errors import ConfigError, DataError
-from ssl_bench.results import checkpoint_path, load_records, make_record, manifest_dir, write_record
-from ssl_bench.train import Trainer, median_last
+from ssl_bench.results import TrainResult, checkpoint_path, load_records, make_record, manifest_dir, write_record
+from ssl_bench.train import median_last
 from ssl_bench.utils import atomic_write_text
 
 
@@ -43,44 +43,48 @@ def schedule(cfg: ActiveConfig, start: int, batch_size: int) -> list[tuple[int, 
     return [(first + r * per, min(start + r * cfg.grow, cfg.final)) for r in range(rounds + 1)]
 
 
-@torch.no_grad()
-def candidate_predictions(trainer: Trainer, candidates: np.ndarray, aug_k: int, batch: int = 1024):
-    """EMA-model probabilities on the candidates, un-augmented or averaged over ``aug_k`` weak augmentations
-    (the ``.aug`` variant, which the reference parses but never enables, §7.4), and pooled raw-model embeddings."""
-    probs, feats = [], []
-    model, raw = trainer.ema.model, trainer.algorithm.model
-    was_training = raw.training
-    raw.eval()
-    weak = trainer.probe_base
-    for start in range(0, len(candidates), batch):
-        idx = torch.as_tensor(candidates[start : start + batch]).to(trainer.device)
-        images = trainer.train_images[idx]
-        if aug_k:
-            p = sum(model(to_input(weak(images, trainer.generator))).softmax(1) for _ in range(aug_k)) / aug_k
-        else:
-            p = model(to_input(images)).softmax(1)
-        probs.append(p.cpu())
-        feats.append(raw.embed(to_input(images)).cpu())
-    raw.train(was_training)
-    return torch.cat(probs).numpy(), torch.cat(feats).numpy()
+class Learner(Protocol):
+    """What the label-growth loop needs from training (``ssl_bench.train.Trainer`` provides it)."""
+
+    step: int
+    history: list[tuple[int, float]]
+
+    @property
+    def labeled_pool(self) -> np.ndarray: ...
+
+    def candidates(self) -> np.ndarray: ...
+
+    def predict(self, indices: np.ndarray, aug_k: int = 0) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def pixels(self, indices: np.ndarray) -> np.ndarray: ...
+
+    def reveal(self, indices: np.ndarray) -> None: ...
+
+    def train_to(self, step: int, checkpoint: Path, desc: str = "") -> None: ...
+
+    def resume(self, checkpoint: Path) -> bool: ...
+
+    def save(self, path: Path) -> None: ...
+
+    def result(self, acc_median: float, acc_final: float, median_k: int) -> TrainResult: ...
 
 
-def acquire(trainer: Trainer, acq: Acquisition, k: int, rnd: int, aug_k: int) -> np.ndarray:
-    """Dataset indices of ``k`` new images to label, chosen among the unlabeled training images."""
-    n_train = len(trainer.ds.train_labels)
-    keep = np.ones(n_train, dtype=bool)
-    keep[trainer.split.valid] = False
-    keep[trainer.labeled_pool] = False
-    candidates = np.flatnonzero(keep)
+def acquire(learner: Learner, acq: Acquisition, k: int, seed: int, rnd: int, aug_k: int) -> np.ndarray:
+    """Dataset indices of ``k`` new images to label, chosen among the unlabeled training images.
+
+    Scores use the EMA model's probabilities, un-augmented or averaged over ``aug_k`` weak augmentations (the
+    ``.aug`` variant, which the reference parses but never enables, §7.4); features are the pixels or the raw
+    model's pooled embeddings (``-embd``).
+    """
+    candidates = learner.candidates()
     if k > len(candidates):
         raise DataError(f"round {rnd}: {k} images to label but only {len(candidates)} unlabeled images remain")
-    rng = np.random.default_rng([trainer.cfg.seed, rnd])
+    rng = np.random.default_rng([seed, rnd])
     if acq.measure is None:
         pos = select(acq, k, np.zeros((len(candidates), 1)), None, rng)
     else:
-        probs, embeds = candidate_predictions(trainer, candidates, aug_k if acq.aug else 0)
-        pixels = trainer.train_images[torch.as_tensor(candidates).to(trainer.device)].float().cpu().numpy()
-        pos = select(acq, k, probs, embeds if acq.embedding else pixels, rng)
+        probs, embeds = learner.predict(candidates, aug_k if acq.aug else 0)
+        pos = select(acq, k, probs, embeds if acq.embedding else learner.pixels(candidates), rng)
     return candidates[pos]
 
 
@@ -124,39 +128,49 @@ def round_accuracy(history: list[tuple[int, float]], start: int, end: int, k: in
     return median_last(inside, used), inside[-1][1], used
 
 
-def run_active(trainer: Trainer, acquisition: str, results_dir: Path, log, desc: str = "") -> list[dict[str, Any]]:
-    """Train ``trainer`` through every round of its ``active`` schedule; returns one record per round.
+def run_active(
+    learner: Learner,
+    run: RunConfig,
+    chash: str,
+    split: Split,
+    results_dir: Path,
+    log: Callable[[str], None],
+    desc: str = "",
+) -> list[dict[str, Any]]:
+    """Train ``learner`` through every round of the ``active`` schedule of ``run``; one record per round.
 
     Resumes from the run's checkpoint; rounds already recorded are not recorded again.
     """
-    run, chash, split = trainer.cfg, trainer.config_hash, trainer.split
+    acquisition = run.acquisition
+    assert acquisition is not None, "run_active needs an active-learning run"
     acq = Acquisition.parse(acquisition)
     plan = schedule(run.active, len(split.labeled), run.train.batch_size)
     ckpt = checkpoint_path(results_dir, chash)
     header = {"split": split.id, "split_hash": split.hash, "acquisition": acquisition, "config_hash": chash}
     rounds = RoundLog(manifest_dir(results_dir) / f"{split.id}.active-{chash[:12]}.json", header)
     done = {r["round"] for r in load_records(results_dir) if r.get("config_hash") == chash}
-    if ckpt.exists():
-        trainer.load(ckpt)
-        log(f"{desc}: resuming from {ckpt} at step {trainer.step}")
+    if learner.resume(ckpt):
+        log(f"{desc}: resuming from {ckpt} at step {learner.step}")
     records, prev_end = [], 0
     for rnd, (end, n_labels) in enumerate(plan):
-        if trainer.step < end:
-            if len(trainer.labeled_pool) < n_labels:
+        if learner.step < end:
+            if len(learner.labeled_pool) < n_labels:
                 added = rounds.added(rnd)
                 if added is None:
-                    added = acquire(trainer, acq, n_labels - len(trainer.labeled_pool), rnd, run.active.aug_k)
-                    rounds.record(rnd, trainer.step, added)
-                trainer.set_labeled(np.concatenate([trainer.labeled_pool, np.asarray(added, dtype=np.int64)]))
-                trainer.save(ckpt)
-            trainer.run(ckpt, stop_at=end, resume=False, desc=f"{desc} round {rnd}")
+                    k = n_labels - len(learner.labeled_pool)
+                    added = acquire(learner, acq, k, run.seed, rnd, run.active.aug_k)
+                    rounds.record(rnd, learner.step, added)
+                learner.reveal(np.asarray(added, dtype=np.int64))
+                learner.save(ckpt)
+            learner.train_to(end, ckpt, desc=f"{desc} round {rnd}")
         if rnd not in done:
-            acc, final, used = round_accuracy(trainer.history, prev_end, end, run.train.median_k)
-            result = trainer.result(acc_median=acc, acc_final=final, median_k=used)
-            record = make_record(run, chash, split, result, results_dir, rnd=rnd, n_labels=len(trainer.labeled_pool))
+            acc, final, used = round_accuracy(learner.history, prev_end, end, run.train.median_k)
+            result = learner.result(acc_median=acc, acc_final=final, median_k=used)
+            n = len(learner.labeled_pool)
+            record = make_record(run, chash, split, result, results_dir, rnd=rnd, n_labels=n)
             write_record(results_dir, record)
             records.append(record)
-            log(f"{desc}: round {rnd}, {len(trainer.labeled_pool)} labels, acc_median {acc:.4f}")
+            log(f"{desc}: round {rnd}, {n} labels, acc_median {acc:.4f}")
         prev_end = end
     ckpt.unlink(missing_ok=True)
     return records

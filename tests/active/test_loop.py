@@ -55,14 +55,14 @@ def test_only_selected_labels_are_revealed():
     ds = load_dataset(run.data)
     split = get_split(ds, split_id(run), "balanced", None)
     trainer = Trainer(run, ds, split, run_hash(run))
-    revealed = trainer.train_labels.cpu()
+    revealed = trainer.feed.labels.cpu()
     assert set(np.flatnonzero(revealed.numpy() >= 0)) == set(split.labeled.tolist())
     assert (revealed[split.labeled] == ds.train_labels[split.labeled]).all()
     extra = np.setdiff1d(np.arange(50), np.concatenate([split.labeled, split.valid]))[:5]
-    trainer.set_labeled(np.concatenate([split.labeled, extra]))
-    now = trainer.train_labels.cpu().numpy()
+    trainer.feed.set_labeled(np.concatenate([split.labeled, extra]))
+    now = trainer.feed.labels.cpu().numpy()
     assert set(np.flatnonzero(now >= 0)) == set(split.labeled.tolist()) | set(extra.tolist())
-    unl = trainer.unlabeled.pool.numpy()
+    unl = trainer.feed.unlabeled.pool.numpy()
     assert not set(unl) & set(extra.tolist()) and not set(unl) & set(split.valid.tolist())
 
 
@@ -150,4 +150,4 @@ def test_unlabeled_pool_grid_and_subset():
     run = runs[0]
     ds = load_dataset(run.data)
     trainer = Trainer(run, ds, get_split(ds, split_id(run), "balanced", None), run_hash(run))
-    assert trainer.n_unlabeled == 300 and len(set(trainer.unlabeled.pool.tolist())) == 300
+    assert trainer.feed.n_unlabeled == 300 and len(set(trainer.feed.unlabeled.pool.tolist())) == 300

@@ -1,9 +1,9 @@
-"""Every registered algorithm passes the shared conformance checks (ssl_bench.algorithms.conformance)."""
+"""Every registered algorithm passes the shared conformance checks (ssl_bench.conformance)."""
 
 import pytest
 
 from ssl_bench.algorithms import ALGORITHMS
-from ssl_bench.algorithms.conformance import CHECKS, SLOW_CHECKS
+from ssl_bench.conformance import CHECKS, SLOW_CHECKS
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
@@ -26,8 +26,8 @@ def test_a_broken_algorithm_fails_the_suite(monkeypatch):
     import torch.nn.functional as F
 
     from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
-    from ssl_bench.algorithms.conformance import check_config, check_determinism
     from ssl_bench.augment.views import ViewSpec
+    from ssl_bench.conformance import check_config, check_determinism
     from ssl_bench.registry import Registry
 
     @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_bench.algorithms.conformance import NUM_CLASSES, tiny_algorithm
 from ssl_bench.augment.views import Batch
+from ssl_bench.conformance import NUM_CLASSES, tiny_algorithm
 
-C = NUM_CLASSES  # 4 classes, 3x8x8 images (conformance.tiny_algorithm)
+C = NUM_CLASSES  # 4 classes, 3x8x8 images (conformance.tiny_run)
 RTOL, ATOL = 1e-5, 1e-6
 
 

@@ -1,6 +1,8 @@
-"""Conformance checks every registered algorithm must pass (design.md, Style); importable by out-of-tree plug-ins.
+"""Conformance checks every registered algorithm must pass (design.md, Style), built through ``build_run``.
 
-Use from pytest: ``@pytest.mark.parametrize("name", ALGORITHMS.names())`` over ``CHECKS``.
+Built-in and out-of-tree algorithms alike: ``ssl-bench check NAME [--plugin MODULE]`` runs them from the command
+line, and pytest users parametrize over ``CHECKS`` (``tests/algorithms/test_conformance.py`` does so over the whole
+registry).
 """
 
 from __future__ import annotations
@@ -11,21 +13,13 @@ import inspect
 import torch
 
 from ssl_bench.algorithms import Algorithm, get_algorithm
-from ssl_bench.augment import ViewBuilder, create_policy
-from ssl_bench.augment.views import Batch
-from ssl_bench.config import AugmentConfig, ModelConfig, from_dict, to_dict
-from ssl_bench.models import create_model
+from ssl_bench.augment import ViewBuilder
+from ssl_bench.augment.views import Batch, to_input
+from ssl_bench.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
+from ssl_bench.data.images import ImageDataset
+from ssl_bench.train import RunParts, build_run
 
 NUM_CLASSES, CHANNELS, SIZE, BATCH = 4, 3, 8, 8
-
-
-def tiny_algorithm(name: str, seed: int = 0) -> Algorithm:
-    """The algorithm with its default config around a tiny CNN for 8x8 RGB images and 4 classes."""
-    torch.manual_seed(seed)
-    # BN momentum 0.1: running statistics must settle within the few steps of these checks
-    model = create_model(ModelConfig(name="small_cnn", width=1, bn_momentum=0.1), NUM_CLASSES, CHANNELS, SIZE)
-    cls = get_algorithm(name)
-    return cls(model, cls.Config(), NUM_CLASSES).train()
 
 
 def tiny_data(seed: int = 0, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,20 +34,37 @@ def tiny_data(seed: int = 0, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     return images.clamp(0, 255).to(torch.uint8), labels
 
 
-def tiny_batch(algo: Algorithm, seed: int = 0, labels: torch.Tensor | None = None) -> Batch:
+def tiny_dataset() -> ImageDataset:
+    """``tiny_data`` as a dataset; no flips, which would swap the class quadrants."""
+    images, labels = tiny_data()
+    return ImageDataset("tiny", images, labels, images, labels, num_classes=NUM_CLASSES, hflip=False)
+
+
+def tiny_run(name: str, seed: int = 0) -> RunParts:
+    """The algorithm with its default config around a tiny CNN for 8x8 RGB images and 4 classes, and the
+    default policy of each of its view roles."""
+    run = RunConfig(
+        seed=seed,
+        data=DataConfig(),
+        # BN momentum 0.1: running statistics must settle within the few steps of these checks
+        model=ModelConfig(name="small_cnn", width=1, bn_momentum=0.1),
+        augment=AugmentConfig(),
+        train=TrainConfig(),
+        algorithm=get_algorithm(name).Config(),
+    )
+    return build_run(run, tiny_dataset())
+
+
+def tiny_algorithm(name: str, seed: int = 0) -> Algorithm:
+    return tiny_run(name, seed).algorithm
+
+
+def tiny_batch(parts: RunParts, seed: int = 0, labels: torch.Tensor | None = None) -> Batch:
     """A batch built through the real views pipeline: labeled indices 0..BATCH-1, unlabeled from the rest."""
     images, true_labels = tiny_data()
-    spec = algo.views()
-    aug = AugmentConfig()
-    policies = {
-        r: create_policy(
-            "none" if r == "none" else getattr(aug, r), aug, hflip=False
-        )  # flips would swap the class quadrants
-        for r in {*spec.labeled, *spec.unlabeled}
-    }
     g = torch.Generator().manual_seed(seed)
-    builder = ViewBuilder(images, true_labels if labels is None else labels, spec, policies, g)
-    unl = torch.arange(BATCH, BATCH + BATCH * spec.uratio) if spec.uratio else None
+    builder = ViewBuilder(images, true_labels if labels is None else labels, parts.spec, parts.policies, g)
+    unl = torch.arange(BATCH, BATCH + BATCH * parts.spec.uratio) if parts.spec.uratio else None
     return builder.build(torch.arange(BATCH), unl)
 
 
@@ -76,8 +87,9 @@ def check_config(name: str) -> None:
 
 def check_finite(name: str) -> None:
     """One step gives a finite scalar loss, finite gradients on every trainable parameter, and scalar metrics."""
-    algo = tiny_algorithm(name)
-    loss, metrics = _step(algo, tiny_batch(algo))
+    parts = tiny_run(name)
+    algo = parts.algorithm
+    loss, metrics = _step(algo, tiny_batch(parts))
     assert loss.ndim == 0 and torch.isfinite(loss), f"loss {loss}"
     loss.backward()
     grads = [p.grad for p in algo.parameters() if p.requires_grad]
@@ -101,8 +113,9 @@ def check_unlabeled_labels_unused(name: str) -> None:
     assert (scrambled[BATCH:] != labels[BATCH:]).all()
     losses = []
     for lab in (labels, scrambled):
-        algo = tiny_algorithm(name)
-        batch = tiny_batch(algo, labels=lab)
+        parts = tiny_run(name)
+        batch = tiny_batch(parts, labels=lab)
+        algo = parts.algorithm
         assert len(batch.y) == BATCH
         losses.append(_step(algo, batch)[0].detach())
     assert torch.equal(losses[0], losses[1]), "the loss depends on the labels of unlabeled images"
@@ -112,11 +125,12 @@ def check_determinism(name: str) -> None:
     """Same seeds on CPU: identical loss and identical parameters after two optimizer steps."""
     results = []
     for _ in range(2):
-        algo = tiny_algorithm(name)
+        parts = tiny_run(name)
+        algo = parts.algorithm
         opt = torch.optim.SGD(algo.parameters(), lr=0.1)
         losses = []
         for s in range(2):
-            loss, _ = _step(algo, tiny_batch(algo, seed=s), progress=0.1 * s)
+            loss, _ = _step(algo, tiny_batch(parts, seed=s), progress=0.1 * s)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -129,38 +143,39 @@ def check_determinism(name: str) -> None:
 
 def check_state_roundtrip(name: str) -> None:
     """state_dict -> load_state_dict into a fresh instance reproduces the next step exactly (buffers included)."""
-    algo = tiny_algorithm(name, seed=0)
+    parts = tiny_run(name, seed=0)
+    algo = parts.algorithm
     opt = torch.optim.SGD(algo.parameters(), lr=0.1)
-    loss, _ = _step(algo, tiny_batch(algo, seed=0))
+    loss, _ = _step(algo, tiny_batch(parts, seed=0))
     opt.zero_grad()
     loss.backward()
     opt.step()
     state = {k: v.clone() for k, v in algo.state_dict().items()}
-    fresh = tiny_algorithm(name, seed=99)
+    fresh_parts = tiny_run(name, seed=99)
+    fresh = fresh_parts.algorithm
     fresh.load_state_dict(state)
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, state[k]), f"state entry {k} did not round-trip"
-    a = _step(algo, tiny_batch(algo, seed=1))[0]
-    b = _step(fresh, tiny_batch(fresh, seed=1))[0]
+    a = _step(algo, tiny_batch(parts, seed=1))[0]
+    b = _step(fresh, tiny_batch(fresh_parts, seed=1))[0]
     assert torch.equal(a.detach(), b.detach()), "restored state gives a different next step"
 
 
 def check_learns(name: str, steps: int = 300) -> None:
     """On tiny separable data, training lowers the labeled loss and classifies the whole set (slow)."""
-    algo = tiny_algorithm(name)
+    parts = tiny_run(name)
+    algo = parts.algorithm
     opt = torch.optim.SGD(algo.parameters(), lr=0.01, momentum=0.9)
     images, labels = tiny_data()
     first = last = None
     for s in range(steps):
-        loss, metrics = algo.step(tiny_batch(algo, seed=s), s / steps)
+        loss, metrics = algo.step(tiny_batch(parts, seed=s), s / steps)
         opt.zero_grad()
         loss.backward()
         opt.step()
         labeled_loss = float(metrics.get("loss/x", loss.detach()))  # ramped terms make the total loss grow
         first = labeled_loss if first is None else first
         last = labeled_loss
-    from ssl_bench.augment.views import to_input
-
     algo.eval()
     with torch.no_grad():
         acc = (algo.model(to_input(images)).argmax(1) == labels).float().mean().item()

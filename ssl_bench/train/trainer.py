@@ -1,0 +1,286 @@
+"""The one training loop: steps, evaluation cadence, checkpoint/resume and progress; the run's parts come built.
+
+Conventions follow reference-algorithms.md §1.1 (steps, evaluation every 64 kimg), §1.7 (the EMA model is the one
+evaluated) and §1.8 (the headline is the median of the last k evaluations).
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssl_bench.augment.views import to_input
+from ssl_bench.config import RunConfig
+from ssl_bench.data.images import ImageDataset
+from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.errors import CheckpointError
+from ssl_bench.results import TrainResult
+from ssl_bench.train.build import build_run
+from ssl_bench.train.feed import Feed
+from ssl_bench.train.optim import decoupled_decay, lr_at
+from ssl_bench.utils import atomic_write_bytes, resolve_device
+
+CHECKPOINT_FORMAT = 1
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+    """Top-1 accuracy of ``model`` in inference mode on uint8 images already on the model's device."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(to_input(images[start : start + batch_size]))
+        correct += int((logits.argmax(1) == labels[start : start + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(len(images), 1)
+
+
+def median_last(history: list[tuple[int, float]], k: int) -> float:
+    """Median of the last k recorded accuracies (§1.8); the headline metric, never the best seen."""
+    return float(statistics.median(acc for _, acc in history[-k:]))
+
+
+class Trainer:
+    """Trains one ``RunConfig`` on a dataset and split; ``run`` resumes from a checkpoint if there is one.
+
+    Active learning drives it through ``labeled_pool``, ``candidates``, ``predict``, ``pixels``, ``reveal``,
+    ``train_to``, ``resume``, ``save`` and ``result`` (the ``Learner`` interface of ``active/loop.py``).
+    """
+
+    def __init__(self, cfg: RunConfig, ds: ImageDataset, split: Split | DASplit, config_hash: str) -> None:
+        self.cfg, self.split, self.config_hash = cfg, split, config_hash
+        self.device = resolve_device(cfg.train.device)
+        parts = build_run(cfg, ds, self.device)
+        self.algorithm, self.ema, self.optimizer = parts.algorithm, parts.ema, parts.optimizer
+        self.feedback, self.probe_base, self.augmentation = parts.feedback, parts.probe_base, parts.augmentation
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.feed = Feed(cfg, ds, split, parts.spec, parts.policies, self.generator, self.device)
+        self.test_images = ds.test_images.to(self.device)
+        self.test_labels = ds.test_labels.to(self.device)
+        self.step = 0
+        self.history: list[tuple[int, float]] = []
+        self.wall_s = 0.0
+
+    # ------------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "views": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config_hash": self.config_hash,
+            "split_hash": self.split.hash,
+            "step": self.step,
+            "algorithm": self.algorithm.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng,
+            "augment": {n: f.state_dict() for n, f in self.feedback.items()},
+            **self.feed.state_dict(),  # labeled_pool, streams
+            "history": [list(h) for h in self.history],
+            "wall_s": self.wall_s,
+        }
+
+    def save(self, path: Path) -> None:
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        atomic_write_bytes(path, buf.getvalue())
+
+    def load(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for truncated or foreign files
+            raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint {path} is not an ssl_bench checkpoint (format {CHECKPOINT_FORMAT})")
+        if state.get("config_hash") != self.config_hash:
+            raise CheckpointError(f"checkpoint {path} belongs to another config (config hash mismatch)")
+        if state.get("split_hash") != self.split.hash:
+            raise CheckpointError(f"checkpoint {path} was trained on another split (split hash mismatch)")
+        try:
+            self.algorithm.load_state_dict(state["algorithm"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+            self.generator.set_state(state["rng"]["views"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+            for n, f in self.feedback.items():
+                f.load_state_dict(state["augment"][n])
+            self.feed.load_state_dict(state)
+            self.step = int(state["step"])
+            self.history = [(int(s), float(a)) for s, a in state["history"]]
+            self.wall_s = float(state["wall_s"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not match this run ({type(exc).__name__}: {exc})") from None
+
+    def resume(self, checkpoint: Path) -> bool:
+        """Load ``checkpoint`` if it exists; True if it did."""
+        if not checkpoint.exists():
+            return False
+        self.load(checkpoint)
+        return True
+
+    # ------------------------------------------------------------------------------------------------------
+    # the loop
+
+    def train_step(self) -> dict[str, float]:
+        tc = self.cfg.train
+        lr = lr_at(tc, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch, labeled_idx = self.feed.next(self.algorithm.separate_target_labels)
+        if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
+            self.probe_feedback(labeled_idx.to(self.device))
+        loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        decoupled_decay(tc, self.optimizer, lr)
+        self.ema.update(self.algorithm.model)
+        self.step += 1
+        return {"loss": loss.detach(), "lr": lr, **metrics}
+
+    @torch.no_grad()
+    def probe_feedback(self, labeled_idx: torch.Tensor) -> None:
+        """CTAugment update (§2.2): probes of the weakly augmented labeled images, classified by the EMA model in
+        inference mode; omega = its probability of the true class."""
+        weak = self.probe_base(self.feed.images[labeled_idx], self.generator)
+        labels = self.feed.labels[labeled_idx]
+        for cta in self.feedback.values():
+            probes, record = cta.probe(weak, self.generator)
+            probs = self.ema.model(to_input(probes)).softmax(1)
+            cta.update(record, probs.gather(1, labels[:, None]).squeeze(1))
+
+    def run(
+        self,
+        checkpoint: Path | None = None,
+        stop_at: int | None = None,
+        log_dir: Path | None = None,
+        desc: str = "",
+        resume: bool = True,
+    ) -> TrainResult | None:
+        """Train to ``train.steps``; returns None when stopped at ``stop_at`` (resume tests, active learning).
+
+        With ``resume`` an existing ``checkpoint`` is loaded first; a caller that continues the same trainer in
+        the same process passes ``resume=False``.
+        """
+        from tqdm import tqdm
+
+        tc = self.cfg.train
+        if resume and checkpoint is not None:
+            self.resume(checkpoint)
+        ckpt_every = tc.checkpoint_every or tc.eval_every
+        writer = None
+        if tc.tensorboard and log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # the plan checks that tensorboard is installed
+
+            writer = SummaryWriter(str(log_dir))
+        bar = tqdm(
+            total=tc.steps,
+            initial=self.step,
+            desc=desc,
+            unit="step",
+            disable=not tc.progress,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+        last_acc = self.history[-1][1] if self.history else float("nan")
+        t0 = time.perf_counter()
+        try:
+            while self.step < tc.steps:
+                metrics = self.train_step()
+                if self.step % tc.eval_every == 0 or self.step == tc.steps:
+                    last_acc = evaluate(self.ema.model, self.test_images, self.test_labels, tc.eval_batch_size)
+                    self.history.append((self.step, last_acc))
+                    if writer is not None:
+                        writer.add_scalar("acc/test", last_acc, self.step)
+                        for k, v in metrics.items():
+                            writer.add_scalar(k, float(v), self.step)
+                    bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{last_acc:.3f}", refresh=False)
+                bar.update(1)
+                stopping = stop_at is not None and self.step >= stop_at
+                if checkpoint is not None and (self.step % ckpt_every == 0 or stopping) and self.step < tc.steps:
+                    self.wall_s += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save(checkpoint)
+                if stopping and self.step < tc.steps:
+                    return None
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        self.wall_s += time.perf_counter() - t0
+        k = min(tc.median_k, len(self.history))
+        return self.result(median_last(self.history, tc.median_k), self.history[-1][1], k)
+
+    def result(self, acc_median: float, acc_final: float, median_k: int) -> TrainResult:
+        """The run's result so far, with the given headline (active-learning rounds pass their own)."""
+        tc = self.cfg.train
+        return TrainResult(
+            acc_history=list(self.history),
+            acc_median=acc_median,
+            acc_final=acc_final,
+            median_k=median_k,
+            acc_raw_final=evaluate(self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size),
+            steps=self.step,
+            images_seen=self.step * tc.batch_size,
+            wall_s=self.wall_s,
+            device=str(self.device),
+            augmentation=self.augmentation,
+            n_unlabeled=self.feed.n_unlabeled,
+        )
+
+    # ------------------------------------------------------------------------------------------------------
+    # what active learning uses (the Learner interface of active/loop.py)
+
+    @property
+    def labeled_pool(self) -> np.ndarray:
+        """Dataset indices of the labeled images, sorted."""
+        return self.feed.labeled_pool
+
+    def candidates(self) -> np.ndarray:
+        """Training images that could still be labeled: neither labeled nor held out for validation."""
+        return self.feed.candidates()
+
+    def reveal(self, indices: np.ndarray) -> None:
+        """Label ``indices`` too: their labels become visible and the streams restart on the grown pools."""
+        self.feed.set_labeled(np.concatenate([self.labeled_pool, np.asarray(indices, dtype=np.int64)]))
+
+    def train_to(self, step: int, checkpoint: Path, desc: str = "") -> None:
+        """Continue this trainer (no reload) up to ``step``, checkpointing on the way and at the end."""
+        self.run(checkpoint, stop_at=step, resume=False, desc=desc)
+
+    @torch.no_grad()
+    def predict(self, indices: np.ndarray, aug_k: int = 0, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """(EMA-model probabilities, pooled raw-model embeddings) of training images ``indices``; with ``aug_k``
+        the probabilities are averaged over that many weak augmentations (the ``.aug`` acquisitions, §7.4)."""
+        probs, feats = [], []
+        model, raw = self.ema.model, self.algorithm.model
+        was_training = raw.training
+        raw.eval()
+        for start in range(0, len(indices), batch):
+            images = self.feed.images[torch.as_tensor(indices[start : start + batch]).to(self.device)]
+            if aug_k:
+                views = (model(to_input(self.probe_base(images, self.generator))).softmax(1) for _ in range(aug_k))
+                p = sum(views) / aug_k
+            else:
+                p = model(to_input(images)).softmax(1)
+            probs.append(p.cpu())
+            feats.append(raw.embed(to_input(images)).cpu())
+        raw.train(was_training)
+        return torch.cat(probs).numpy(), torch.cat(feats).numpy()
+
+    def pixels(self, indices: np.ndarray) -> np.ndarray:
+        """The uint8 pixels of training images ``indices`` as float32 (N, C, H, W)."""
+        return self.feed.images[torch.as_tensor(indices).to(self.device)].float().cpu().numpy()
