@@ -23,9 +23,9 @@ def _results_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ssl_bench.config import load_recipe
     from ssl_bench.leaderboard import write_leaderboard
-    from ssl_bench.runner import plan, run_recipe
+    from ssl_bench.plan import load_recipe, plan
+    from ssl_bench.runner import run_planned
 
     overrides = list(args.set or [])
     if args.download:
@@ -35,10 +35,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.quiet:
         overrides.append("train.progress=false")
     recipes = [load_recipe(path, overrides) for path in args.recipe]
-    for recipe in recipes:  # every recipe is validated before any training starts
-        plan(recipe, args.results_dir)
-    for recipe in recipes:
-        run_recipe(recipe, args.results_dir)
+    planned = [p for recipe in recipes for p in plan(recipe, args.results_dir)]  # all validated before training
+    run_planned(planned, args.results_dir)
     print(write_leaderboard(args.results_dir))
     return 0
 

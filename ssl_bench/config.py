@@ -7,6 +7,7 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ class RecipeConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     active: ActiveConfig = field(default_factory=ActiveConfig)
-    algorithm: Any = None  # the algorithm's own config dataclass (see algorithm_config)
+    algorithm: Any = None  # the algorithm's own config dataclass (ssl_bench.algorithms.algorithm_config)
 
 
 def pair_name(source: str, target: str) -> str:
@@ -324,20 +325,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"recipe {p} is not valid TOML: {exc}") from None
 
 
-def algorithm_config(values: dict[str, Any]) -> Any:
-    """Build the config dataclass of the algorithm named in ``values['name']`` from the rest of the table."""
-    from ssl_bench.algorithms import get_algorithm
-
-    values = dict(values)
-    name = values.pop("name", None)
-    if not isinstance(name, str):
-        raise ConfigError('[algorithm] needs a name, e.g. name = "supervised"')
-    cls = get_algorithm(name)
-    return from_dict(cls.Config, {**values, "name": name}, "algorithm")
-
-
-def build_recipe(values: dict[str, Any]) -> RecipeConfig:
-    """Validate a recipe dict (after overrides) into a RecipeConfig."""
+def build_recipe(values: dict[str, Any], algorithm_config: Callable[[dict[str, Any]], Any]) -> RecipeConfig:
+    """Validate a recipe dict (after overrides) into a RecipeConfig; ``algorithm_config`` turns the [algorithm]
+    table into that algorithm's config dataclass (``ssl_bench.algorithms.algorithm_config``)."""
     values = dict(values)
     algo = values.pop("algorithm", {"name": "supervised"})
     known = {f.name for f in dataclasses.fields(RecipeConfig)}
@@ -354,7 +344,6 @@ def build_recipe(values: dict[str, Any]) -> RecipeConfig:
     return recipe
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
-    """Read a TOML recipe, apply ``--set`` overrides, and validate everything (names included)."""
-    values = apply_overrides(read_toml(path), overrides or [])
-    return build_recipe(values)
+def read_recipe(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A TOML recipe as a dict with ``--set`` overrides applied (not yet validated)."""
+    return apply_overrides(read_toml(path), overrides or [])

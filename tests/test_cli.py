@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from ssl_bench.cli import main
-from ssl_bench.config import load_recipe
+from ssl_bench.plan import load_recipe
 from ssl_bench.results import RECORD_KEYS, load_records
 from ssl_bench.runner import run_recipe
 from tests.conftest import ROOT

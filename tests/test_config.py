@@ -2,18 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench.config import (
-    DataConfig,
-    TrainConfig,
-    apply_overrides,
-    build_recipe,
-    config_hash,
-    from_dict,
-    load_recipe,
-    parse_override,
-    to_dict,
-)
+from ssl_bench.config import DataConfig, TrainConfig, apply_overrides, config_hash, from_dict, parse_override, to_dict
 from ssl_bench.errors import ConfigError
+from ssl_bench.plan import load_recipe, recipe_from_dict
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.toml"))
 
@@ -44,16 +35,16 @@ def test_from_dict_checks_types_and_keys():
 
 def test_overrides_are_type_checked_through_the_recipe():
     base = {"grid": {"n_labels": [40], "seeds": [1]}, "algorithm": {"name": "supervised"}}
-    recipe = build_recipe(apply_overrides(base, ["train.steps=7", "grid.seeds=[4, 5]"]))
+    recipe = recipe_from_dict(apply_overrides(base, ["train.steps=7", "grid.seeds=[4, 5]"]))
     assert recipe.train.steps == 7 and recipe.grid.seeds == [4, 5]
     with pytest.raises(ConfigError, match="grid.seeds"):
-        build_recipe(apply_overrides(base, ["grid.seeds=3"]))
+        recipe_from_dict(apply_overrides(base, ["grid.seeds=3"]))
     with pytest.raises(ConfigError, match="unknown section or key 'nosuch'"):
-        build_recipe(apply_overrides(base, ["nosuch.key=1"]))
+        recipe_from_dict(apply_overrides(base, ["nosuch.key=1"]))
     with pytest.raises(ConfigError, match=r"unknown algorithm 'nope'; valid choices: .*supervised"):
-        build_recipe(apply_overrides(base, ["algorithm.name=nope"]))
+        recipe_from_dict(apply_overrides(base, ["algorithm.name=nope"]))
     with pytest.raises(ConfigError, match="unknown key algorithm.lr"):
-        build_recipe(apply_overrides(base, ["algorithm.lr=0.1"]))
+        recipe_from_dict(apply_overrides(base, ["algorithm.lr=0.1"]))
 
 
 def test_config_hash_is_stable_and_order_free():

@@ -21,7 +21,7 @@ import ssl_bench.data  # noqa: F401  (registers every dataset loader)
 from ssl_bench.algorithms.adamatch import AdaMatch, AdaMatchConfig
 from ssl_bench.augment.views import Batch
 from ssl_bench.cli import main
-from ssl_bench.config import DataConfig, build_recipe, load_recipe, run_hash
+from ssl_bench.config import DataConfig, run_hash
 from ssl_bench.data import load_data, load_dataset
 from ssl_bench.data.digits import digits_arrays
 from ssl_bench.data.digits_m import make_digits_m
@@ -30,8 +30,9 @@ from ssl_bench.data.pairs import PAIRS, check_setting, load_pair
 from ssl_bench.data.splits import DASplitId, draw_da_split, get_da_split, get_run_split, manifest_path, read_da_manifest
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
 from ssl_bench.leaderboard.tables import da_table, records_frame, ssl_tables
+from ssl_bench.plan import expand, load_recipe, recipe_from_dict
 from ssl_bench.results import load_records
-from ssl_bench.runner import expand, run_recipe
+from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
 from tests.conftest import ROOT
 
@@ -439,7 +440,7 @@ def test_adamatch_ssda_step_adds_target_loss_only():
 
 
 def make_trainer(values: dict) -> tuple[Trainer, object, object]:
-    (run,) = expand(build_recipe(values))
+    (run,) = expand(recipe_from_dict(values))
     ds = load_data(run.data)
     split = get_run_split(ds, run.data, run.seed, None)
     return Trainer(run, ds, split, run_hash(run)), ds, split
@@ -552,7 +553,7 @@ def test_cli_run_uda_and_ssda_records_manifests_leaderboard(tmp_path, results_di
 
 
 def test_interrupted_ssda_run_resumes_to_the_same_record(tmp_path):
-    recipe = build_recipe(tiny_values("adamatch", target_labels=[1]))
+    recipe = recipe_from_dict(tiny_values("adamatch", target_labels=[1]))
     stopped = tmp_path / "stopped"
     assert run_recipe(recipe, stopped, log=lambda s: None, stop_at=2) == []
     assert len(files_in(stopped / ".checkpoints")) == 1
@@ -734,5 +735,5 @@ def test_ctaugment_probes_cover_the_labeled_target_images_in_ssda(monkeypatch, t
 def test_ssda_recipe_takes_its_k_from_the_grid():
     values = tiny_values("adamatch", target_labels=[1, 5])
     values["data"]["setting"] = "ssda"  # data.target_labels left at 0: the grid supplies k
-    runs = expand(build_recipe(values))
+    runs = expand(recipe_from_dict(values))
     assert [(r.data.setting, r.data.target_labels) for r in runs] == [("ssda", 1), ("ssda", 5)]

@@ -17,17 +17,9 @@ import tomllib
 
 import ssl_bench.data  # noqa: F401  (registers the datasets)
 from ssl_bench.algorithms import get_algorithm
-from ssl_bench.config import (
-    AugmentConfig,
-    DataConfig,
-    GridConfig,
-    ModelConfig,
-    RecipeConfig,
-    TrainConfig,
-    load_recipe,
-)
+from ssl_bench.config import AugmentConfig, DataConfig, GridConfig, ModelConfig, RecipeConfig, TrainConfig
+from ssl_bench.plan import check_train, expand, load_recipe
 from ssl_bench.registry import ALGORITHMS, DATASETS, MODELS
-from ssl_bench.runner import check_train_config, expand
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 EXCLUDED = ("digits/", "smoke.toml", "cifar10/mma.toml", "da/")  # toy scale; MMA: tests/active; da/: tests/test_domains
@@ -279,7 +271,7 @@ def test_expand_gives_budgets_times_seeds_runs(rel):
             recipe.train,
             recipe.algorithm,
         )
-        check_train_config(run)  # optimizer, schedule, EMA mode and both augmentation policies are valid
+        check_train(run)  # optimizer, schedule, EMA mode and both augmentation policies are valid
 
 
 @pytest.mark.parametrize("rel", sorted(TABLE))

@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_bench.config import DataConfig, TrainConfig, load_recipe, run_hash
+from ssl_bench.config import DataConfig, TrainConfig, run_hash
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import CheckpointError
-from ssl_bench.runner import expand, split_id
+from ssl_bench.plan import expand, load_recipe, split_id
 from ssl_bench.train import Trainer, median_last
 from ssl_bench.train.optim import EMA, decay_split, lr_at, make_optimizer
 from tests.conftest import ROOT

@@ -18,27 +18,25 @@ import numpy as np
 from ssl_bench.active.acquisition import Acquisition, select
 from ssl_bench.config import ActiveConfig, RunConfig
 from ssl_bench.data.splits import Split
-from ssl_bench.errors import ConfigError, DataError
+from ssl_bench.errors import DataError
 from ssl_bench.results import TrainResult, checkpoint_path, load_records, make_record, manifest_dir, write_record
 from ssl_bench.train import median_last
 from ssl_bench.utils import atomic_write_text
 
+INTERVAL_UNITS = ("steps", "images")
+
 
 def schedule(cfg: ActiveConfig, start: int, batch_size: int) -> list[tuple[int, int]]:
     """[(last step of round r, labels during round r)] for r = 0..R: round 0 trains on the start budget, every
-    later round first grows the labeled set by ``grow`` (the last round up to ``final``), then trains."""
-    if cfg.grow <= 0:
-        raise ConfigError(f"active.grow must be positive, got {cfg.grow}")
-    if start > cfg.final:
-        raise ConfigError(f"the start budget {start} is above active.final = {cfg.final}")
-    if cfg.interval_unit not in ("steps", "images"):
-        raise ConfigError(f"active.interval_unit must be steps or images, got {cfg.interval_unit!r}")
+    later round first grows the labeled set by ``grow`` (the last round up to ``final``), then trains.
+
+    Intervals count steps, or labeled images seen (``interval_unit = "images"``, the reference's kimg x 1024).
+    The plan checks the config first (``ssl_bench.plan.check_active``).
+    """
     per = cfg.interval if cfg.interval_unit == "steps" else cfg.interval // batch_size
     first = cfg.first_interval or per
     if cfg.interval_unit == "images" and cfg.first_interval:
         first = cfg.first_interval // batch_size
-    if per <= 0 or first <= 0:
-        raise ConfigError("active.interval (and active.first_interval) must give at least one step per round")
     rounds = math.ceil((cfg.final - start) / cfg.grow)
     return [(first + r * per, min(start + r * cfg.grow, cfg.final)) for r in range(rounds + 1)]
 
@@ -121,9 +119,7 @@ def round_accuracy(history: list[tuple[int, float]], start: int, end: int, k: in
     """(median of the last k evaluations in (start, end], the last one, how many were used)."""
     inside = [(s, a) for s, a in history if start < s <= end]
     if not inside:
-        raise ConfigError(
-            "an active-learning round ended without an evaluation: make active.interval a multiple of train.eval_every"
-        )
+        raise ValueError(f"no evaluation in steps ({start}, {end}]")  # the plan checks that every round has one
     used = min(k, len(inside))
     return median_last(inside, used), inside[-1][1], used
 

@@ -1,6 +1,10 @@
 """SSL algorithms as plug-ins: one file each, registered by name, all sharing the trainer and the views pipeline."""
 
+from typing import Any
+
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
+from ssl_bench.config import from_dict
+from ssl_bench.errors import ConfigError
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -8,7 +12,16 @@ def get_algorithm(name: str) -> type[Algorithm]:
     return ALGORITHMS.get(name)
 
 
+def algorithm_config(values: dict[str, Any]) -> AlgorithmConfig:
+    """The config dataclass of the algorithm named in ``values['name']``, built from the rest of the table."""
+    values = dict(values)
+    name = values.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError('[algorithm] needs a name, e.g. name = "supervised"')
+    return from_dict(get_algorithm(name).Config, {**values, "name": name}, "algorithm")
+
+
 # populate the registry
 from ssl_bench.algorithms import adamatch, fixmatch, mixmatch, remixmatch, supervised  # noqa: E402,F401
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "get_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "algorithm_config", "get_algorithm"]

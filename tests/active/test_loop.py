@@ -7,12 +7,13 @@ import pytest
 
 from ssl_bench.active.loop import schedule
 from ssl_bench.cli import main
-from ssl_bench.config import ActiveConfig, load_recipe, run_hash
+from ssl_bench.config import ActiveConfig, run_hash
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import ConfigError
+from ssl_bench.plan import check_active, expand, load_recipe, split_id
 from ssl_bench.results import load_records
-from ssl_bench.runner import expand, run_recipe, split_id
+from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
 from tests.conftest import ROOT
 
@@ -36,10 +37,18 @@ def test_schedule_golden_and_errors():
     assert schedule(ActiveConfig(grow=25, final=60, interval=100), 20, 32) == [(100, 20), (200, 45), (300, 60)]
     images = ActiveConfig(grow=50, final=350, interval=2048 * 1024, interval_unit="images")
     assert schedule(images, 250, 64) == [(32768, 250), (65536, 300), (98304, 350)]
+    assert check_active(cfg, 20, 32, eval_every=50) == schedule(cfg, 20, 32)
     with pytest.raises(ConfigError, match="above active.final"):
-        schedule(ActiveConfig(final=10), 20, 32)
+        check_active(ActiveConfig(final=10), 20, 32, eval_every=50)
     with pytest.raises(ConfigError, match="active.grow must be positive"):
-        schedule(ActiveConfig(grow=0), 20, 32)
+        check_active(ActiveConfig(grow=0), 20, 32, eval_every=50)
+    with pytest.raises(ConfigError, match="at least one step per round"):
+        check_active(ActiveConfig(interval=16, interval_unit="images"), 20, 32, eval_every=50)
+    # rounds end at 400, 550, 700, ...: with evaluations every 100 steps the round (400, 550] has one at 500, but
+    # with first_interval 420 the round (420, 490] of interval 70 has none
+    assert check_active(cfg, 20, 32, eval_every=100)
+    with pytest.raises(ConfigError, match="without an evaluation"):
+        check_active(ActiveConfig(grow=10, final=60, first_interval=420, interval=70), 20, 32, eval_every=100)
 
 
 def test_paper_schedule_matches_the_reference():

@@ -1,0 +1,202 @@
+"""A recipe turned into validated runs, once per invocation: the one place where input is checked.
+
+``load_recipe`` reads a TOML recipe and resolves its algorithm; ``plan`` expands the grid and checks every run
+before anything is trained or written: first what the config alone decides (grid, setting, schedule, optimizer,
+augmentation and component names), then what needs the data (the dataset's files, the splits, the pool sizes, and
+whether the model and algorithm build and support the setting).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ssl_bench.active.acquisition import Acquisition
+from ssl_bench.active.loop import INTERVAL_UNITS, schedule
+from ssl_bench.algorithms import algorithm_config
+from ssl_bench.augment import create_policy
+from ssl_bench.config import ActiveConfig, RecipeConfig, RunConfig, build_recipe, read_recipe, run_hash
+from ssl_bench.data import load_data
+from ssl_bench.data.pairs import SETTINGS, check_setting
+from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, get_run_split, run_split_id
+from ssl_bench.errors import ConfigError
+from ssl_bench.results import manifest_dir
+from ssl_bench.train import build_run
+from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
+from ssl_bench.utils import resolve_device
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
+    """Read a TOML recipe, apply ``--set`` overrides, and validate every key and name in it."""
+    return build_recipe(read_recipe(path, overrides), algorithm_config)
+
+
+def recipe_from_dict(values: dict[str, Any]) -> RecipeConfig:
+    """A recipe given as a dict (tests, programs) validated like a file's."""
+    return build_recipe(values, algorithm_config)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a recipe, validated: its config, identity, split and (active learning) its last round."""
+
+    run: RunConfig
+    config_hash: str
+    split: str  # canonical split id
+    last_round: int | None  # active learning: the run is done once this round is recorded; None otherwise
+
+    @property
+    def tag(self) -> str:
+        return f"{self.run.algorithm.name} {self.split}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checks the config alone decides
+
+
+def check_train(run: RunConfig) -> None:
+    tc = run.train
+    for key in ("steps", "batch_size", "eval_every", "median_k", "eval_batch_size"):
+        if getattr(tc, key) <= 0:
+            raise ConfigError(f"train.{key} must be positive, got {getattr(tc, key)}")
+    if not 0.0 <= tc.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must lie in [0, 1), got {tc.ema_decay}")
+    if tc.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    if tc.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule: unknown schedule {tc.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+    if tc.ema_buffers not in EMA_BUFFERS:
+        raise ConfigError(f"train.ema_buffers must be one of {', '.join(EMA_BUFFERS)}, got {tc.ema_buffers!r}")
+    if tc.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("train.tensorboard needs the tensorboard package: pip install tensorboard")
+    resolve_device(tc.device)
+    for role in ("weak", "strong"):
+        create_policy(getattr(run.augment, role), run.augment, hflip=True)
+    if run.data.n_unlabeled < 0:
+        raise ConfigError("data.n_unlabeled must be >= 0")
+
+
+def check_active(cfg: ActiveConfig, start: int, batch_size: int, eval_every: int) -> list[tuple[int, int]]:
+    """The label-growth schedule from ``start`` labels, after checking that every round trains and is evaluated."""
+    if cfg.grow <= 0:
+        raise ConfigError(f"active.grow must be positive, got {cfg.grow}")
+    if start > cfg.final:
+        raise ConfigError(f"the start budget {start} is above active.final = {cfg.final}")
+    if cfg.interval_unit not in INTERVAL_UNITS:
+        raise ConfigError(f"active.interval_unit must be steps or images, got {cfg.interval_unit!r}")
+    rounds = schedule(cfg, start, batch_size)
+    ends = [0] + [end for end, _ in rounds]
+    if any(b <= a for a, b in itertools.pairwise(ends)):
+        raise ConfigError("active.interval (and active.first_interval) must give at least one step per round")
+    for a, b in itertools.pairwise(ends):  # evaluations fall on multiples of eval_every and on the last step
+        if b // eval_every == a // eval_every and b != ends[-1]:
+            raise ConfigError(
+                "an active-learning round would end without an evaluation: make active.interval (and "
+                f"active.first_interval) a multiple of train.eval_every = {eval_every}"
+            )
+    return rounds
+
+
+def expand(recipe: RecipeConfig) -> list[RunConfig]:
+    """One RunConfig per (label budget[, pool size], seed[, acquisition]) of the recipe's grid, budgets outermost.
+
+    An active-learning recipe (non-empty ``active.acquisitions``) trains each run for its whole label-growth
+    schedule: ``train.steps`` is derived from it. A domain-adaptation recipe (setting uda or ssda) varies the
+    target labels per class instead of the label budget: each k of ``grid.target_labels`` is a uda run (k = 0) or
+    an ssda run with k labels per class.
+    """
+    data = recipe.data
+    if not recipe.grid.n_labels or not recipe.grid.seeds:
+        raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
+    for name in recipe.active.acquisitions:
+        Acquisition.parse(name)
+    if data.setting == "ssl" or data.setting not in SETTINGS:
+        check_setting(data)
+        if recipe.grid.target_labels:
+            raise ConfigError("grid.target_labels applies to settings uda and ssda, not ssl")
+        variants = [dataclasses.replace(data, n_labels=n) for n in recipe.grid.n_labels]
+    else:
+        if recipe.active.acquisitions:
+            raise ConfigError(f"active learning is not available in setting {data.setting}; use setting ssl")
+        ks = recipe.grid.target_labels or [data.target_labels]
+        for k in ks:
+            if k < 0:
+                raise ConfigError(f"grid.target_labels: labels per class must be >= 0, got {k}")
+        variants = [dataclasses.replace(data, setting="ssda" if k else "uda", target_labels=k, n_labels=0) for k in ks]
+        for variant in variants:
+            check_setting(variant)
+    runs = []
+    pools = recipe.grid.n_unlabeled or [data.n_unlabeled]
+    for variant, pool in itertools.product(variants, pools):
+        for seed in recipe.grid.seeds:
+            if seed < 0:
+                raise ConfigError(f"grid.seeds: seeds must be >= 0, got {seed}")
+            for acquisition in recipe.active.acquisitions or [None]:
+                train = recipe.train
+                if acquisition is not None:
+                    rounds = check_active(recipe.active, variant.n_labels, train.batch_size, train.eval_every)
+                    train = dataclasses.replace(train, steps=rounds[-1][0])
+                runs.append(
+                    RunConfig(
+                        seed=seed,
+                        data=dataclasses.replace(variant, n_unlabeled=pool),
+                        model=recipe.model,
+                        augment=recipe.augment,
+                        train=train,
+                        algorithm=recipe.algorithm,
+                        active=recipe.active,
+                        acquisition=acquisition,
+                    )
+                )
+    return runs
+
+
+def split_id(run: RunConfig) -> SplitId | DASplitId:
+    return run_split_id(run.data, run.seed)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checks that need the data
+
+
+def check_pools(run: RunConfig, n_train: int, split: Split | DASplit) -> None:
+    """Pools large enough for ``data.n_unlabeled`` and for every round of an active-learning schedule."""
+    available = len(split.pool(n_train, split.labeled, include_labeled=False))
+    if run.acquisition is not None and run.active.final - len(split.labeled) > available:
+        raise ConfigError(
+            f"active.final = {run.active.final} needs {run.active.final - len(split.labeled)} more labels but only "
+            f"{available} unlabeled images remain in the pool of {split.id}"
+        )
+    pool = len(split.pool(n_train, split.labeled, run.data.unlabeled_includes_labeled))
+    if run.data.n_unlabeled > pool:
+        raise ConfigError(f"data.n_unlabeled = {run.data.n_unlabeled} is more than the {pool} unlabeled images")
+
+
+def plan(recipe: RecipeConfig, results_dir: Path) -> list[PlannedRun]:
+    """Every run of ``recipe``, validated before anything is written: config checks for all runs first, then data
+    present, splits drawable, pools large enough, and the run's parts buildable in its setting."""
+    runs = expand(recipe)
+    for run in runs:
+        check_train(run)
+    planned = []
+    for i, run in enumerate(runs):
+        ds = load_data(run.data)
+        split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
+        check_pools(run, len(ds.train_labels), split)
+        if i == 0:  # model, algorithm and augmentation are the same for every run of a recipe
+            algorithm = build_run(run, ds).algorithm
+            unsupported = sorted({r.data.setting for r in runs} - set(algorithm.settings))
+            if unsupported:
+                raise ConfigError(
+                    f"algorithm {run.algorithm.name} does not support setting {unsupported[0]}; it runs in: "
+                    f"{', '.join(algorithm.settings)}"
+                )
+        last_round = None
+        if run.acquisition is not None:
+            last_round = len(schedule(run.active, run.data.n_labels, run.train.batch_size)) - 1
+        planned.append(PlannedRun(run, run_hash(run), split.id, last_round))
+    return planned
