@@ -22,8 +22,8 @@ test-slow:
 	$(BIN)/python -m pytest -q -m slow
 
 lint:
-	$(BIN)/ruff check ssl_bench tests
-	$(BIN)/ruff format --check ssl_bench tests
+	$(BIN)/ruff check ssl_bench tests examples
+	$(BIN)/ruff format --check ssl_bench tests examples
 
 DIGITS := supervised mixmatch remixmatch fixmatch adamatch
 

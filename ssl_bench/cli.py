@@ -22,11 +22,30 @@ def _results_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _plugin_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first, so that what it registers can be used (repeatable), e.g. my_pkg.my_algo",
+    )
+
+
+def load_plugins(args: argparse.Namespace) -> None:
+    """Installed packages' ssl_bench.plugins entry points, then every --plugin module."""
+    from ssl_bench.plugins import import_plugins, load_entry_points
+
+    load_entry_points()
+    import_plugins(args.plugin)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ssl_bench.leaderboard import write_leaderboard
     from ssl_bench.plan import load_recipe, plan
     from ssl_bench.runner import run_planned
 
+    load_plugins(args)
     overrides = list(args.set or [])
     if args.download:
         overrides.append("data.download=true")
@@ -42,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    load_plugins(args)
     import ssl_bench.algorithms  # noqa: F401
     import ssl_bench.augment  # noqa: F401
     import ssl_bench.data  # noqa: F401
@@ -127,6 +147,24 @@ def _print_da_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from ssl_bench.algorithms import get_algorithm
+    from ssl_bench.conformance import CHECKS, SLOW_CHECKS, run_checks
+
+    load_plugins(args)
+    cls = get_algorithm(args.algorithm)
+    checks = CHECKS + (SLOW_CHECKS if args.slow else [])
+    print(f"conformance checks of algorithm {args.algorithm} ({cls.__module__}.{cls.__qualname__}):")
+    failed = 0
+    for check, error in run_checks(args.algorithm, checks):
+        doc = (check.__doc__ or "").strip().splitlines()[0]
+        print(f"  {'ok  ' if error is None else 'FAIL'} {check.__name__}: {doc if error is None else error}")
+        failed += error is not None
+    skipped = "" if args.slow else f", {len(SLOW_CHECKS)} slow check(s) not run (--slow)"
+    print(f"{len(checks) - failed} passed, {failed} failed{skipped}")
+    return 1 if failed else 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from ssl_bench.leaderboard import write_leaderboard
 
@@ -191,11 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download missing dataset files (needs a network)")
     p.add_argument("--device", help="training device: auto (default), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _plugin_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("list", help="list registered algorithms, datasets, domain pairs, models and augmentations")
     p.add_argument("kind", nargs="?", choices=["algorithms", "datasets", "pairs", "models", "augmentations"])
+    _plugin_arg(p)
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "check",
+        help="run the conformance checks on an algorithm (built in or from a --plugin module)",
+        description="Run the conformance checks every algorithm must pass (config defaults and citation, finite "
+        "loss and gradients, unlabeled labels unused, determinism, state round-trip; with --slow also 'learns on "
+        "tiny data') on ALGORITHM. Exit status 0 if all pass, 1 if any fails.",
+    )
+    p.add_argument("algorithm", metavar="ALGORITHM", help="registered algorithm name, e.g. fixmatch")
+    p.add_argument("--slow", action="store_true", help="also run the slow checks (a few seconds per algorithm)")
+    _plugin_arg(p)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
         "split",

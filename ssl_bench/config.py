@@ -128,6 +128,7 @@ class RecipeConfig:
 
     name: str = "unnamed"
     description: str = ""
+    plugins: list[str] = field(default_factory=list)  # modules to import first, e.g. ["my_pkg.my_algo"] (plugins.py)
     grid: GridConfig = field(default_factory=GridConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -154,6 +155,7 @@ class RunConfig:
     algorithm: Any
     active: ActiveConfig = field(default_factory=ActiveConfig)
     acquisition: str | None = None  # the acquisition function of an active-learning run
+    plugins: list[dict[str, str]] = field(default_factory=list)  # outside code the run uses: [{module, sha256}]
 
     @property
     def dataset(self) -> str:
@@ -171,6 +173,8 @@ class RunConfig:
         }
         if self.acquisition is not None:  # plain runs keep the hashes they had before active learning existed
             out["active"] = {**to_dict(self.active), "acquisition": self.acquisition}
+        if self.plugins:  # a plugin's source is part of the run's identity; built-in runs keep their hashes
+            out["plugins"] = [dict(p) for p in self.plugins]
         return out
 
 

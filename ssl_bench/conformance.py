@@ -185,3 +185,18 @@ def check_learns(name: str, steps: int = 300) -> None:
 
 CHECKS = [check_config, check_finite, check_unlabeled_labels_unused, check_determinism, check_state_roundtrip]
 SLOW_CHECKS = [check_learns]
+
+
+def run_checks(name: str, checks: list | None = None) -> list[tuple[object, str | None]]:
+    """Run ``checks`` (default: ``CHECKS``) on algorithm ``name``: (check, None) for a pass, (check, one-line reason)
+    for a failure. Every check runs, whatever the others gave."""
+    out = []
+    for check in CHECKS if checks is None else checks:
+        try:
+            check(name)
+        except Exception as exc:  # a failing check (AssertionError) or a crashing algorithm: both are failures
+            text = " ".join(str(exc).split())
+            out.append((check, f"{type(exc).__name__}: {text}" if text else type(exc).__name__))
+        else:
+            out.append((check, None))
+    return out

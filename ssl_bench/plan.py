@@ -1,9 +1,9 @@
 """A recipe turned into validated runs, once per invocation: the one place where input is checked.
 
-``load_recipe`` reads a TOML recipe and resolves its algorithm; ``plan`` expands the grid and checks every run
-before anything is trained or written: first what the config alone decides (grid, setting, schedule, optimizer,
-augmentation and component names), then what needs the data (the dataset's files, the splits, the pool sizes, and
-whether the model and algorithm build and support the setting).
+``load_recipe`` reads a TOML recipe, imports its plugins and resolves its algorithm; ``plan`` expands the grid and
+checks every run before anything is trained or written: first what the config alone decides (grid, setting,
+schedule, optimizer, augmentation and component names), then what needs the data (the dataset's files, the splits,
+the pool sizes, and whether the model and algorithm build and support the setting).
 """
 
 from __future__ import annotations
@@ -19,24 +19,27 @@ from ssl_bench.active.acquisition import Acquisition
 from ssl_bench.active.loop import INTERVAL_UNITS, schedule
 from ssl_bench.algorithms import algorithm_config
 from ssl_bench.augment import create_policy
-from ssl_bench.config import ActiveConfig, RecipeConfig, RunConfig, build_recipe, read_recipe, run_hash
+from ssl_bench.config import ActiveConfig, RecipeConfig, RunConfig, build_recipe, check_value, read_recipe, run_hash
 from ssl_bench.data import load_data
-from ssl_bench.data.pairs import SETTINGS, check_setting
+from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, check_setting
 from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, get_run_split, run_split_id
 from ssl_bench.errors import ConfigError
+from ssl_bench.plugins import import_plugins, provenance
+from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
 from ssl_bench.results import manifest_dir
-from ssl_bench.train import build_run
+from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
 from ssl_bench.utils import resolve_device
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
-    """Read a TOML recipe, apply ``--set`` overrides, and validate every key and name in it."""
-    return build_recipe(read_recipe(path, overrides), algorithm_config)
+    """Read a TOML recipe, apply ``--set`` overrides, import its ``plugins``, and validate every key and name."""
+    return recipe_from_dict(read_recipe(path, overrides))
 
 
 def recipe_from_dict(values: dict[str, Any]) -> RecipeConfig:
-    """A recipe given as a dict (tests, programs) validated like a file's."""
+    """A recipe given as a dict (tests, programs) validated like a file's; its ``plugins`` are imported first."""
+    import_plugins(check_value(values.get("plugins", []), list[str], "plugins"))
     return build_recipe(values, algorithm_config)
 
 
@@ -176,9 +179,24 @@ def check_pools(run: RunConfig, n_train: int, split: Split | DASplit) -> None:
         raise ConfigError(f"data.n_unlabeled = {run.data.n_unlabeled} is more than the {pool} unlabeled images")
 
 
+def components(run: RunConfig, parts: RunParts) -> list[object]:
+    """The registered objects a run is made of: algorithm, model, dataset loaders and augmentation policies."""
+    data = run.data
+    domains = [data.dataset] if data.setting == "ssl" else [data.source, data.target]
+    datasets = ["folder" if d.startswith(FOLDER_PREFIX) else d for d in domains]
+    policies = {"weak", *(getattr(run.augment, r) for r in parts.policies if r != "none")}
+    return [
+        ALGORITHMS.get(run.algorithm.name),
+        *([] if run.model.name.startswith("timm:") else [MODELS.get(run.model.name)]),
+        *(DATASETS.get(d) for d in datasets),
+        *(AUGMENTATIONS.get(p) for p in sorted(policies)),
+    ]
+
+
 def plan(recipe: RecipeConfig, results_dir: Path) -> list[PlannedRun]:
     """Every run of ``recipe``, validated before anything is written: config checks for all runs first, then data
-    present, splits drawable, pools large enough, and the run's parts buildable in its setting."""
+    present, splits drawable, pools large enough, and the run's parts buildable in its setting. Each run carries
+    the provenance of any plugin code it uses, which enters its config hash."""
     runs = expand(recipe)
     for run in runs:
         check_train(run)
@@ -187,14 +205,16 @@ def plan(recipe: RecipeConfig, results_dir: Path) -> list[PlannedRun]:
         ds = load_data(run.data)
         split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
         check_pools(run, len(ds.train_labels), split)
-        if i == 0:  # model, algorithm and augmentation are the same for every run of a recipe
-            algorithm = build_run(run, ds).algorithm
-            unsupported = sorted({r.data.setting for r in runs} - set(algorithm.settings))
+        if i == 0:  # model, algorithm, augmentation and datasets are the same for every run of a recipe
+            parts = build_run(run, ds)
+            unsupported = sorted({r.data.setting for r in runs} - set(parts.algorithm.settings))
             if unsupported:
                 raise ConfigError(
                     f"algorithm {run.algorithm.name} does not support setting {unsupported[0]}; it runs in: "
-                    f"{', '.join(algorithm.settings)}"
+                    f"{', '.join(parts.algorithm.settings)}"
                 )
+            plugins = provenance(components(run, parts))
+        run = dataclasses.replace(run, plugins=plugins)
         last_round = None
         if run.acquisition is not None:
             last_round = len(schedule(run.active, run.data.n_labels, run.train.batch_size)) - 1

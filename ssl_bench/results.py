@@ -147,6 +147,7 @@ def make_record(
         "wall_s": round(result.wall_s, 3),
         "steps_per_s": round(result.steps / max(result.wall_s, 1e-9), 3),
         "device": result.device,
+        "plugins": [dict(p) for p in run.plugins],  # outside code behind the run's components, with source sha256
         "config": run.to_dict(),
         "config_hash": chash,
         "git_commit": commit,

@@ -1,0 +1,229 @@
+"""Algorithms from outside the package: a recipe's ``plugins``, ``--plugin``, the ``ssl_bench.plugins`` entry points,
+the plugin's source in the run's identity and record, ``ssl-bench check``, and one-line errors for bad plugins.
+
+Everything that imports a plugin runs ``ssl-bench`` in a subprocess, as a user would, so the registry of this test
+process never holds an out-of-tree algorithm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from ssl_bench.config import RunConfig, run_hash
+from ssl_bench.plan import expand, load_recipe
+from ssl_bench.plugins import provenance
+from ssl_bench.registry import ALGORITHMS
+from tests.conftest import ROOT
+
+EXAMPLE = ROOT / "examples" / "pseudo_label.py"
+RECIPE = ROOT / "examples" / "pseudo_label.toml"
+TINY = [
+    "grid.seeds=[1]",
+    "grid.n_labels=[20]",
+    "train.steps=6",
+    "train.eval_every=3",
+    "train.median_k=2",
+    "data.image_size=8",
+]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cli(*args: str, pythonpath: Path | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(pythonpath) if pythonpath else ""}
+    exe = ROOT / ".venv/bin/ssl-bench"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ssl_bench.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+
+
+def run_args(recipe: Path, results: Path) -> list[str]:
+    args = ["run", str(recipe), "--results-dir", str(results), "--quiet"]
+    for o in TINY:
+        args += ["--set", o]
+    return args
+
+
+def records(results: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results / "runs").rglob("*.json"))]
+
+
+def test_builtin_components_have_no_provenance_and_keep_their_hash():
+    assert provenance(ALGORITHMS.get(n) for n in ALGORITHMS.names()) == []
+    # golden: the committed record leaderboard/runs/digits/fixmatch/digits.1@20-100-8c334e8adcc6.json
+    run = next(r for r in expand(load_recipe(ROOT / "recipes/digits/fixmatch.toml")) if r.seed == 1)
+    assert run.data.n_labels == 20 and "plugins" not in run.to_dict()
+    assert run_hash(run) == "8c334e8adcc66b6e962a9751d5c620cb7f2bafb0b2c130898cfc4ff6e2b09efe"
+
+
+def test_every_committed_record_is_reproduced_by_its_recipe():
+    """No restructuring may change a config hash: every committed record's hash comes out of a recipe."""
+    hashes = {run_hash(r) for path in ROOT.glob("recipes/**/*.toml") for r in expand(load_recipe(path))}
+    committed = {json.loads(p.read_text())["config_hash"] for p in (ROOT / "leaderboard/runs").rglob("*.json")}
+    assert committed and committed <= hashes, sorted(committed - hashes)[:3]
+
+
+def test_provenance_hashes_every_loaded_module_of_the_plugin_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "plugpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("SCALE = 2\n")
+    (pkg / "algo.py").write_text("from plugpkg.helpers import SCALE\n\nclass Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from plugpkg.algo import Thing
+
+    try:
+        got = provenance([Thing, ALGORITHMS.get("fixmatch")])
+        assert got == [
+            {"module": "plugpkg", "sha256": sha256(pkg / "__init__.py")},
+            {"module": "plugpkg.algo", "sha256": sha256(pkg / "algo.py")},
+            {"module": "plugpkg.helpers", "sha256": sha256(pkg / "helpers.py")},
+        ]
+        fake = types.SimpleNamespace(__module__="ssl_bench.algorithms.fixmatch")
+        assert provenance([fake]) == []
+    finally:
+        for name in [m for m in sys.modules if m.split(".")[0] == "plugpkg"]:
+            del sys.modules[name]
+
+
+def test_plugins_enter_the_config_hash():
+    run = expand(load_recipe(ROOT / "recipes/smoke.toml"))[0]
+    with_plugin = RunConfig(**{**run.__dict__, "plugins": [{"module": "m", "sha256": "0" * 64}]})
+    edited = RunConfig(**{**run.__dict__, "plugins": [{"module": "m", "sha256": "1" * 64}]})
+    assert len({run_hash(run), run_hash(with_plugin), run_hash(edited)}) == 3
+    assert with_plugin.to_dict()["plugins"] == [{"module": "m", "sha256": "0" * 64}]
+
+
+@pytest.mark.slow
+def test_recipe_plugin_runs_is_recorded_and_an_edit_is_a_new_run(tmp_path):
+    results = tmp_path / "results"
+    proc = cli(*run_args(RECIPE, results), pythonpath=ROOT / "examples")
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = records(results)
+    expected = [{"module": "pseudo_label", "sha256": sha256(EXAMPLE)}]
+    assert rec["algorithm"] == "pseudo_label" and rec["plugins"] == expected
+    assert rec["config"]["plugins"] == expected and rec["config"]["algorithm"]["threshold"] == 0.95
+    again = cli(*run_args(RECIPE, results), pythonpath=ROOT / "examples")
+    assert again.returncode == 0 and "already recorded" in again.stderr
+    # the same recipe with an edited copy of the plugin (one changed constant): a new identity, trained again
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "pseudo_label.py").write_text(
+        EXAMPLE.read_text().replace("threshold: float = 0.95", "threshold: float = 0.9")
+    )
+    shutil.copy(RECIPE, edited / "pseudo_label.toml")
+    third = cli(*run_args(edited / "pseudo_label.toml", results), pythonpath=edited)
+    assert third.returncode == 0 and "already recorded" not in third.stderr, third.stderr
+    recs = records(results)
+    assert len(recs) == 2 and len({r["config_hash"] for r in recs}) == 2
+    assert {r["plugins"][0]["sha256"] for r in recs} == {sha256(EXAMPLE), sha256(edited / "pseudo_label.py")}
+
+
+@pytest.mark.slow
+def test_plugin_flag_list_and_check(tmp_path):
+    without = cli("list", "algorithms")
+    assert without.returncode == 0 and "pseudo_label" not in without.stdout
+    listed = cli("list", "algorithms", "--plugin", "pseudo_label", pythonpath=ROOT / "examples")
+    assert listed.returncode == 0 and "pseudo_label" in listed.stdout.split(": ", 1)[1].split(", ")
+    check = cli("check", "pseudo_label", "--plugin", "pseudo_label", pythonpath=ROOT / "examples")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "5 passed, 0 failed" in check.stdout
+    # a recipe without a plugins key, loaded through --plugin
+    plain = tmp_path / "plain.toml"
+    plain.write_text(RECIPE.read_text().replace('plugins = ["pseudo_label"]', ""))
+    proc = cli(*run_args(plain, tmp_path / "r"), "--plugin", "pseudo_label", pythonpath=ROOT / "examples")
+    assert proc.returncode == 0, proc.stderr
+    assert records(tmp_path / "r")[0]["plugins"] == [{"module": "pseudo_label", "sha256": sha256(EXAMPLE)}]
+
+
+BROKEN_ALGORITHM = '''
+from dataclasses import dataclass
+import torch
+from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
+from ssl_bench.augment.views import ViewSpec
+from ssl_bench.registry import ALGORITHMS
+
+
+@dataclass(frozen=True)
+class NanConfig(AlgorithmConfig):
+    """Cites arXiv 0000.00000."""
+    name: str = "nanloss"
+
+
+@ALGORITHMS.register("nanloss")
+class NanLoss(Algorithm):
+    Config = NanConfig
+
+    def views(self):
+        return ViewSpec(labeled=("weak",))
+
+    def step(self, batch, progress):
+        loss = self.model(batch.x[0]).sum() * float("nan")
+        return loss, {"loss/x": loss.detach()}
+'''
+
+
+@pytest.mark.slow
+def test_check_reports_a_failing_algorithm(tmp_path):
+    (tmp_path / "nanloss.py").write_text(BROKEN_ALGORITHM)
+    proc = cli("check", "nanloss", "--plugin", "nanloss", pythonpath=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL check_finite: AssertionError: loss nan" in proc.stdout
+    assert "ok   check_config" in proc.stdout and "failed" in proc.stdout.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_entry_point_plugins_load_without_flags(tmp_path):
+    shutil.copy(EXAMPLE, tmp_path / "pl_entry.py")
+    dist = tmp_path / "pl_entry-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pl-entry\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[ssl_bench.plugins]\npseudo_label = pl_entry\n")
+    listed = cli("list", "algorithms", pythonpath=tmp_path)
+    assert listed.returncode == 0 and "pseudo_label" in listed.stdout, listed.stderr
+    plain = tmp_path / "plain.toml"
+    plain.write_text(RECIPE.read_text().replace('plugins = ["pseudo_label"]', ""))
+    proc = cli(*run_args(plain, tmp_path / "r"), pythonpath=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert records(tmp_path / "r")[0]["plugins"] == [{"module": "pl_entry", "sha256": sha256(EXAMPLE)}]
+    (dist / "entry_points.txt").write_text("[ssl_bench.plugins]\nbroken = no_such_module_xyz\n")
+    bad = cli("list", pythonpath=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "entry point broken = no_such_module_xyz of pl-entry (group ssl_bench.plugins) failed to load" in bad.stderr
+
+
+BAD_PLUGINS = {
+    "missing": ("nosuch_plugin_xyz", None, "plugin module 'nosuch_plugin_xyz' not found: put its folder on PYTHONPATH"),
+    "crashes on import": ("crashy", "raise RuntimeError('boom')\n", "plugin module 'crashy' failed to import"),
+    "duplicate name": (
+        "dupe",
+        "from ssl_bench.registry import ALGORITHMS\nALGORITHMS.register('fixmatch')(object)\n",
+        "duplicate algorithm name 'fixmatch'",
+    ),
+    "not a module name": ("../evil", None, "plugins: '../evil' is not a module name"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(BAD_PLUGINS))
+def test_bad_plugins_are_one_line_errors(case, tmp_path):
+    module, source, message = BAD_PLUGINS[case]
+    if source is not None:
+        (tmp_path / f"{module}.py").write_text(source)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"plugins = [{json.dumps(module)}]\n" + (ROOT / "recipes/smoke.toml").read_text())
+    proc = cli("run", str(recipe), "--results-dir", str(tmp_path / "res"), pythonpath=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("ssl-bench: error: ")
+    assert message in proc.stderr
+    assert not (tmp_path / "res").exists()
