@@ -19,9 +19,18 @@ from ssl_bench.active.acquisition import Acquisition
 from ssl_bench.active.loop import INTERVAL_UNITS, schedule
 from ssl_bench.algorithms import algorithm_config
 from ssl_bench.augment import create_policy
-from ssl_bench.config import ActiveConfig, RecipeConfig, RunConfig, build_recipe, check_value, read_recipe, run_hash
+from ssl_bench.config import (
+    ActiveConfig,
+    DataConfig,
+    RecipeConfig,
+    RunConfig,
+    build_recipe,
+    check_value,
+    read_recipe,
+    run_hash,
+)
 from ssl_bench.data import load_data
-from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, check_setting
+from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, get_pair
 from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, get_run_split, run_split_id
 from ssl_bench.errors import ConfigError
 from ssl_bench.plugins import import_plugins, provenance
@@ -83,6 +92,26 @@ def check_train(run: RunConfig) -> None:
         raise ConfigError("data.n_unlabeled must be >= 0")
 
 
+def check_data(cfg: DataConfig) -> None:
+    """The [data] keys of a setting agree with each other (before any file is read)."""
+    if cfg.setting not in SETTINGS:
+        raise ConfigError(f"data.setting: unknown setting {cfg.setting!r}; valid: {', '.join(SETTINGS)}")
+    if cfg.setting == "ssl":
+        for key, default in (("source", ""), ("target", ""), ("target_labels", 0), ("channels", 0)):
+            if getattr(cfg, key) != default:
+                raise ConfigError(f"data.{key} applies to settings uda and ssda; setting ssl uses data.dataset alone")
+        return
+    get_pair(cfg.source, cfg.target)  # both domains known, or a folder pair
+    if cfg.setting == "uda" and cfg.target_labels != 0:
+        raise ConfigError(f"setting uda uses no target labels, got data.target_labels = {cfg.target_labels}")
+    if cfg.setting == "ssda" and cfg.target_labels < 1:
+        raise ConfigError(f"setting ssda needs data.target_labels >= 1 per class, got {cfg.target_labels}")
+    if cfg.n_valid:
+        raise ConfigError(f"data.n_valid must be 0 in setting {cfg.setting} (no validation set is carved out)")
+    if cfg.channels not in (0, 1, 3):
+        raise ConfigError(f"data.channels must be 0 (automatic), 1 or 3, got {cfg.channels}")
+
+
 def check_active(cfg: ActiveConfig, start: int, batch_size: int, eval_every: int) -> list[tuple[int, int]]:
     """The label-growth schedule from ``start`` labels, after checking that every round trains and is evaluated."""
     if cfg.grow <= 0:
@@ -118,7 +147,7 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     for name in recipe.active.acquisitions:
         Acquisition.parse(name)
     if data.setting == "ssl" or data.setting not in SETTINGS:
-        check_setting(data)
+        check_data(data)
         if recipe.grid.target_labels:
             raise ConfigError("grid.target_labels applies to settings uda and ssda, not ssl")
         variants = [dataclasses.replace(data, n_labels=n) for n in recipe.grid.n_labels]
@@ -131,7 +160,7 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
                 raise ConfigError(f"grid.target_labels: labels per class must be >= 0, got {k}")
         variants = [dataclasses.replace(data, setting="ssda" if k else "uda", target_labels=k, n_labels=0) for k in ks]
         for variant in variants:
-            check_setting(variant)
+            check_data(variant)
     runs = []
     pools = recipe.grid.n_unlabeled or [data.n_unlabeled]
     for variant, pool in itertools.product(variants, pools):

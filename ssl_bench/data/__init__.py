@@ -14,12 +14,12 @@ from ssl_bench.config import DataConfig
 from ssl_bench.data import digits, digits_m, folder, vision  # noqa: F401  (registers every loader)
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.images import ImageDataset
-from ssl_bench.data.pairs import check_setting, load_pair
+from ssl_bench.data.pairs import load_pair
 
 
 def load_data(cfg: DataConfig) -> ImageDataset:
-    """The dataset a run trains on: ``data.dataset`` (setting ssl) or the pair ``data.source -> data.target``."""
-    check_setting(cfg)
+    """The dataset a run trains on: ``data.dataset`` (setting ssl) or the pair ``data.source -> data.target``; the
+    plan has checked the setting's keys (``ssl_bench.plan.check_data``)."""
     return load_dataset(cfg) if cfg.setting == "ssl" else load_pair(cfg)
 
 

@@ -77,26 +77,6 @@ def get_pair(source: str, target: str) -> PairSpec:
     return PAIRS.get(name)
 
 
-def check_setting(cfg: DataConfig) -> None:
-    """The [data] keys of a setting agree with each other (before any file is read)."""
-    if cfg.setting not in SETTINGS:
-        raise ConfigError(f"data.setting: unknown setting {cfg.setting!r}; valid: {', '.join(SETTINGS)}")
-    if cfg.setting == "ssl":
-        for key, default in (("source", ""), ("target", ""), ("target_labels", 0), ("channels", 0)):
-            if getattr(cfg, key) != default:
-                raise ConfigError(f"data.{key} applies to settings uda and ssda; setting ssl uses data.dataset alone")
-        return
-    get_pair(cfg.source, cfg.target)
-    if cfg.setting == "uda" and cfg.target_labels != 0:
-        raise ConfigError(f"setting uda uses no target labels, got data.target_labels = {cfg.target_labels}")
-    if cfg.setting == "ssda" and cfg.target_labels < 1:
-        raise ConfigError(f"setting ssda needs data.target_labels >= 1 per class, got {cfg.target_labels}")
-    if cfg.n_valid:
-        raise ConfigError(f"data.n_valid must be 0 in setting {cfg.setting} (no validation set is carved out)")
-    if cfg.channels not in (0, 1, 3):
-        raise ConfigError(f"data.channels must be 0 (automatic), 1 or 3, got {cfg.channels}")
-
-
 def domain_config(cfg: DataConfig, domain: str, size: int) -> DataConfig:
     """The single-dataset config of one domain of a pair, at the pair's common side."""
     base = replace(cfg, setting="ssl", source="", target="", target_labels=0, image_size=size)
