@@ -103,7 +103,7 @@ def git_state(results_dir: Path | None = None) -> tuple[str | None, bool | None]
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def make_record(

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 import ssl_bench.data  # noqa: F401  (registers the datasets)
 from ssl_bench.algorithms import get_algorithm
