@@ -85,6 +85,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     import numpy as np
 
+    load_plugins(args)
+
     import ssl_bench.data  # noqa: F401
     from ssl_bench.config import DataConfig
     from ssl_bench.data.datasets import load_dataset
@@ -262,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset root folder (default: ~/.cache/ssl_bench/data)")
     p.add_argument("--image-size", type=int, default=0, help="domain pairs: the common side (default: the pair's)")
     p.add_argument("--download", action="store_true", help="download missing dataset files (needs a network)")
+    _plugin_arg(p)
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers (bench augment)")

@@ -166,3 +166,25 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "ssl-bench: error: label budget 3 is smaller than the 10 classes of digits"
     assert files_in(tmp_path) == []
+
+
+def test_run_plans_each_recipe_once(results_dir, monkeypatch, capsys):
+    import ssl_bench.plan
+
+    calls = []
+    original = ssl_bench.plan.plan
+    monkeypatch.setattr(ssl_bench.plan, "plan", lambda recipe, rd: calls.append(recipe.name) or original(recipe, rd))
+    args = [
+        "run",
+        SMOKE,
+        SMOKE,
+        "--results-dir",
+        str(results_dir),
+        "--set",
+        "train.steps=10",
+        "--set",
+        "train.eval_every=5",
+    ]
+    assert main(args) == 0
+    assert calls == ["smoke", "smoke"]  # once per recipe given, none again while running
+    assert len(load_records(results_dir)) == 1  # the second copy's run is the same run: recorded once

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -41,6 +41,7 @@ def schedule(cfg: ActiveConfig, start: int, batch_size: int) -> list[tuple[int, 
     return [(first + r * per, min(start + r * cfg.grow, cfg.final)) for r in range(rounds + 1)]
 
 
+@runtime_checkable
 class Learner(Protocol):
     """What the label-growth loop needs from training (``ssl_bench.train.Trainer`` provides it)."""
 

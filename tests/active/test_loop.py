@@ -160,3 +160,20 @@ def test_unlabeled_pool_grid_and_subset():
     ds = load_dataset(run.data)
     trainer = Trainer(run, ds, get_split(ds, split_id(run), "balanced", None), run_hash(run))
     assert trainer.feed.n_unlabeled == 300 and len(set(trainer.feed.unlabeled.pool.tolist())) == 300
+
+
+def test_the_trainer_is_the_learner_active_learning_drives():
+    from ssl_bench.active.loop import Learner
+
+    recipe = load_recipe(ACTIVE, TINY)
+    run = expand(recipe)[0]
+    ds = load_dataset(run.data)
+    trainer = Trainer(run, ds, get_split(ds, split_id(run), "balanced", None), run_hash(run))
+    assert isinstance(trainer, Learner)
+    candidates = trainer.candidates()
+    assert not set(candidates) & set(trainer.labeled_pool) and len(candidates) == len(ds.train_labels) - 20 - 100
+    probs, embeds = trainer.predict(candidates[:7], aug_k=2)
+    assert probs.shape == (7, 10) and np.allclose(probs.sum(1), 1, atol=1e-5) and len(embeds) == 7
+    assert trainer.pixels(candidates[:3]).shape == (3, 1, 16, 16)
+    trainer.reveal(candidates[:5])
+    assert len(trainer.labeled_pool) == 25 and set(candidates[:5]) <= set(trainer.labeled_pool)
