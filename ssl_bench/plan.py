@@ -21,9 +21,11 @@ from ssl_bench.algorithms import algorithm_config
 from ssl_bench.augment import create_policy
 from ssl_bench.config import (
     ActiveConfig,
+    AugmentConfig,
     DataConfig,
     RecipeConfig,
     RunConfig,
+    TrainConfig,
     build_recipe,
     check_value,
     read_recipe,
@@ -70,8 +72,8 @@ class PlannedRun:
 # checks the config alone decides
 
 
-def check_train(run: RunConfig) -> None:
-    tc = run.train
+def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
+    """[train] and [augment]: counts positive, names known, device available, policies buildable."""
     for key in ("steps", "batch_size", "eval_every", "median_k", "eval_batch_size"):
         if getattr(tc, key) <= 0:
             raise ConfigError(f"train.{key} must be positive, got {getattr(tc, key)}")
@@ -87,9 +89,7 @@ def check_train(run: RunConfig) -> None:
         raise ConfigError("train.tensorboard needs the tensorboard package: pip install tensorboard")
     resolve_device(tc.device)
     for role in ("weak", "strong"):
-        create_policy(getattr(run.augment, role), run.augment, hflip=True)
-    if run.data.n_unlabeled < 0:
-        raise ConfigError("data.n_unlabeled must be >= 0")
+        create_policy(getattr(augment, role), augment, hflip=True)
 
 
 def check_data(cfg: DataConfig) -> None:
@@ -134,7 +134,8 @@ def check_active(cfg: ActiveConfig, start: int, batch_size: int, eval_every: int
 
 
 def expand(recipe: RecipeConfig) -> list[RunConfig]:
-    """One RunConfig per (label budget[, pool size], seed[, acquisition]) of the recipe's grid, budgets outermost.
+    """One RunConfig per (label budget[, pool size], seed[, acquisition]) of the recipe's grid, budgets outermost,
+    after every check the config alone decides.
 
     An active-learning recipe (non-empty ``active.acquisitions``) trains each run for its whole label-growth
     schedule: ``train.steps`` is derived from it. A domain-adaptation recipe (setting uda or ssda) varies the
@@ -142,6 +143,7 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     an ssda run with k labels per class.
     """
     data = recipe.data
+    check_train(recipe.train, recipe.augment)
     if not recipe.grid.n_labels or not recipe.grid.seeds:
         raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
     for name in recipe.active.acquisitions:
@@ -163,6 +165,8 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
             check_data(variant)
     runs = []
     pools = recipe.grid.n_unlabeled or [data.n_unlabeled]
+    if min(pools) < 0:
+        raise ConfigError(f"data.n_unlabeled (grid.n_unlabeled) must be >= 0, got {min(pools)}")
     for variant, pool in itertools.product(variants, pools):
         for seed in recipe.grid.seeds:
             if seed < 0:
@@ -223,12 +227,10 @@ def components(run: RunConfig, parts: RunParts) -> list[object]:
 
 
 def plan(recipe: RecipeConfig, results_dir: Path) -> list[PlannedRun]:
-    """Every run of ``recipe``, validated before anything is written: config checks for all runs first, then data
+    """Every run of ``recipe``, validated before anything is written: the config checks of ``expand`` first, then data
     present, splits drawable, pools large enough, and the run's parts buildable in its setting. Each run carries
     the provenance of any plugin code it uses, which enters its config hash."""
     runs = expand(recipe)
-    for run in runs:
-        check_train(run)
     planned = []
     for i, run in enumerate(runs):
         ds = load_data(run.data)

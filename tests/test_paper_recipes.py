@@ -271,7 +271,7 @@ def test_expand_gives_budgets_times_seeds_runs(rel):
             recipe.train,
             recipe.algorithm,
         )
-        check_train(run)  # optimizer, schedule, EMA mode and both augmentation policies are valid
+        check_train(run.train, run.augment)  # optimizer, schedule, EMA mode and both augmentation policies are valid
 
 
 @pytest.mark.parametrize("rel", sorted(TABLE))
