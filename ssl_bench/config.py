@@ -102,6 +102,12 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     tensorboard: bool = False  # write scalars under <results-dir>/tensorboard/
     progress: bool = True  # progress bar on stderr
+    # speed switches (train/speed.py); auto = the choice measured for the device (README, "Speed")
+    precision: str = "fp32"  # auto | fp32 | bf16 (autocast) | fp16 (autocast + loss scaling, CUDA only)
+    memory_format: str = "contiguous"  # auto | contiguous (NCHW) | channels_last (NHWC)
+    compile: str = "none"  # none | model: torch.compile of the backbone and its EMA copy
+    cpu_malloc: str = "auto"  # auto | default | keep: glibc keeps freed memory for reuse (no number changes)
+    threads: int = 0  # CPU intra-op threads; 0 = torch's default
 
 
 @dataclass
@@ -180,11 +186,12 @@ class RunConfig:
 # keys that change where or how visibly a run executes, not what it computes: left out of the config hash
 NON_SEMANTIC = {
     "data": ("root", "download"),
-    "train": ("device", "progress", "tensorboard", "checkpoint_every", "eval_batch_size"),
+    "train": ("device", "progress", "tensorboard", "checkpoint_every", "eval_batch_size", "cpu_malloc", "threads"),
 }
 # keys added after records existed, left out of the hash while they hold the value that reproduces older runs
 OMIT_IF_DEFAULT = {
-    "data": {"n_unlabeled": 0, "setting": "ssl", "source": "", "target": "", "target_labels": 0, "channels": 0}
+    "data": {"n_unlabeled": 0, "setting": "ssl", "source": "", "target": "", "target_labels": 0, "channels": 0},
+    "train": {"precision": "fp32", "memory_format": "contiguous", "compile": "none"},
 }
 
 

@@ -40,6 +40,7 @@ from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
 from ssl_bench.results import manifest_dir
 from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
+from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
 from ssl_bench.utils import resolve_device
 
 
@@ -87,7 +88,19 @@ def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
         raise ConfigError(f"train.ema_buffers must be one of {', '.join(EMA_BUFFERS)}, got {tc.ema_buffers!r}")
     if tc.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("train.tensorboard needs the tensorboard package: pip install tensorboard")
-    resolve_device(tc.device)
+    for key, choices in (
+        ("precision", PRECISIONS),
+        ("memory_format", MEMORY_FORMATS),
+        ("compile", COMPILES),
+        ("cpu_malloc", CPU_MALLOCS),
+    ):
+        if getattr(tc, key) not in choices:
+            raise ConfigError(f"train.{key} must be one of {', '.join(choices)}, got {getattr(tc, key)!r}")
+    if tc.threads < 0:
+        raise ConfigError(f"train.threads must be >= 0 (0 = torch's default), got {tc.threads}")
+    device = resolve_device(tc.device)
+    if tc.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"train.precision = fp16 needs a CUDA device (loss scaling), not {device}; use bf16 or fp32")
     for role in ("weak", "strong"):
         create_policy(getattr(augment, role), augment, hflip=True)
 

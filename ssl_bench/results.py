@@ -61,6 +61,7 @@ class TrainResult:
     device: str
     augmentation: str  # the policies the run really used, e.g. "ctaugment+weak"
     n_unlabeled: int  # size of the unlabeled pool
+    speed: dict[str, Any]  # the speed switches as resolved for the device (train/speed.py)
 
 
 def library_versions() -> dict[str, str]:
@@ -147,6 +148,7 @@ def make_record(
         "wall_s": round(result.wall_s, 3),
         "steps_per_s": round(result.steps / max(result.wall_s, 1e-9), 3),
         "device": result.device,
+        "speed": result.speed,
         "plugins": [dict(p) for p in run.plugins],  # outside code behind the run's components, with source sha256
         "config": run.to_dict(),
         "config_hash": chash,

@@ -42,13 +42,17 @@ def role_policies(spec: ViewSpec, augment: AugmentConfig, hflip: bool) -> tuple[
     return {r: by_name[n] for r, n in names.items()}, by_name
 
 
-def build_run(run: RunConfig, ds: ImageDataset, device: torch.device | None = None) -> RunParts:
-    """Build the parts of ``run`` for data shaped like ``ds``; the global torch seed is set to ``run.seed`` first,
-    so the initial weights are those of the run."""
+def build_run(
+    run: RunConfig, ds: ImageDataset, device: torch.device | None = None, channels_last: bool = False
+) -> RunParts:
+    """Build the parts of ``run`` for data shaped like ``ds`` on ``device`` (NHWC weights with ``channels_last``);
+    the global torch seed is set to ``run.seed`` first, so the initial weights are those of the run."""
     torch.manual_seed(run.seed)
     model = create_model(run.model, ds.num_classes, ds.channels, ds.image_size)
     algorithm = get_algorithm(run.algorithm.name)(model, run.algorithm, ds.num_classes)
     algorithm.to(device or torch.device("cpu")).train()
+    if channels_last:
+        algorithm.to(memory_format=torch.channels_last)
     tc = run.train
     ema = EMA(algorithm.model, tc.ema_decay, tc.ema_warmup, tc.ema_buffers)
     optimizer = make_optimizer(tc, algorithm)

@@ -80,11 +80,17 @@ class Feed:
         return np.flatnonzero(keep)
 
     def next(self, separate_target: bool) -> tuple[Batch, torch.Tensor]:
-        """The views of the next step and the indices of its labeled images (source + labeled target in ssda)."""
-        labeled_idx = self.labeled.next()
-        target_idx = self.labeled_target.next() if self.labeled_target else None
-        unlabeled_idx = self.unlabeled.next() if self.unlabeled else None
-        batch = self.views.build(labeled_idx, unlabeled_idx, target_idx, separate_target)
+        """The views of the next step and the device indices of its labeled images (source + labeled target in
+        ssda). Every index of the step reaches the device in one copy."""
+        streams = [s for s in (self.labeled, self.labeled_target, self.unlabeled) if s is not None]
+        idx = torch.cat([s.next() for s in streams])
+        if self.device.type == "cuda":
+            idx = idx.pin_memory()
+        on_device = idx.to(self.device, non_blocking=True).split([s.batch_size for s in streams])
+        parts = dict(zip(streams, on_device, strict=True))
+        labeled_idx = parts[self.labeled]
+        target_idx = parts.get(self.labeled_target)
+        batch = self.views.build(labeled_idx, parts.get(self.unlabeled), target_idx, separate_target)
         return batch, labeled_idx if target_idx is None else torch.cat([labeled_idx, target_idx])
 
     def state_dict(self) -> dict[str, Any]:

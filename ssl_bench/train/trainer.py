@@ -6,11 +6,13 @@ evaluated) and §1.8 (the headline is the median of the last k evaluations).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,27 +27,42 @@ from ssl_bench.results import TrainResult
 from ssl_bench.train.build import build_run
 from ssl_bench.train.feed import Feed
 from ssl_bench.train.optim import decoupled_decay, lr_at
+from ssl_bench.train.speed import apply_process_settings, resolve
 from ssl_bench.utils import atomic_write_bytes, resolve_device
 
 CHECKPOINT_FORMAT = 1
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    """Top-1 accuracy of ``model`` in inference mode on uint8 images already on the model's device."""
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> float:
+    """Top-1 accuracy of ``model`` in inference mode on uint8 images already on the model's device; the count
+    stays on the device until the end (one host sync per evaluation)."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
     for start in range(0, len(images), batch_size):
-        logits = model(to_input(images[start : start + batch_size]))
-        correct += int((logits.argmax(1) == labels[start : start + batch_size]).sum())
+        with autocast():
+            logits = model(to_input(images[start : start + batch_size]))
+        correct += (logits.argmax(1) == labels[start : start + batch_size]).sum()
     model.train(was_training)
-    return correct / max(len(images), 1)
+    return int(correct) / max(len(images), 1)
 
 
 def median_last(history: list[tuple[int, float]], k: int) -> float:
     """Median of the last k recorded accuracies (§1.8); the headline metric, never the best seen."""
     return float(statistics.median(acc for _, acc in history[-k:]))
+
+
+class StepClock(Protocol):
+    """Receives the end of each phase of a step (``data``, ``probes``, ``model``): ``ssl-bench bench train``."""
+
+    def lap(self, phase: str) -> None: ...
 
 
 class Trainer:
@@ -58,9 +75,17 @@ class Trainer:
     def __init__(self, cfg: RunConfig, ds: ImageDataset, split: Split | DASplit, config_hash: str) -> None:
         self.cfg, self.split, self.config_hash = cfg, split, config_hash
         self.device = resolve_device(cfg.train.device)
-        parts = build_run(cfg, ds, self.device)
+        self.speed = resolve(cfg.train, self.device)
+        apply_process_settings(self.speed)
+        parts = build_run(cfg, ds, self.device, channels_last=self.speed.channels_last)
         self.algorithm, self.ema, self.optimizer = parts.algorithm, parts.ema, parts.optimizer
         self.feedback, self.probe_base, self.augmentation = parts.feedback, parts.probe_base, parts.augmentation
+        if self.speed.compile == "model":
+            self.algorithm.model.compile()
+            self.ema.model.compile()
+        # fp16 needs loss scaling so that small gradients do not flush to zero; bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.speed.precision == "fp16" else None
+        self.clock: StepClock | None = None
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.feed = Feed(cfg, ds, split, parts.spec, parts.policies, self.generator, self.device)
         self.test_images = ds.test_images.to(self.device)
@@ -86,6 +111,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": rng,
             "augment": {n: f.state_dict() for n, f in self.feedback.items()},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             **self.feed.state_dict(),  # labeled_pool, streams
             "history": [list(h) for h in self.history],
             "wall_s": self.wall_s,
@@ -117,6 +143,8 @@ class Trainer:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
             for n, f in self.feedback.items():
                 f.load_state_dict(state["augment"][n])
+            if self.scaler is not None:
+                self.scaler.load_state_dict(state["scaler"])
             self.feed.load_state_dict(state)
             self.step = int(state["step"])
             self.history = [(int(s), float(a)) for s, a in state["history"]]
@@ -140,16 +168,32 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch, labeled_idx = self.feed.next(self.algorithm.separate_target_labels)
+        self._lap("data")
         if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
-            self.probe_feedback(labeled_idx.to(self.device))
-        loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
+            self.probe_feedback(labeled_idx)
+            self._lap("probes")
+        with self.speed.autocast(self.device):
+            loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         decoupled_decay(tc, self.optimizer, lr)
         self.ema.update(self.algorithm.model)
         self.step += 1
-        return {"loss": loss.detach(), "lr": lr, **metrics}
+        self._lap("model")
+        return {"loss": loss.detach(), "lr": lr, **metrics}  # tensors: read on the host only when logged
+
+    def _lap(self, phase: str) -> None:
+        if self.clock is not None:
+            self.clock.lap(phase)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return self.speed.autocast(self.device)
 
     @torch.no_grad()
     def probe_feedback(self, labeled_idx: torch.Tensor) -> None:
@@ -159,7 +203,8 @@ class Trainer:
         labels = self.feed.labels[labeled_idx]
         for cta in self.feedback.values():
             probes, record = cta.probe(weak, self.generator)
-            probs = self.ema.model(to_input(probes)).softmax(1)
+            with self._autocast():
+                probs = self.ema.model(to_input(probes)).float().softmax(1)
             cta.update(record, probs.gather(1, labels[:, None]).squeeze(1))
 
     def run(
@@ -201,7 +246,9 @@ class Trainer:
             while self.step < tc.steps:
                 metrics = self.train_step()
                 if self.step % tc.eval_every == 0 or self.step == tc.steps:
-                    last_acc = evaluate(self.ema.model, self.test_images, self.test_labels, tc.eval_batch_size)
+                    last_acc = evaluate(
+                        self.ema.model, self.test_images, self.test_labels, tc.eval_batch_size, self._autocast
+                    )
                     self.history.append((self.step, last_acc))
                     if writer is not None:
                         writer.add_scalar("acc/test", last_acc, self.step)
@@ -232,13 +279,16 @@ class Trainer:
             acc_median=acc_median,
             acc_final=acc_final,
             median_k=median_k,
-            acc_raw_final=evaluate(self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size),
+            acc_raw_final=evaluate(
+                self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size, self._autocast
+            ),
             steps=self.step,
             images_seen=self.step * tc.batch_size,
             wall_s=self.wall_s,
             device=str(self.device),
             augmentation=self.augmentation,
             n_unlabeled=self.feed.n_unlabeled,
+            speed=self.speed.as_record(),
         )
 
     # ------------------------------------------------------------------------------------------------------
@@ -271,13 +321,14 @@ class Trainer:
         raw.eval()
         for start in range(0, len(indices), batch):
             images = self.feed.images[torch.as_tensor(indices[start : start + batch]).to(self.device)]
-            if aug_k:
-                views = (model(to_input(self.probe_base(images, self.generator))).softmax(1) for _ in range(aug_k))
-                p = sum(views) / aug_k
-            else:
-                p = model(to_input(images)).softmax(1)
-            probs.append(p.cpu())
-            feats.append(raw.embed(to_input(images)).cpu())
+            with self._autocast():
+                if aug_k:
+                    augmented = (self.probe_base(images, self.generator) for _ in range(aug_k))
+                    p = sum(model(to_input(v)).float().softmax(1) for v in augmented) / aug_k
+                else:
+                    p = model(to_input(images)).float().softmax(1)
+                probs.append(p.cpu())
+                feats.append(raw.embed(to_input(images)).float().cpu())
         raw.train(was_training)
         return torch.cat(probs).numpy(), torch.cat(feats).numpy()
 
