@@ -4,14 +4,15 @@
 
 - ``images``: the in-memory format (``ImageDataset``) and its conversions (layout, size, channels);
 - ``datasets``: the registry lookup with a per-process cache; loaders ``digits``, ``digits_m``, ``vision``
-  (torchvision's files) and ``folder`` (a class-folder tree) register themselves on import;
+  (torchvision's files), ``folder`` (a class-folder tree) and ``synthetic`` (random images for timing) register
+  themselves on import;
 - ``pairs``: domain pairs (source -> target) loaded as one dataset;
 - ``splits``: SSL and domain-adaptation split ids, their draws and manifest files;
 - ``streams``: seeded, resumable index batches.
 """
 
 from ssl_bench.config import DataConfig
-from ssl_bench.data import digits, digits_m, folder, vision  # noqa: F401  (registers every loader)
+from ssl_bench.data import digits, digits_m, folder, synthetic, vision  # noqa: F401  (registers every loader)
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.pairs import load_pair

@@ -1,4 +1,4 @@
-"""Benchmarks that print numbers (and can write JSON): batched augmentation against a per-image PIL pipeline."""
+"""``ssl-bench bench augment``: batched augmentation policies against a per-image PIL pipeline doing the same work."""
 
 from __future__ import annotations
 

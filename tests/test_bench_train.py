@@ -1,0 +1,70 @@
+"""``ssl-bench bench train``: the trainer's own steps timed by phase, the peer-style reference pipeline in turns with
+it, and what the reference feeds (PIL views in the model's input range)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssl_bench.augment.views import to_input
+from ssl_bench.bench.reference import PILViews, check_reference, pil_view, to_input_tensor
+from ssl_bench.cli import main
+from ssl_bench.errors import ConfigError
+from ssl_bench.plan import expand, load_recipe
+from tests.conftest import ROOT
+
+SMOKE = str(ROOT / "recipes/smoke.toml")
+
+
+def test_pil_views_are_the_model_input():
+    g = np.random.default_rng(0)
+    rgb = g.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    img = Image.fromarray(rgb[2])
+    expected = to_input(torch.from_numpy(rgb[2]).permute(2, 0, 1)[None])[0]  # x * 2/255 - 1 of the trainer
+    assert torch.allclose(to_input_tensor(img), expected)
+    grey = g.integers(0, 256, (4, 8, 8), dtype=np.uint8)
+    run = expand(load_recipe(SMOKE))[0]
+    views = PILViews(grey, np.array([3, 1]), [None, pil_view("weak", run, 8, hflip=False)], labels=np.arange(4))
+    plain, weak, label = views[0]
+    assert plain.shape == weak.shape == (1, 8, 8) and label == 3 and len(views) == 2
+    assert torch.allclose(plain, to_input(torch.from_numpy(grey[3])[None, None])[0])
+    assert -1.0 <= float(weak.min()) and float(weak.max()) <= 1.0
+
+
+def test_reference_refuses_what_it_cannot_feed():
+    (run,) = expand(load_recipe(SMOKE, ["augment.strong=weak"]))
+    check_reference(run)
+    da = ROOT / "recipes/da/digits_m/adamatch.toml"
+    with pytest.raises(ConfigError, match="ssl setting only"):
+        check_reference(expand(load_recipe(da))[0])
+
+
+@pytest.mark.slow
+def test_bench_train_times_both_pipelines_in_turns(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "train", str(ROOT / "recipes/digits/fixmatch.toml"), "--steps", "2", "--warmup", "1"]
+    assert main([*args, "--pipeline", "reference", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    ours, ref = result["pipelines"]["ours"], result["pipelines"]["reference"]
+    # FixMatch at batch 32, mu 7: 32 labeled + 224 unlabeled x (weak, strong) views
+    assert ours["images_per_step"] == ref["images_per_step"] == 32 + 2 * 7 * 32
+    assert ours["steps_timed"] == ref["steps_timed"] == 2 and len(ours["step_ms"]) == 2
+    assert ours["ms"]["probes"] > 0 and ref["ms"]["probes"] == 0  # CTAugment probes only in ours
+    assert result["ratio"] == pytest.approx(ours["steps_per_s"] / ref["steps_per_s"])
+    assert ref["speed"]["memory_format"] == "contiguous" and ref["speed"]["precision"] == "fp32"
+    assert result["algorithm"] == "fixmatch" and f"{result['ratio']:.2f}x" in printed
+    assert ours["peak_mb"] > 0 and ours["steps_per_s"] > 0
+
+
+def test_bench_train_bad_inputs(capsys):
+    assert main(["bench", "train", SMOKE, "--steps", "0"]) == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
+    da = str(ROOT / "recipes/da/digits_m/adamatch.toml")
+    assert main(["bench", "train", da, "--pipeline", "reference"]) == 2
+    err = capsys.readouterr().err
+    assert "ssl setting only" in err and err.count("\n") == 1
