@@ -84,3 +84,15 @@ def test_unlabeled_pool_subsets_never_mix(tmp_path):
     write_record(tmp_path, rec("mixmatch", 20, 2, 0.7, config_hash="p" * 64, config={"data": {"n_unlabeled": 300}}))
     (table,) = ssl_tables(records_frame([json.loads(p.read_text()) for p in tmp_path.rglob("*.json")])).values()
     assert sorted(table["pool"]) == ["300", "all"]
+
+
+def test_minutes_per_run_beside_each_row(tmp_path):
+    for seed, wall in ((1, 60.0), (2, 120.0)):
+        write_record(tmp_path, rec("fixmatch", 20, seed, 0.9, wall_s=wall))
+    write_record(tmp_path, rec("fixmatch", 40, 1, 0.95, wall_s=240.0))
+    write_record(tmp_path, rec("supervised", 20, 1, 0.7, wall_s=6.0))
+    (table,) = ssl_tables(records_frame(json.loads(p.read_text()) for p in sorted(tmp_path.rglob("*.json")))).values()
+    minutes = dict(zip(table["algorithm"], table["min/run"], strict=True))
+    assert minutes == {"fixmatch": 2.3, "supervised": 0.1}  # (1 + 2 + 4) / 3 minutes; 6 s
+    text = render(tmp_path)
+    assert "min/run" in text and "|       2.3 |" in text and "|       0.1 |" in text

@@ -13,7 +13,8 @@ PROTOCOL = (
     "Metric: test accuracy (%) of the EMA model, median of the last k evaluations of each run (k per row below; "
     "the papers use k = 20), never the best value seen. Cells: mean ± sample std over seeds (n = number of seeds). "
     "Rows are split by augmentation, backbone (with its width), unlabeled pool (all, or a subset of that size) and "
-    "step budget so that only runs of one protocol are averaged together."
+    "step budget so that only runs of one protocol are averaged together. `min/run`: mean wall time of a run of the "
+    "row, in minutes, on the machine that made its records."
 )
 
 DA_PROTOCOL = (
@@ -46,9 +47,9 @@ def render(results_dir: Path) -> str:
     if not tables and da is None:
         lines.append("No run records yet.")
     for dataset, table in tables.items():
-        lines += [f"## {dataset}", "", table.to_markdown(index=False), ""]
+        lines += [f"## {dataset}", "", table.to_markdown(index=False, floatfmt=".1f"), ""]
     if da is not None:
-        lines += ["## Domain adaptation", "", DA_PROTOCOL, "", da.to_markdown(index=False), ""]
+        lines += ["## Domain adaptation", "", DA_PROTOCOL, "", da.to_markdown(index=False, floatfmt=".1f"), ""]
     active = active_frame(records)
     for dataset, table in active_tables(active).items():
         lines += [f"## {dataset}: active learning", "", ACTIVE_PROTOCOL, "", table.to_markdown(index=False), ""]

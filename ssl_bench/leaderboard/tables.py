@@ -29,6 +29,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "target_k": int(r.get("target_labels_per_class") or 0),
                 "seed": r["seed"],
                 "acc": 100.0 * float(r["acc_median"]),
+                "minutes": float(r.get("wall_s") or 0.0) / 60.0,
             }
         )
     return pd.DataFrame(rows)
@@ -62,8 +63,18 @@ def mean_std_cell(group: pd.Series) -> str:
     return f"{group.mean():.2f} ± {std:.2f} (n={n})"
 
 
+def with_minutes(table: pd.DataFrame, part: pd.DataFrame) -> pd.DataFrame:
+    """Append ``min/run``: the mean wall time of the row's runs, in minutes."""
+    minutes = part.groupby(ROW_KEYS)["minutes"].mean()
+    table = table.reset_index()
+    keys = pd.MultiIndex.from_frame(table[ROW_KEYS])
+    table["min/run"] = [round(float(minutes.loc[k]), 1) for k in keys]
+    return table
+
+
 def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One table per dataset: rows (algorithm, augmentation, model, steps, k), columns label budgets."""
+    """One table per dataset: rows (algorithm, augmentation, model, steps, k), columns label budgets, and the mean
+    minutes per run of the row."""
     out = {}
     if df.empty:
         return out
@@ -76,7 +87,7 @@ def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
             aggfunc=mean_std_cell,
         )
         table.columns = [f"{c} labels" for c in table.columns]
-        out[str(dataset)] = table.fillna("—").reset_index()
+        out[str(dataset)] = with_minutes(table.fillna("—"), part)
     return out
 
 
@@ -96,4 +107,4 @@ def da_table(df: pd.DataFrame) -> pd.DataFrame | None:
     order = da.drop_duplicates("column").sort_values(["dataset", "target_k"])["column"]  # per pair: uda, ssda-1, ...
     table = table[list(order)]
     table.columns = list(table.columns)
-    return table.fillna("—").reset_index()
+    return with_minutes(table.fillna("—"), da)
