@@ -103,8 +103,8 @@ class TrainConfig:
     tensorboard: bool = False  # write scalars under <results-dir>/tensorboard/
     progress: bool = True  # progress bar on stderr
     # speed switches (train/speed.py); auto = the choice measured for the device (README, "Speed")
-    precision: str = "fp32"  # auto | fp32 | bf16 (autocast) | fp16 (autocast + loss scaling, CUDA only)
-    memory_format: str = "contiguous"  # auto | contiguous (NCHW) | channels_last (NHWC)
+    precision: str = "auto"  # auto (fp32 on every device so far) | fp32 | bf16 (autocast) | fp16 (+ loss scaling, CUDA)
+    memory_format: str = "auto"  # auto (channels_last on CPU, contiguous on CUDA) | contiguous | channels_last
     compile: str = "none"  # none | model: torch.compile of the backbone and its EMA copy
     cpu_malloc: str = "auto"  # auto | default | keep: glibc keeps freed memory for reuse (no number changes)
     threads: int = 0  # CPU intra-op threads; 0 = torch's default
