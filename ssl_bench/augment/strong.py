@@ -83,7 +83,7 @@ class RandAugment:
         check_images(images)
         n, _, h, w = images.shape
         ids, params = self.sample(n, h, w, generator, images.device)
-        return apply_ops(images, list(self.names), ids, params, fill=RA_GREY, cutout_fill=RA_GREY)
+        return apply_ops(images, list(self.names), ids, params, fill=RA_GREY, cutout_fill=RA_GREY, check=False)
 
 
 # CTAugment ops and the number of bins of each of their parameters (§2.2)
@@ -220,7 +220,9 @@ class CTAugment:
     def _apply(self, images: torch.Tensor, ids: torch.Tensor, v: torch.Tensor, generator: torch.Generator):
         _, _, h, w = images.shape
         params = self.native_params(ids, v, h, w, generator)
-        return apply_ops(images, list(self.names), ids, params, fill=CTA_BLACK, cutout_fill=CTA_CUTOUT_GREY)
+        return apply_ops(
+            images, list(self.names), ids, params, fill=CTA_BLACK, cutout_fill=CTA_CUTOUT_GREY, check=False
+        )
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Training policy: ``depth`` ops drawn uniformly, values from the bin weights, then cutout(v=1) if set."""

@@ -184,3 +184,35 @@ def test_bad_policy_configs():
         CTAugment(sampling="nope")
     with pytest.raises(ConfigError, match="at least one op"):
         RandAugment(n_ops=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"cta_sampling": "remixmatch", "cta_cutout": False},
+        {"cta_translate": "fraction", "cta_rescale": "pixels"},
+    ],
+)
+def test_policies_only_draw_parameters_that_pass_validation(kwargs, monkeypatch):
+    """The policies call apply_ops with check=False: every parameter they draw must pass ops.validate anyway."""
+    from ssl_bench.augment import ops, strong
+
+    checked = []
+
+    def checking(imgs, names, ids, params, fill, cutout_fill, check=True):
+        ops.validate(imgs, names, ids, params, fill, cutout_fill)  # raises ConfigError on anything out of range
+        checked.append(len(ids))
+        return ops.apply_ops(imgs, names, ids, params, fill, cutout_fill)
+
+    monkeypatch.setattr(strong, "apply_ops", checking)
+    cfg = AugmentConfig(**kwargs)
+    for name in ("randaugment", "ctaugment"):
+        policy = create_policy(name, cfg, hflip=True)
+        for seed in range(5):
+            g = torch.Generator().manual_seed(seed)
+            for size in (8, 16, 32):
+                policy(images(n=200, size=size, seed=seed), g)
+        if name == "ctaugment":
+            policy.feedback.probe(images(n=200, size=16), torch.Generator().manual_seed(9))
+    assert len(checked) == 2 * 5 * 3 + 1
