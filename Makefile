@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-slow lint run run-da leaderboard clean
+.PHONY: install test test-slow lint run run-da leaderboard bench clean
 
 install: $(BIN)/ssl-bench
 
@@ -37,6 +37,13 @@ run-da:
 
 leaderboard:
 	$(BIN)/ssl-bench leaderboard
+
+# the figures of the README's "Speed" and "Augmentation" sections (minutes on a 2-core CPU)
+bench:
+	$(BIN)/ssl-bench bench augment --json bench-augment.json
+	$(BIN)/ssl-bench bench train --pipeline reference --steps 5 --json bench-train-wrn.json
+	$(BIN)/ssl-bench bench train recipes/digits/fixmatch.toml --pipeline reference --steps 30 --warmup 5 \
+		--set train.memory_format=auto --json bench-train-digits.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
