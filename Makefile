@@ -41,8 +41,8 @@ leaderboard:
 # the figures of the README's "Speed" and "Augmentation" sections (minutes on a 2-core CPU)
 bench:
 	$(BIN)/ssl-bench bench augment --json bench-augment.json
-	$(BIN)/ssl-bench bench train --pipeline reference --steps 5 --json bench-train-wrn.json
-	$(BIN)/ssl-bench bench train recipes/digits/fixmatch.toml --pipeline reference --steps 30 --warmup 5 \
+	$(BIN)/ssl-bench bench train --steps 5 --json bench-train-wrn.json
+	$(BIN)/ssl-bench bench train recipes/digits/fixmatch.toml --steps 30 --warmup 5 \
 		--set train.memory_format=auto --json bench-train-digits.json
 
 clean:

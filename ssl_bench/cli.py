@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time real training steps of the project's trainer (the code path of ssl-bench run) after "
         "warm-up: steps/s, images/s, ms per step split into data/augmentation, CTAugment probes and "
         "model/optimizer, peak memory, page faults. Without RECIPE: FixMatch, WRN-28-2, batch 64, mu = 7, "
-        "RandAugment on random 32x32 RGB images (the synthetic dataset). With --pipeline reference the same "
+        "RandAugment on random 32x32 RGB images (the synthetic dataset). Unless --pipeline ours, the same "
         "algorithm step is also fed the way today's ports feed it (DataLoader workers applying per-image PIL "
         "augmentation, fp32, NCHW, no compile), in turns with ours, and the ratio is printed.",
     )
@@ -345,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=1, help="untimed steps per pipeline first (default 1)")
     b.add_argument(
         "--pipeline",
-        choices=["ours", "reference"],
-        default="ours",
-        help="reference: also time the peer-style DataLoader + PIL pipeline, in turns with ours",
+        choices=["reference", "ours"],
+        default="reference",
+        help="reference (default): ours and the peer-style DataLoader + PIL pipeline in turns, and their ratio; "
+        "ours: ours only",
     )
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the reference")
     b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
