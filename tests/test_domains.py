@@ -678,10 +678,10 @@ def test_da_recipes_load_and_expand(path):
         assert run.data.setting == ("ssda" if run.data.target_labels else "uda")
         assert run.data.source == recipe.data.source and run.data.target == recipe.data.target
     if path.parent.name == "digits_m":
-        assert recipe.grid.target_labels == [0, 1] and recipe.grid.seeds == [1, 2, 3]
-        assert [r.data.setting for r in runs] == ["uda"] * 3 + ["ssda"] * 3
-        assert [r.data.target_labels for r in runs] == [0] * 3 + [1] * 3
-        assert len({run_hash(r) for r in runs}) == 6
+        assert recipe.grid.target_labels == [0, 1] and recipe.grid.seeds == [1, 2, 3, 4, 5]
+        assert [r.data.setting for r in runs] == ["uda"] * 5 + ["ssda"] * 5
+        assert [r.data.target_labels for r in runs] == [0] * 5 + [1] * 5
+        assert len({run_hash(r) for r in runs}) == 10
 
 
 def test_cli_list_pairs(capsys):
