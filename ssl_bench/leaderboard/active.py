@@ -6,11 +6,13 @@ accuracy that one more label buys. Here it is estimated by finite differences be
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ssl_bench.config import NON_SEMANTIC
 from ssl_bench.leaderboard.tables import mean_std_cell
 
 
@@ -83,6 +85,17 @@ def plot_active(df: pd.DataFrame, path: Path) -> Path | None:
     return path
 
 
+def pool_protocol(record: dict[str, Any]) -> str:
+    """What a pool-size experiment holds fixed: the run's config without its seed, label budget and pool size (and
+    without the keys that do not change what it computes)."""
+    config = json.loads(json.dumps(record.get("config") or {}))
+    config.pop("seed", None)
+    for section, keys in {**NON_SEMANTIC, "data": (*NON_SEMANTIC["data"], "n_labels", "n_unlabeled")}.items():
+        for key in keys:
+            config.get(section, {}).pop(key, None)
+    return json.dumps(config, sort_keys=True)
+
+
 def exchange_rates(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Unlabeled images one label is worth, per (dataset, algorithm, budget), from non-active runs.
 
@@ -90,23 +103,31 @@ def exchange_rates(records: list[dict[str, Any]]) -> pd.DataFrame:
     pool slope   = (acc(L, U_b) − acc(L, U_a)) / (U_b − U_a), between the two largest pools recorded at L;
     worth        = label slope / pool slope (accuracies are means over seeds). Undefined where more unlabeled
     images did not raise accuracy.
+
+    Only pool-size experiments count (runs with an explicit ``data.n_unlabeled`` subset), and only runs of one
+    protocol (``pool_protocol``) are compared with each other: a full-pool run of another recipe never enters.
     """
     rows = [
         {
             "dataset": r["dataset"],
             "algorithm": r["algorithm"],
+            "protocol": pool_protocol(r),
             "n_labels": int(r["n_labels"]),
             "n_unlabeled": int(r["n_unlabeled"]),
             "acc": 100.0 * float(r["acc_median"]),
         }
         for r in records
-        if r.get("round") is None and r.get("n_unlabeled") is not None and (r.get("setting") or "ssl") == "ssl"
+        if r.get("round") is None
+        and r.get("n_unlabeled") is not None
+        and ((r.get("config") or {}).get("data") or {}).get("n_unlabeled")
+        and (r.get("setting") or "ssl") == "ssl"
     ]
     out = []
     if not rows:
         return pd.DataFrame(out)
-    df = pd.DataFrame(rows).groupby(["dataset", "algorithm", "n_labels", "n_unlabeled"])["acc"].mean().reset_index()
-    for (dataset, algo), part in df.groupby(["dataset", "algorithm"]):
+    keys = ["dataset", "algorithm", "protocol", "n_labels", "n_unlabeled"]
+    df = pd.DataFrame(rows).groupby(keys)["acc"].mean().reset_index()
+    for (dataset, algo, _), part in df.groupby(["dataset", "algorithm", "protocol"]):
         budgets = sorted(part["n_labels"].unique())
         for i, budget in enumerate(budgets):
             at = part[part["n_labels"] == budget].sort_values("n_unlabeled")

@@ -141,8 +141,18 @@ def test_exchange_rate_from_records(tmp_path, capsys):
     # acc(L, U): +0.5 point per extra label between 20 and 40, +1 point per 100 unlabeled images at 20 labels
     table = {(20, 100): 0.80, (20, 200): 0.81, (40, 100): 0.89, (40, 200): 0.90}
     for (n, u), acc in table.items():
-        write_record(tmp_path, rec("mixmatch", n, 1, acc, n_unlabeled=u, config_hash=f"{n}{u}".ljust(64, "0")))
-    rates = exchange_rates(load_records(tmp_path)).set_index("n_labels")
+        cfg = {"seed": 1, "data": {"n_labels": n, "n_unlabeled": u}, "train": {"steps": 100}}
+        write_record(
+            tmp_path, rec("mixmatch", n, 1, acc, n_unlabeled=u, config=cfg, config_hash=f"{n}{u}".ljust(64, "0"))
+        )
+    # neither a full-pool run (no data.n_unlabeled subset) nor a pool run of another protocol may enter
+    other = {"seed": 1, "data": {"n_labels": 40, "n_unlabeled": 200}, "train": {"steps": 999}}
+    write_record(tmp_path, rec("mixmatch", 40, 1, 0.10, n_unlabeled=200, config=other, config_hash="b" * 64))
+    full = {"seed": 2, "data": {"n_labels": 20}, "train": {"steps": 100}}
+    write_record(tmp_path, rec("mixmatch", 20, 2, 0.10, n_unlabeled=1177, config=full, config_hash="c" * 64))
+    rates = exchange_rates(load_records(tmp_path))
+    assert len(rates) == 3  # 20 and 40 labels of the 100-step protocol, 40 labels of the 999-step one
+    rates = rates[rates["pools"] == 2].set_index("n_labels")
     # label slope at 20 = (90 - 81) / 20 = 0.45 points per label; pool slope = 1 point / 100 images
     assert rates.loc[20, "acc_per_label"] == pytest.approx(0.45)
     assert rates.loc[20, "label_worth_unlabeled"] == pytest.approx(45.0)
