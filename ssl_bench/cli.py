@@ -53,11 +53,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"train.device={json.dumps(args.device)}")
     if args.quiet:
         overrides.append("train.progress=false")
+    from ssl_bench.executor import GridOptions, check_options, run_grid, summary
+    from ssl_bench.train.distributed import Dist
+
+    opts = GridOptions(
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        retries=args.retries,
+    )
+    check_options(opts)
     recipes = [load_recipe(path, overrides) for path in args.recipe]
+    dist = Dist.from_env()
+    if dist.active:
+        from ssl_bench.executor.torchrun import run_distributed
+
+        return run_distributed(recipes, args.results_dir, opts, dist)
     planned = [p for recipe in recipes for p in plan(recipe, args.results_dir)]  # all validated before training
-    run_planned(planned, args.results_dir)
+    if opts.executor == "local" and opts.workers == 1:  # in this process, one run after another
+        run_planned(planned, args.results_dir)
+        print(write_leaderboard(args.results_dir))
+        return 0
+    outcomes = run_grid(planned, args.results_dir, opts)
     print(write_leaderboard(args.results_dir))
-    return 0
+    print(summary(outcomes), file=sys.stderr)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -278,6 +300,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="training device: auto (default), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _plugin_arg(p)
+    g = p.add_argument_group('executing a grid (README, "Grids and many processes")')
+    g.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes on this machine (default); ray: Ray tasks on a local Ray or a cluster",
+    )
+    g.add_argument("--workers", type=int, default=1, help="runs at once (default 1: one after another in this process)")
+    g.add_argument("--address", help="ray: address of an existing cluster (default: start a local Ray)")
+    g.add_argument(
+        "--cpus-per-run", type=int, default=0, help="CPU threads of each run (default: cores / workers; ray: 1)"
+    )
+    g.add_argument(
+        "--gpus-per-run", type=float, default=0.0, help="ray: GPUs of each run, fractions allowed (default 0)"
+    )
+    g.add_argument(
+        "--retries", type=int, default=1, help="extra attempts of a failed run, from its checkpoint (default 1)"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("list", help="list registered algorithms, datasets, domain pairs, models and augmentations")

@@ -108,6 +108,7 @@ class TrainConfig:
     compile: str = "none"  # none | model: torch.compile of the backbone and its EMA copy
     cpu_malloc: str = "auto"  # auto | default | keep: glibc keeps freed memory for reuse (no number changes)
     threads: int = 0  # CPU intra-op threads; 0 = torch's default
+    sync_bn: bool = False  # torchrun runs: BatchNorm statistics over the global batch instead of each rank's slice
 
 
 @dataclass
@@ -191,7 +192,7 @@ NON_SEMANTIC = {
 # keys added after records existed, left out of the hash while they hold the value that reproduces older runs
 OMIT_IF_DEFAULT = {
     "data": {"n_unlabeled": 0, "setting": "ssl", "source": "", "target": "", "target_labels": 0, "channels": 0},
-    "train": {"precision": "fp32", "memory_format": "contiguous", "compile": "none"},
+    "train": {"precision": "fp32", "memory_format": "contiguous", "compile": "none", "sync_bn": False},
 }
 
 

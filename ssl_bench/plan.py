@@ -239,10 +239,26 @@ def components(run: RunConfig, parts: RunParts) -> list[object]:
     ]
 
 
-def plan(recipe: RecipeConfig, results_dir: Path) -> list[PlannedRun]:
+def check_world(run: RunConfig, algorithm: type, world: int) -> None:
+    """A run split over ``world`` processes (torchrun) needs an algorithm whose step splits and a batch that does."""
+    if world <= 1:
+        return
+    name = run.algorithm.name
+    if not algorithm.data_parallel:
+        raise ConfigError(f"{name} cannot train on {world} processes: {algorithm.not_split_because}; run it on one")
+    if run.acquisition is not None:
+        raise ConfigError(f"active learning ({run.acquisition}) runs on one process only, not on {world}")
+    if run.train.batch_size % world:
+        raise ConfigError(
+            f"train.batch_size {run.train.batch_size} does not split over {world} processes: use a multiple of {world}"
+        )
+
+
+def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1) -> list[PlannedRun]:
     """Every run of ``recipe``, validated before anything is written: the config checks of ``expand`` first, then data
-    present, splits drawable, pools large enough, and the run's parts buildable in its setting. Each run carries
-    the provenance of any plugin code it uses, which enters its config hash."""
+    present, splits drawable, pools large enough, and the run's parts buildable in its setting (and, for
+    ``world`` > 1 processes, splittable). Each run carries the provenance of any plugin code it uses, which enters
+    its config hash."""
     runs = expand(recipe)
     planned = []
     for i, run in enumerate(runs):
@@ -258,6 +274,7 @@ def plan(recipe: RecipeConfig, results_dir: Path) -> list[PlannedRun]:
                     f"{', '.join(parts.algorithm.settings)}"
                 )
             plugins = provenance(components(run, parts))
+        check_world(run, type(parts.algorithm), world)
         run = dataclasses.replace(run, plugins=plugins)
         last_round = None
         if run.acquisition is not None:

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,8 @@ class TrainResult:
     augmentation: str  # the policies the run really used, e.g. "ctaugment+weak"
     n_unlabeled: int  # size of the unlabeled pool
     speed: dict[str, Any]  # the speed switches as resolved for the device (train/speed.py)
+    world_size: int = 1  # processes that trained the run together (torchrun; train/distributed.py)
+    devices: list[str] = field(default_factory=list)  # the device of each rank, e.g. ["NVIDIA H200", ...]
 
 
 def library_versions() -> dict[str, str]:
@@ -149,6 +151,8 @@ def make_record(
         "steps_per_s": round(result.steps / max(result.wall_s, 1e-9), 3),
         "device": result.device,
         "speed": result.speed,
+        "world_size": result.world_size,
+        "devices": list(result.devices),
         "plugins": [dict(p) for p in run.plugins],  # outside code behind the run's components, with source sha256
         "config": run.to_dict(),
         "config_hash": chash,

@@ -1,9 +1,15 @@
-"""Run planned runs: skip what is already recorded, train the rest (resuming interrupted ones), record each one."""
+"""Run planned runs: skip what is already recorded, train the rest (resuming interrupted ones), record each one.
+
+``run_one`` is the unit every executor schedules (``ssl_bench/executor``): it takes the run's lock in the results
+directory, re-checks that the run is not recorded, trains or resumes it and writes its record(s).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +17,114 @@ from ssl_bench.active.loop import run_active
 from ssl_bench.config import RecipeConfig
 from ssl_bench.data import load_data
 from ssl_bench.data.splits import get_run_split
+from ssl_bench.locks import RunLock, describe
 from ssl_bench.plan import PlannedRun, plan
 from ssl_bench.results import checkpoint_path, load_records, make_record, manifest_dir, tensorboard_dir, write_record
 from ssl_bench.train import Trainer
+from ssl_bench.train.distributed import SINGLE, Dist
+
+
+@dataclass
+class Outcome:
+    """What became of one planned run: done (trained now), skipped (recorded, or locked by a live process),
+    stopped (at ``stop_at``, checkpoint kept) or failed (with a one-line reason)."""
+
+    tag: str
+    config_hash: str
+    status: str
+    reason: str = ""
+    records: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+    headline: str = ""  # e.g. "acc_median 0.9660" of the (last) record written
+
+
+def recorded(results_dir: Path) -> set[tuple[str, int | None]]:
+    """(config hash, round) of every record under ``results_dir``."""
+    return {(r["config_hash"], r.get("round")) for r in load_records(results_dir)}
+
+
+def run_one(
+    p: PlannedRun,
+    results_dir: Path,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    stop_at: int | None = None,
+    tag: str | None = None,
+    dist: Dist = SINGLE,
+) -> Outcome:
+    """Train ``p`` under its lock unless it is recorded or another live process trains it.
+
+    Under torchrun every rank calls this: rank 0 decides (recorded? locked?) and holds the lock, all ranks train,
+    and rank 0 writes the record.
+    """
+    results_dir = Path(results_dir)
+    chash = p.config_hash
+    tag = tag or p.tag
+    key = (chash, p.last_round)  # an active run is done once its last round is recorded
+    lock, skip = None, None
+    if dist.is_main:
+        if key in recorded(results_dir):
+            skip = "already recorded"
+        else:
+            lock = RunLock(results_dir, chash)
+            if not lock.acquire():
+                skip, lock = f"being trained by {describe(lock.holder)}", None
+            elif key in recorded(results_dir):  # finished by the previous holder while we waited for the lock
+                skip = "already recorded"
+                lock.release()
+                lock = None
+    skip = dist.broadcast(skip)
+    if skip is not None:
+        log(f"{tag}: {skip} (config {chash[:12]}), skipped")
+        return Outcome(tag, chash, "skipped", skip)
+    try:
+        if lock is not None and lock.stale is not None:
+            log(f"{tag}: taking over the lock left by {describe(lock.stale)}, no longer running")
+        return _train(p, results_dir, log, stop_at, tag, dist)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(
+    p: PlannedRun, results_dir: Path, log: Callable[[str], None], stop_at: int | None, tag: str, dist: Dist
+) -> Outcome:
+    run, chash = p.run, p.config_hash
+    ds = load_data(run.data)
+    split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir))
+    ckpt = checkpoint_path(results_dir, chash)
+    trainer = Trainer(run, ds, split, chash, dist)
+    if run.acquisition is not None:  # one process only (the plan refuses active learning under torchrun)
+        records = run_active(trainer, run, chash, split, results_dir, log, desc=f"{tag} {run.acquisition}")
+        head = f"{len(records)} round(s), last acc_median {records[-1]['acc_median']:.4f}" if records else ""
+        return Outcome(tag, chash, "done", records=records, wall_s=trainer.wall_s, headline=head)
+    if ckpt.exists():
+        log(f"{tag}: resuming from {ckpt}")
+    result = trainer.run(ckpt, stop_at=stop_at, log_dir=tensorboard_dir(results_dir, chash), desc=tag)
+    if result is None:
+        log(f"{tag}: stopped at step {trainer.step}, checkpoint kept at {ckpt}")
+        return Outcome(tag, chash, "stopped", f"stopped at step {trainer.step}")
+    if not dist.is_main:
+        return Outcome(tag, chash, "done", wall_s=result.wall_s)
+    record = make_record(run, chash, split, result, results_dir)
+    path = write_record(results_dir, record)
+    ckpt.unlink(missing_ok=True)
+    log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
+    head = f"acc_median {record['acc_median']:.4f}"
+    return Outcome(tag, chash, "done", records=[record], wall_s=result.wall_s, headline=head)
+
+
+def quiet(p: PlannedRun) -> PlannedRun:
+    """``p`` without its per-step progress bar (``train.progress`` is outside the config hash): for runs that share
+    a terminal with others."""
+    train = dataclasses.replace(p.run.train, progress=False)
+    return dataclasses.replace(p, run=dataclasses.replace(p.run, train=train))
+
+
+def pending(planned: list[PlannedRun], results_dir: Path) -> tuple[list[PlannedRun], list[PlannedRun]]:
+    """(runs still to train, runs already recorded) of ``planned``."""
+    done = recorded(results_dir)
+    todo = [p for p in planned if (p.config_hash, p.last_round) not in done]
+    return todo, [p for p in planned if (p.config_hash, p.last_round) in done]
 
 
 def run_planned(
@@ -21,37 +132,13 @@ def run_planned(
     results_dir: Path,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     stop_at: int | None = None,
+    dist: Dist = SINGLE,
 ) -> list[dict[str, Any]]:
-    """Train every planned run not yet recorded; interrupted runs resume from their checkpoint."""
-    results_dir = Path(results_dir)
-    done = {(r["config_hash"], r.get("round")) for r in load_records(results_dir)}
+    """Train every planned run not yet recorded, one after another in this process (under torchrun: every rank
+    trains each run in turn); returns the new records."""
     records = []
     for i, p in enumerate(planned, 1):
-        run, chash = p.run, p.config_hash
-        tag = f"[{i}/{len(planned)}] {p.tag}"
-        if (chash, p.last_round) in done:  # an active run is done once its last round is recorded
-            log(f"{tag}: already recorded (config {chash[:12]}), skipped")
-            continue
-        ds = load_data(run.data)
-        split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir))
-        ckpt = checkpoint_path(results_dir, chash)
-        trainer = Trainer(run, ds, split, chash)
-        if run.acquisition is not None:
-            records += run_active(trainer, run, chash, split, results_dir, log, desc=f"{tag} {run.acquisition}")
-            done.add((chash, p.last_round))
-            continue
-        if ckpt.exists():
-            log(f"{tag}: resuming from {ckpt}")
-        result = trainer.run(ckpt, stop_at=stop_at, log_dir=tensorboard_dir(results_dir, chash), desc=tag)
-        if result is None:
-            log(f"{tag}: stopped at step {trainer.step}, checkpoint kept at {ckpt}")
-            continue
-        record = make_record(run, chash, split, result, results_dir)
-        path = write_record(results_dir, record)
-        ckpt.unlink(missing_ok=True)
-        done.add((chash, None))
-        records.append(record)
-        log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
+        records += run_one(p, results_dir, log, stop_at, tag=f"[{i}/{len(planned)}] {p.tag}", dist=dist).records
     return records
 
 

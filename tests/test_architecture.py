@@ -13,10 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ssl_bench"
 # top to bottom: a module may import its own layer or any layer below, never one above (README, "Layout")
 LAYERS = [
     ("cli",),
+    ("executor",),
     ("runner", "plan", "leaderboard", "conformance", "bench"),
     ("active",),
     ("train",),
-    ("algorithms", "augment", "data", "models", "results"),
+    ("algorithms", "augment", "data", "models", "results", "locks"),
     ("config", "registry", "utils", "plugins"),
     ("errors",),
 ]

@@ -47,6 +47,7 @@ class AdaMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("adamatch")
 class AdaMatch(Algorithm):
     Config = AdaMatchConfig
+    not_split_because = "its relative confidence threshold and distribution alignment are statistics of the whole batch"
     separate_target_labels = True
 
     def __init__(self, model: nn.Module, cfg: AdaMatchConfig, num_classes: int) -> None:

@@ -30,6 +30,10 @@ class Algorithm(nn.Module):
     separate_target_labels: ClassVar[bool] = False
     # settings the step is written for (data.setting); the runner refuses the others before training
     settings: ClassVar[tuple[str, ...]] = ("ssl", "uda", "ssda")
+    # True = the step may run split across processes (train/distributed.py): every loss is a mean of per-image
+    # terms and nothing but BatchNorm reads statistics of the whole batch. False refuses, naming ``not_split_because``.
+    data_parallel: ClassVar[bool] = False
+    not_split_because: ClassVar[str] = "it does not declare that its step splits across processes (data_parallel)"
 
     def __init__(self, model: nn.Module, cfg: AlgorithmConfig, num_classes: int) -> None:
         super().__init__()

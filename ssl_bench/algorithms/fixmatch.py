@@ -31,6 +31,7 @@ class FixMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("fixmatch")
 class FixMatch(Algorithm):
     Config = FixMatchConfig
+    data_parallel = True  # per-image loss terms, means over the batch (train/distributed.py)
 
     def views(self) -> ViewSpec:
         return ViewSpec(labeled=("weak",), unlabeled=("weak", "strong"), uratio=self.cfg.uratio)

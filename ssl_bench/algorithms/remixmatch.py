@@ -63,6 +63,7 @@ def rotate_quarters(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @ALGORITHMS.register("remixmatch")
 class ReMixMatch(Algorithm):
     Config = ReMixMatchConfig
+    not_split_because = "its MixUp partners and interleaved BatchNorm passes span the whole batch"
     # ssda would append labeled target images to x: the interleaved passes need x and u groups of one size
     settings = ("ssl", "uda")
 

@@ -25,6 +25,7 @@ from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import CheckpointError
 from ssl_bench.results import TrainResult
 from ssl_bench.train.build import build_run
+from ssl_bench.train.distributed import SINGLE, Dist, device_name, forward_through, shard, sync_batchnorm, wrap
 from ssl_bench.train.feed import Feed
 from ssl_bench.train.optim import decoupled_decay, lr_at
 from ssl_bench.train.speed import apply_process_settings, resolve
@@ -72,14 +73,24 @@ class Trainer:
     ``train_to``, ``resume``, ``save`` and ``result`` (the ``Learner`` interface of ``active/loop.py``).
     """
 
-    def __init__(self, cfg: RunConfig, ds: ImageDataset, split: Split | DASplit, config_hash: str) -> None:
-        self.cfg, self.split, self.config_hash = cfg, split, config_hash
+    def __init__(
+        self, cfg: RunConfig, ds: ImageDataset, split: Split | DASplit, config_hash: str, dist: Dist = SINGLE
+    ) -> None:
+        self.cfg, self.split, self.config_hash, self.dist = cfg, split, config_hash, dist
         self.device = resolve_device(cfg.train.device)
+        if dist.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", dist.local_rank)  # torchrun: one GPU per local rank
         self.speed = resolve(cfg.train, self.device)
         apply_process_settings(self.speed)
         parts = build_run(cfg, ds, self.device, channels_last=self.speed.channels_last)
         self.algorithm, self.ema, self.optimizer = parts.algorithm, parts.ema, parts.optimizer
         self.feedback, self.probe_base, self.augmentation = parts.feedback, parts.probe_base, parts.augmentation
+        self.ddp = None
+        if dist.active:  # train/distributed.py: global-batch BN on request, gradients averaged by DDP
+            if cfg.train.sync_bn:
+                self.algorithm.model = sync_batchnorm(self.algorithm.model, self.device)
+            self.ddp = wrap(self.algorithm.model, self.device)
+        self.devices = dist.gather(device_name(self.device))
         if self.speed.compile == "model":
             self.algorithm.model.compile()
             self.ema.model.compile()
@@ -105,6 +116,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "config_hash": self.config_hash,
             "split_hash": self.split.hash,
+            "world_size": self.dist.world,
             "step": self.step,
             "algorithm": self.algorithm.state_dict(),
             "ema": self.ema.state_dict(),
@@ -133,6 +145,12 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path} belongs to another config (config hash mismatch)")
         if state.get("split_hash") != self.split.hash:
             raise CheckpointError(f"checkpoint {path} was trained on another split (split hash mismatch)")
+        world = int(state.get("world_size", 1))
+        if world != self.dist.world:
+            raise CheckpointError(
+                f"checkpoint {path} was trained on {world} process(es), this run has {self.dist.world}: resume it "
+                f"with the same world size (torchrun --nproc_per_node ...), or delete the checkpoint to start over"
+            )
         try:
             self.algorithm.load_state_dict(state["algorithm"])
             self.ema.load_state_dict(state["ema"])
@@ -172,7 +190,8 @@ class Trainer:
         if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
             self.probe_feedback(labeled_idx)
             self._lap("probes")
-        with self.speed.autocast(self.device):
+        batch = shard(batch, self.dist)  # this rank's slice of the global batch (the whole batch on one process)
+        with self.speed.autocast(self.device), forward_through(self.algorithm, self.ddp):
             loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
@@ -183,6 +202,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         decoupled_decay(tc, self.optimizer, lr)
+        if self.ddp is not None and not tc.sync_bn:
+            self.dist.broadcast_buffers(self.algorithm.model)
         self.ema.update(self.algorithm.model)
         self.step += 1
         self._lap("model")
@@ -226,8 +247,9 @@ class Trainer:
         if resume and checkpoint is not None:
             self.resume(checkpoint)
         ckpt_every = tc.checkpoint_every or tc.eval_every
+        main = self.dist.is_main  # checkpoints, progress and tensorboard come from rank 0
         writer = None
-        if tc.tensorboard and log_dir is not None:
+        if tc.tensorboard and log_dir is not None and main:
             from torch.utils.tensorboard import SummaryWriter  # the plan checks that tensorboard is installed
 
             writer = SummaryWriter(str(log_dir))
@@ -236,7 +258,7 @@ class Trainer:
             initial=self.step,
             desc=desc,
             unit="step",
-            disable=not tc.progress,
+            disable=not (tc.progress and main),
             dynamic_ncols=True,
             mininterval=1.0,
         )
@@ -257,7 +279,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{last_acc:.3f}", refresh=False)
                 bar.update(1)
                 stopping = stop_at is not None and self.step >= stop_at
-                if checkpoint is not None and (self.step % ckpt_every == 0 or stopping) and self.step < tc.steps:
+                saving = checkpoint is not None and (self.step % ckpt_every == 0 or stopping) and self.step < tc.steps
+                if saving and main:
                     self.wall_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.save(checkpoint)
@@ -289,6 +312,8 @@ class Trainer:
             augmentation=self.augmentation,
             n_unlabeled=self.feed.n_unlabeled,
             speed=self.speed.as_record(),
+            world_size=self.dist.world,
+            devices=list(self.devices),
         )
 
     # ------------------------------------------------------------------------------------------------------

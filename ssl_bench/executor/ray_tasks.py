@@ -1,0 +1,74 @@
+"""``--executor ray``: every pending run is a Ray task, on a local Ray started on demand (no dashboard) or on the
+cluster at ``--address``. A task asks for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs (fractions let several
+small runs share one GPU; Ray sets each task's CUDA_VISIBLE_DEVICES), at most ``workers`` are in flight, and a
+failed task (exception, killed worker, lost node) is resubmitted up to ``retries`` times; it resumes from its
+checkpoint, so the results directory must be one filesystem that every node sees.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from ssl_bench.errors import ConfigError
+from ssl_bench.executor.options import GridOptions, driver_path, one_line, threads_per_run
+from ssl_bench.executor.progress import GridProgress
+from ssl_bench.executor.worker import work
+from ssl_bench.plan import PlannedRun
+from ssl_bench.runner import Outcome, quiet
+
+
+def start_ray(address: str | None, log: Callable[[str], None]):
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'ssl_bench[ray]' (or pip install ray)") from None
+    if ray.is_initialized():
+        return ray, False
+    kwargs = {"include_dashboard": False, "log_to_driver": True, "logging_level": "WARNING"}
+    if address is None:
+        log("starting a local Ray (no dashboard)")
+        ray.init(**kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+    return ray, True
+
+
+def run_on_ray(
+    planned: list[PlannedRun], results_dir: Path, opts: GridOptions, log: Callable[[str], None]
+) -> list[Outcome]:
+    ray, started = start_ray(opts.address, log)
+    threads = threads_per_run(opts)
+    task = ray.remote(num_cpus=threads, num_gpus=opts.gpus_per_run, max_retries=0)(work)
+    queue = deque(quiet(p) for p in planned)
+    attempts = {p.config_hash: 0 for p in queue}
+    outcomes: list[Outcome] = []
+    progress = GridProgress(len(queue), log)
+    running: dict[object, PlannedRun] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < opts.workers:
+                p = queue.popleft()
+                attempts[p.config_hash] += 1
+                running[task.remote(p, str(results_dir.resolve()), driver_path(), threads)] = p
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                p = running.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # the worker died, its node was lost, ...
+                    out = Outcome(p.tag, p.config_hash, "failed", one_line(exc))
+                if out.status == "failed" and attempts[p.config_hash] <= opts.retries:
+                    progress.note(f"{p.tag}: failed ({out.reason}); retry {attempts[p.config_hash]} of {opts.retries}")
+                    queue.append(p)
+                    continue
+                outcomes.append(out)
+                progress.finished(out)
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        progress.close()
+        if started:
+            ray.shutdown()
+    return outcomes

@@ -1,0 +1,186 @@
+"""Grids on executors: local worker processes and Ray tasks give the records of one-after-another runs, retry a
+killed run from its checkpoint, report a failing run and go on, and skip what is recorded (ssl_bench/executor)."""
+
+import os
+import signal
+import textwrap
+import threading
+import time
+
+import pytest
+
+from ssl_bench.cli import main
+from ssl_bench.executor import GridOptions, run_grid, summary
+from ssl_bench.locks import lock_path, read_holder
+from ssl_bench.plan import load_recipe, plan
+from ssl_bench.results import checkpoint_path, load_records
+from tests.conftest import ROOT
+
+SMOKE = str(ROOT / "recipes/smoke.toml")
+TINY = ["train.steps=40", "train.eval_every=20", "grid.seeds=[1, 2, 3, 4]"]
+METRICS = ("config_hash", "split_hash", "acc_history", "acc_median", "acc_final", "acc_raw_final", "steps")
+
+
+def planned(results, sets=TINY):
+    return plan(load_recipe(SMOKE, list(sets)), results)
+
+
+def metrics(results):
+    return sorted(tuple(str(r[k]) for k in METRICS) for r in load_records(results))
+
+
+def kill_when_checkpointed(results, chash, killed):
+    """Kill the process that holds the run's lock once its first checkpoint is on disk."""
+    deadline = time.monotonic() + 240
+    ckpt = checkpoint_path(results, chash)
+    while time.monotonic() < deadline:
+        holder = read_holder(lock_path(results, chash))
+        if holder and ckpt.exists():
+            time.sleep(0.2)
+            os.kill(holder["pid"], signal.SIGKILL)
+            killed.append(holder["pid"])
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--gpus-per-run", "0.5"], "--gpus-per-run needs --executor ray"),
+        (["--address", "auto"], "--address needs --executor ray"),
+        (["--retries", "-1"], "--retries must be >= 0, got -1"),
+        (["--cpus-per-run", "-2"], "--cpus-per-run must be >= 1, got -2"),
+    ],
+)
+def test_bad_executor_options_are_one_line_errors(tmp_path, capfd, argv, message):
+    results = tmp_path / "results"
+    assert main(["run", SMOKE, "--results-dir", str(results), *argv]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err == f"ssl-bench: error: {message}"
+    assert not results.exists()
+
+
+def test_summary_counts_and_names_failures():
+    from ssl_bench.runner import Outcome
+
+    outs = [Outcome("a", "1", "done"), Outcome("b", "2", "skipped", "already recorded")]
+    outs.append(Outcome("c", "3", "failed", "RuntimeError: boom"))
+    assert summary(outs) == "runs: done 1 · skipped 1 · failed 1\n  failed: c: RuntimeError: boom"
+
+
+@pytest.mark.slow
+def test_local_workers_give_the_records_of_one_worker_and_rerun_skips(tmp_path, capfd):
+    one, two = tmp_path / "one", tmp_path / "two"
+    outs = run_grid(planned(one), one, GridOptions(workers=1, cpus_per_run=1))
+    assert [o.status for o in outs] == ["done"] * 4
+    capfd.readouterr()
+    outs = run_grid(planned(two), two, GridOptions(workers=2, cpus_per_run=1))
+    assert [o.status for o in outs] == ["done"] * 4
+    assert len(load_records(two)) == 4 and metrics(one) == metrics(two)
+    err = capfd.readouterr().err
+    assert err.count("done: ") == 4 and "acc_median" in err
+    started = time.perf_counter()
+    again = run_grid(planned(two), two, GridOptions(workers=2))
+    assert [o.status for o in again] == ["skipped"] * 4 and time.perf_counter() - started < 5
+    assert "4 of 4 run(s) already recorded, skipped" in capfd.readouterr().err
+
+
+@pytest.mark.slow
+def test_local_worker_killed_mid_run_is_retried_from_its_checkpoint(tmp_path, capfd):
+    sets = ["train.steps=300", "train.eval_every=20", "train.checkpoint_every=20"]
+    fresh, killed_dir = tmp_path / "fresh", tmp_path / "killed"
+    run_grid(planned(fresh, sets), fresh, GridOptions(cpus_per_run=1))
+    (p,) = planned(killed_dir, sets)
+    killed: list[int] = []
+    watcher = threading.Thread(target=kill_when_checkpointed, args=(killed_dir, p.config_hash, killed))
+    watcher.start()
+    (out,) = run_grid([p], killed_dir, GridOptions(cpus_per_run=1, retries=1))
+    watcher.join()
+    assert killed and out.status == "done"
+    err = capfd.readouterr().err
+    assert "failed (worker process killed by SIGKILL); retry 1 of 1" in err
+    assert "resuming from" in err and "taking over the lock left by pid" in err
+    assert metrics(killed_dir) == metrics(fresh)
+
+
+PLUGIN = textwrap.dedent(
+    """
+    from dataclasses import dataclass
+
+    from ssl_bench.algorithms.supervised import Supervised, SupervisedConfig
+    from ssl_bench.registry import ALGORITHMS
+
+
+    @dataclass(frozen=True)
+    class ExplodeConfig(SupervisedConfig):
+        name: str = "explode"
+
+
+    @ALGORITHMS.register("explode")
+    class Explode(Supervised):
+        Config = ExplodeConfig
+
+        def step(self, batch, progress):
+            raise RuntimeError("boom at the first step")
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_retried_reported_and_the_others_go_on(tmp_path, capfd, monkeypatch):
+    (tmp_path / "explode_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = tmp_path / "results"
+    recipe = tmp_path / "explode.toml"
+    recipe.write_text((ROOT / "recipes/smoke.toml").read_text().replace('name = "supervised"', 'name = "explode"'))
+    common = ["--results-dir", str(results), "--set", "train.steps=20", "--set", "train.eval_every=10"]
+    argv = ["run", SMOKE, str(recipe), *common, "--plugin", "explode_plugin", "--workers", "2", "--retries", "1"]
+    assert main(argv) == 1
+    err = capfd.readouterr().err
+    assert "failed (RuntimeError: boom at the first step); retry 1 of 1" in err
+    assert "runs: done 1 · skipped 0 · failed 1" in err
+    assert "  failed: explode digits.1@40-0: RuntimeError: boom at the first step" in err
+    (rec,) = load_records(results)
+    assert rec["algorithm"] == "supervised"
+
+
+def have_ray():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_ray = pytest.mark.skipif(not have_ray(), reason="Ray is not installed (pip install 'ssl_bench[ray]')")
+
+
+@pytest.mark.slow
+@needs_ray
+def test_ray_grid_gives_the_local_records_retries_a_killed_task_and_rerun_skips(tmp_path, capfd):
+    import ray as ray_mod
+
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    run_grid(planned(local), local, GridOptions(workers=2, cpus_per_run=1))
+    ray_mod.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        outs = run_grid(planned(on_ray), on_ray, GridOptions(executor="ray", workers=2, cpus_per_run=1))
+        assert [o.status for o in outs] == ["done"] * 4
+        assert metrics(on_ray) == metrics(local)
+        again = run_grid(planned(on_ray), on_ray, GridOptions(executor="ray", workers=2))
+        assert [o.status for o in again] == ["skipped"] * 4
+        sets = ["train.steps=300", "train.eval_every=20", "train.checkpoint_every=20"]
+        fresh, killed_dir = tmp_path / "fresh", tmp_path / "killed"
+        run_grid(planned(fresh, sets), fresh, GridOptions(cpus_per_run=1))
+        (p,) = planned(killed_dir, sets)
+        killed: list[int] = []
+        watcher = threading.Thread(target=kill_when_checkpointed, args=(killed_dir, p.config_hash, killed))
+        watcher.start()
+        (out,) = run_grid([p], killed_dir, GridOptions(executor="ray", cpus_per_run=1, retries=1))
+        watcher.join()
+        assert killed and out.status == "done"
+        assert "retry 1 of 1" in capfd.readouterr().err
+        assert metrics(killed_dir) == metrics(fresh)
+    finally:
+        ray_mod.shutdown()
