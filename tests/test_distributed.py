@@ -74,9 +74,9 @@ def worker(rank, world, port, results, sets, mode, out):
         d.close()
 
 
-def spawn(tmp_path, world, sets, mode="steps"):
-    out = tmp_path / f"out-{world}-{mode}.pt"
-    results = tmp_path / f"results-{world}-{mode}"
+def spawn(tmp_path, world, sets, mode="steps", name=""):
+    out = tmp_path / f"out-{world}-{mode}{name}.pt"
+    results = tmp_path / f"results-{world}-{mode}{name}"
     results.mkdir()
     mp.start_processes(
         worker, args=(world, free_port(), results, sets, mode, out), nprocs=world, join=True, start_method="spawn"
@@ -133,7 +133,7 @@ def test_two_gloo_processes_match_one_process_with_sync_bn(tmp_path):
     for a, b in zip(two_params, one_params, strict=True):
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-5)
     # per-rank BN statistics (the default) is a different computation: the check above can tell them apart
-    per_rank_losses, _ = spawn(tmp_path, 2, SETS, mode="steps")
+    per_rank_losses, _ = spawn(tmp_path, 2, SETS, name="-per-rank-bn")
     assert abs(per_rank_losses[0] - one_losses[0]) > 1e-4
 
 

@@ -47,7 +47,7 @@ def kill_when_checkpointed(results, chash, killed):
     "argv, message",
     [
         (["--workers", "0"], "--workers must be >= 1, got 0"),
-        (["--gpus-per-run", "0.5"], "--gpus-per-run needs --executor ray"),
+        (["--gpus-per-run", "0.5"], "--gpus-per-run needs --executor ray (local runs use train.device)"),
         (["--address", "auto"], "--address needs --executor ray"),
         (["--retries", "-1"], "--retries must be >= 0, got -1"),
         (["--cpus-per-run", "-2"], "--cpus-per-run must be >= 1, got -2"),

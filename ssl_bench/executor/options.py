@@ -38,7 +38,7 @@ def check_options(opts: GridOptions) -> None:
         if opts.address is not None:
             raise ConfigError("--address needs --executor ray")
         if opts.gpus_per_run:
-            raise ConfigError("--gpus-per-run needs --executor ray (local workers use the recipe's train.device)")
+            raise ConfigError("--gpus-per-run needs --executor ray (local runs use train.device)")
 
 
 def threads_per_run(opts: GridOptions) -> int:
