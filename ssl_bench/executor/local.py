@@ -61,7 +61,10 @@ def run_local(
                 running[proc.sentinel] = (p, proc, parent)
             for sentinel in wait(list(running)):
                 p, proc, conn = running.pop(sentinel)
-                out = conn.recv() if conn.poll() else None
+                try:  # a killed child leaves the pipe closed: poll() is then true and recv() hits EOF
+                    out = conn.recv() if conn.poll() else None
+                except (EOFError, OSError):
+                    out = None
                 proc.join()
                 conn.close()
                 if out is None:
