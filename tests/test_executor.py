@@ -43,6 +43,22 @@ def kill_when_checkpointed(results, chash, killed):
         time.sleep(0.05)
 
 
+def kill_once(tmp_path, opts):
+    """One 300-step run killed after its first checkpoint under ``opts``, and the same run left alone: (outcome of
+    the killed run, its results dir, the undisturbed run's results dir)."""
+    sets = ["train.steps=300", "train.eval_every=20", "train.checkpoint_every=20"]
+    fresh, killed_dir = tmp_path / "fresh", tmp_path / "killed"
+    run_grid(planned(fresh, sets), fresh, GridOptions(cpus_per_run=1))
+    (p,) = planned(killed_dir, sets)
+    killed: list[int] = []
+    watcher = threading.Thread(target=kill_when_checkpointed, args=(killed_dir, p.config_hash, killed))
+    watcher.start()
+    (out,) = run_grid([p], killed_dir, opts)
+    watcher.join()
+    assert killed, "the run finished before it could be killed"
+    return out, killed_dir, fresh
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -88,16 +104,8 @@ def test_local_workers_give_the_records_of_one_worker_and_rerun_skips(tmp_path, 
 
 @pytest.mark.slow
 def test_local_worker_killed_mid_run_is_retried_from_its_checkpoint(tmp_path, capfd):
-    sets = ["train.steps=300", "train.eval_every=20", "train.checkpoint_every=20"]
-    fresh, killed_dir = tmp_path / "fresh", tmp_path / "killed"
-    run_grid(planned(fresh, sets), fresh, GridOptions(cpus_per_run=1))
-    (p,) = planned(killed_dir, sets)
-    killed: list[int] = []
-    watcher = threading.Thread(target=kill_when_checkpointed, args=(killed_dir, p.config_hash, killed))
-    watcher.start()
-    (out,) = run_grid([p], killed_dir, GridOptions(cpus_per_run=1, retries=1))
-    watcher.join()
-    assert killed and out.status == "done"
+    out, killed_dir, fresh = kill_once(tmp_path, GridOptions(cpus_per_run=1, retries=1))
+    assert out.status == "done"
     err = capfd.readouterr().err
     assert "failed (worker process killed by SIGKILL); retry 1 of 1" in err
     assert "resuming from" in err and "taking over the lock left by pid" in err
@@ -170,16 +178,8 @@ def test_ray_grid_gives_the_local_records_retries_a_killed_task_and_rerun_skips(
         assert metrics(on_ray) == metrics(local)
         again = run_grid(planned(on_ray), on_ray, GridOptions(executor="ray", workers=2))
         assert [o.status for o in again] == ["skipped"] * 4
-        sets = ["train.steps=300", "train.eval_every=20", "train.checkpoint_every=20"]
-        fresh, killed_dir = tmp_path / "fresh", tmp_path / "killed"
-        run_grid(planned(fresh, sets), fresh, GridOptions(cpus_per_run=1))
-        (p,) = planned(killed_dir, sets)
-        killed: list[int] = []
-        watcher = threading.Thread(target=kill_when_checkpointed, args=(killed_dir, p.config_hash, killed))
-        watcher.start()
-        (out,) = run_grid([p], killed_dir, GridOptions(executor="ray", cpus_per_run=1, retries=1))
-        watcher.join()
-        assert killed and out.status == "done"
+        out, killed_dir, fresh = kill_once(tmp_path, GridOptions(executor="ray", cpus_per_run=1, retries=1))
+        assert out.status == "done"
         assert "retry 1 of 1" in capfd.readouterr().err
         assert metrics(killed_dir) == metrics(fresh)
     finally:

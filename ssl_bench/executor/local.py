@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import signal
-from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from pathlib import Path
 
 from ssl_bench.executor.options import GridOptions, driver_path, threads_per_run
-from ssl_bench.executor.progress import GridProgress
+from ssl_bench.executor.progress import GridProgress, Ledger
 from ssl_bench.executor.worker import work
 from ssl_bench.plan import PlannedRun
 from ssl_bench.runner import Outcome, quiet
@@ -43,17 +42,14 @@ def run_local(
     planned: list[PlannedRun], results_dir: Path, opts: GridOptions, log: Callable[[str], None]
 ) -> list[Outcome]:
     threads = threads_per_run(opts)
-    queue = deque(quiet(p) if opts.workers > 1 else p for p in planned)
-    attempts = {p.config_hash: 0 for p in queue}
-    outcomes: list[Outcome] = []
-    progress = GridProgress(len(queue), log)
+    progress = GridProgress(len(planned), log)
+    ledger = Ledger([quiet(p) if opts.workers > 1 else p for p in planned], opts.retries, progress)
     ctx = multiprocessing.get_context("spawn")
     running: dict[object, tuple[PlannedRun, object, object]] = {}  # sentinel -> (run, process, pipe end)
     try:
-        while queue or running:
-            while queue and len(running) < opts.workers:
-                p = queue.popleft()
-                attempts[p.config_hash] += 1
+        while ledger.queue or running:
+            while ledger.queue and len(running) < opts.workers:
+                p = ledger.start()
                 parent, child = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_child, args=(child, p, str(results_dir), driver_path(), threads))
                 proc.start()
@@ -69,15 +65,10 @@ def run_local(
                 conn.close()
                 if out is None:
                     out = Outcome(p.tag, p.config_hash, "failed", _died(proc.exitcode))
-                if out.status == "failed" and attempts[p.config_hash] <= opts.retries:
-                    progress.note(f"{p.tag}: failed ({out.reason}); retry {attempts[p.config_hash]} of {opts.retries}")
-                    queue.append(p)
-                    continue
-                outcomes.append(out)
-                progress.finished(out)
+                ledger.settle(p, out)
     finally:
         for _p, proc, _ in running.values():  # interrupted (Ctrl-C): stop the workers; their checkpoints stay
             proc.terminate()
             proc.join()
         progress.close()
-    return outcomes
+    return ledger.outcomes

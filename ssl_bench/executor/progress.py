@@ -1,10 +1,13 @@
-"""The grid's progress on the terminal: one line per finished run above an overall bar (runs done / total, ETA)."""
+"""The grid's bookkeeping, shared by the executors: the queue with each run's attempts (a failure with attempts left
+goes back into the queue), and the terminal: one line per finished run above an overall bar (runs done / total, ETA)."""
 
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Callable
 
+from ssl_bench.plan import PlannedRun
 from ssl_bench.runner import Outcome
 
 
@@ -27,3 +30,29 @@ class GridProgress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class Ledger:
+    """The runs still to start, the attempts of each, and the final outcomes."""
+
+    def __init__(self, planned: list[PlannedRun], retries: int, progress: GridProgress) -> None:
+        self.queue = deque(planned)
+        self.attempts = {p.config_hash: 0 for p in planned}
+        self.retries, self.progress = retries, progress
+        self.outcomes: list[Outcome] = []
+
+    def start(self) -> PlannedRun:
+        p = self.queue.popleft()
+        self.attempts[p.config_hash] += 1
+        return p
+
+    def settle(self, p: PlannedRun, out: Outcome) -> None:
+        """Record ``out``, or put ``p`` back into the queue if it failed with attempts left (it resumes from its
+        checkpoint)."""
+        n = self.attempts[p.config_hash]
+        if out.status == "failed" and n <= self.retries:
+            self.progress.note(f"{p.tag}: failed ({out.reason}); retry {n} of {self.retries}")
+            self.queue.append(p)
+            return
+        self.outcomes.append(out)
+        self.progress.finished(out)

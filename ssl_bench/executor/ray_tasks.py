@@ -7,13 +7,12 @@ checkpoint, so the results directory must be one filesystem that every node sees
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 from ssl_bench.errors import ConfigError
 from ssl_bench.executor.options import GridOptions, driver_path, one_line, threads_per_run
-from ssl_bench.executor.progress import GridProgress
+from ssl_bench.executor.progress import GridProgress, Ledger
 from ssl_bench.executor.worker import work
 from ssl_bench.plan import PlannedRun
 from ssl_bench.runner import Outcome, quiet
@@ -41,16 +40,13 @@ def run_on_ray(
     ray, started = start_ray(opts.address, log)
     threads = threads_per_run(opts)
     task = ray.remote(num_cpus=threads, num_gpus=opts.gpus_per_run, max_retries=0)(work)
-    queue = deque(quiet(p) for p in planned)
-    attempts = {p.config_hash: 0 for p in queue}
-    outcomes: list[Outcome] = []
-    progress = GridProgress(len(queue), log)
+    progress = GridProgress(len(planned), log)
+    ledger = Ledger([quiet(p) for p in planned], opts.retries, progress)
     running: dict[object, PlannedRun] = {}
     try:
-        while queue or running:
-            while queue and len(running) < opts.workers:
-                p = queue.popleft()
-                attempts[p.config_hash] += 1
+        while ledger.queue or running:
+            while ledger.queue and len(running) < opts.workers:
+                p = ledger.start()
                 running[task.remote(p, str(results_dir.resolve()), driver_path(), threads)] = p
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
@@ -59,16 +55,11 @@ def run_on_ray(
                     out = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # the worker died, its node was lost, ...
                     out = Outcome(p.tag, p.config_hash, "failed", one_line(exc))
-                if out.status == "failed" and attempts[p.config_hash] <= opts.retries:
-                    progress.note(f"{p.tag}: failed ({out.reason}); retry {attempts[p.config_hash]} of {opts.retries}")
-                    queue.append(p)
-                    continue
-                outcomes.append(out)
-                progress.finished(out)
+                ledger.settle(p, out)
     finally:
         for ref in running:
             ray.cancel(ref, force=True)
         progress.close()
         if started:
             ray.shutdown()
-    return outcomes
+    return ledger.outcomes
