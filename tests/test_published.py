@@ -1,0 +1,230 @@
+"""The papers' published numbers (ssl_bench/leaderboard/published.csv) and their loader.
+
+The golden values below were typed from reference-algorithms.md §9 (and, for USB, from the retrieved
+results/classic_cv.csv), not read back from the packaged CSV, so a wrong or lost row fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import ssl_bench
+from ssl_bench.errors import ConfigError
+from ssl_bench.leaderboard import published
+from ssl_bench.leaderboard.published import COLUMNS, load_published, published_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXMATCH = "FixMatch (Sohn et al., 2020)"
+MIXMATCH = "MixMatch (Berthelot et al., 2019)"
+REMIXMATCH = "ReMixMatch (Berthelot et al., 2019)"
+ADAMATCH = "AdaMatch (Berthelot et al., 2021)"
+USB = "USB (Wang et al., 2022)"
+ARXIV = {
+    FIXMATCH: "2001.07685",
+    MIXMATCH: "1905.02249",
+    REMIXMATCH: "1911.09785",
+    ADAMATCH: "2106.04732",
+    USB: "2208.07204",
+}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return load_published()
+
+
+def one(frame, method, dataset, n_labels, paper, setting="ssl"):
+    rows = frame[
+        (frame.method == method)
+        & (frame.dataset == dataset)
+        & (frame.setting == setting)
+        & (frame.n_labels == n_labels)
+        & (frame.paper == paper)
+    ]
+    assert len(rows) == 1, (method, dataset, setting, n_labels, paper, len(rows))
+    return rows.iloc[0]
+
+
+# (method, dataset, setting, n_labels, paper, metric, value, std or None, verified, acc)
+GOLDEN = [
+    ("fixmatch", "cifar10", "ssl", 250, FIXMATCH, "error", 5.07, 0.65, True, 94.93),
+    ("fixmatch-cta", "cifar10", "ssl", 40, FIXMATCH, "error", 11.39, 3.35, True, 88.61),
+    ("fixmatch-cta", "svhn", "ssl", 40, FIXMATCH, "error", 7.65, 7.65, True, 92.35),
+    ("fixmatch", "cifar100", "ssl", 400, FIXMATCH, "error", 48.85, 1.75, True, 51.15),
+    ("uda", "stl10", "ssl", 1000, FIXMATCH, "error", 7.66, 0.56, True, 92.34),
+    ("mixmatch", "cifar100", "ssl", 400, FIXMATCH, "error", 67.61, 1.32, False, 32.39),  # [m]
+    ("remixmatch", "svhn", "ssl", 40, FIXMATCH, "error", 3.34, 0.20, True, 96.66),
+    ("remixmatch", "cifar10", "ssl", 250, REMIXMATCH, "error", 6.27, 0.34, True, 93.73),
+    ("remixmatch", "cifar10", "ssl", 1000, REMIXMATCH, "error", 5.73, 0.16, False, 94.27),  # [m]
+    ("remixmatch", "stl10", "ssl", 1000, REMIXMATCH, "error", 6.18, 1.24, False, 93.82),  # [m]
+    ("mixmatch", "svhn", "ssl", 250, MIXMATCH, "error", 3.78, 0.26, True, 96.22),
+    ("mixmatch", "cifar10", "ssl", 4000, MIXMATCH, "error", 6.24, 0.06, True, 93.76),
+    ("mixmatch", "stl10", "ssl", 5000, MIXMATCH, "error", 5.59, None, False, 94.41),  # [m], no std
+    ("adamatch", "digitfive:svhn->usps", "uda", 0, ADAMATCH, "accuracy", 90.4, None, False, 90.4),
+    ("adamatch", "digitfive:mnist->mnistm", "uda", 0, ADAMATCH, "accuracy", 99.2, None, False, 99.2),
+    ("adamatch", "domainnet", "ssda-5", 0, ADAMATCH, "accuracy", 42.3, None, False, 42.3),  # [m]
+    ("fixmatch", "cifar10", "ssl", 40, USB, "error", 8.33, 1.41, True, 91.67),  # csv + issue #105 agree
+    ("fixmatch", "svhn", "ssl", 40, USB, "error", 2.08, 0.08, False, 97.92),
+    ("mixmatch", "cifar10", "ssl", 40, USB, "error", 70.67, 1.25, False, 29.33),
+    ("adamatch", "cifar100", "ssl", 10000, USB, "error", 27.53, 0.12, False, 72.47),
+]
+
+
+@pytest.mark.parametrize("method,dataset,setting,n_labels,paper,metric,value,std,verified,acc", GOLDEN)
+def test_golden_values(frame, method, dataset, setting, n_labels, paper, metric, value, std, verified, acc):
+    row = one(frame, method, dataset, n_labels, paper, setting)
+    assert row.metric == metric
+    assert row.value == pytest.approx(value)
+    if std is None:
+        assert math.isnan(row["std"]) and math.isnan(row.acc_std)
+    else:
+        assert row["std"] == pytest.approx(std) and row.acc_std == pytest.approx(std)
+    assert bool(row.verified) is verified
+    assert row.acc == pytest.approx(acc)
+    assert row.arxiv == ARXIV[paper]
+
+
+def test_backbones_follow_the_fixmatch_protocol(frame):
+    fm = frame[frame.paper == FIXMATCH]
+    assert set(fm[fm.dataset == "cifar100"].backbone) == {"wrn28-8"}
+    assert set(fm[fm.dataset == "stl10"].backbone) == {"wrn37-2"}
+    assert set(fm[fm.dataset.isin(["cifar10", "svhn"])].backbone) == {"wrn28-2"}
+
+
+def test_fixmatch_table2_is_complete(frame):
+    fm = frame[frame.paper == FIXMATCH]
+    columns = {("cifar10", 40), ("cifar10", 250), ("cifar10", 4000), ("cifar100", 400), ("cifar100", 2500)}
+    columns |= {("cifar100", 10000), ("svhn", 40), ("svhn", 250), ("svhn", 1000), ("stl10", 1000)}
+    for method in ["mixmatch", "uda", "remixmatch", "fixmatch", "fixmatch-cta"]:
+        got = {(r.dataset, r.n_labels) for r in fm[fm.method == method].itertuples()}
+        assert got == columns, method
+    assert (fm.table == "Table 2").all() and (fm.metric == "error").all()
+
+
+def test_rows_per_paper(frame):
+    counts = frame.paper.value_counts().to_dict()
+    assert counts == {USB: 45, FIXMATCH: 50, ADAMATCH: 23, MIXMATCH: 12, REMIXMATCH: 7}
+
+
+def test_every_row_is_cited_and_unique(frame):
+    for col in ["paper", "arxiv", "table", "method", "dataset"]:
+        assert (frame[col].str.len() > 0).all(), col
+    assert frame.apply(lambda r: ARXIV[r.paper] == r.arxiv, axis=1).all()
+    assert not frame.duplicated(["method", "dataset", "setting", "n_labels", "paper"]).any()
+    assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
+    assert frame.verified.dtype == bool
+    assert set(frame.metric) <= {"error", "accuracy"} and frame.value.between(0, 100).all()
+    assert (frame[frame.setting != "ssl"].n_labels == 0).all() and (frame[frame.setting == "ssl"].n_labels > 0).all()
+
+
+def test_acc_is_accuracy_in_percent(frame):
+    err = frame[frame.metric == "error"]
+    assert ((err.acc - (100 - err.value)).abs() < 1e-9).all()
+    accu = frame[frame.metric == "accuracy"]
+    assert (accu.acc == accu.value).all() and len(accu) == 23
+
+
+def test_published_rows_filters_one_dataset_and_setting(frame):
+    c10 = published_rows(frame, "cifar10")
+    assert set(c10.dataset) == {"cifar10"} and set(c10.setting) == {"ssl"}
+    assert len(c10) == 5 * 3 + 5 + 3 + 5 * 3  # FixMatch Table 2, MixMatch, ReMixMatch, USB
+    assert published_rows(frame, "cifar10", "uda").empty
+    uda = published_rows(frame, "domainnet", "uda")
+    assert list(uda.value) == [28.7]
+    assert len(published_rows(frame, "digitfive:svhn->mnist", "uda")) == 1
+    with pytest.raises(ConfigError, match="unknown setting"):
+        published_rows(frame, "cifar10", "semi")
+
+
+def test_csv_is_found_through_the_installed_package():
+    res = resources.files("ssl_bench.leaderboard").joinpath("published.csv")
+    assert res.is_file()
+    assert Path(str(res)).resolve() == Path(ssl_bench.__file__).resolve().parent / "leaderboard" / "published.csv"
+    assert published.packaged_path() == res
+    assert len(load_published()) == len(load_published(Path(str(res))))
+    # a wheel or a non-editable install only ships the CSV if the package-data config names it
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "*.csv" in config["tool"]["setuptools"]["package-data"]["ssl_bench.leaderboard"]
+
+
+def test_loader_imports_nothing_heavy():
+    tree = ast.parse(Path(published.__file__).read_text())
+    modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    ours = {m for m in modules if m.startswith("ssl_bench")}
+    assert ours <= {"ssl_bench.errors", "ssl_bench.utils"}, ours
+    assert {m.split(".")[0] for m in modules - ours} <= {
+        "__future__",
+        "csv",
+        "io",
+        "math",
+        "re",
+        "importlib",
+        "pathlib",
+        "pandas",
+    }
+
+
+GOOD = (
+    "mixmatch,cifar10,ssl,250,error,11.08,0.87,wrn28-2,2^20 steps,5 folds,MixMatch (B 2019),1905.02249,Table 5,true,n\n"
+)
+
+
+@pytest.mark.parametrize(
+    "bad,problem",
+    [
+        ("mixmatch,cifar10,ssl,500,top1,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "metric"),
+        ("mixmatch,cifar10,ssl,500,error,120,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "value"),
+        ("mixmatch,cifar10,ssl,500,error,nan,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "value"),
+        ("mixmatch,cifar10,ssl,500,error,9.65,-1,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "std"),
+        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,yes,n", "verified"),
+        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,,1905.02249,Table 5,true,n", "empty paper"),
+        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),,Table 5,true,n", "empty arxiv"),
+        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,,true,n", "empty table"),
+        ("mixmatch,cifar10,ssl,0,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "n_labels"),
+        (
+            "mixmatch,cifar10,semi,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n",
+            "setting",
+        ),
+        ("mixmatch,cifar10,ssl,500,error,9.65,0.94", "fields"),
+        (GOOD.strip(), "duplicate of line 2"),
+    ],
+)
+def test_a_malformed_row_is_refused_naming_file_and_line(tmp_path, bad, problem):
+    path = tmp_path / "bad.csv"
+    path.write_text(",".join(COLUMNS) + "\n" + GOOD + bad + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_published(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:3: "), message
+    assert problem in message and "\n" not in message
+
+
+def test_wrong_columns_are_refused(tmp_path):
+    path = tmp_path / "cols.csv"
+    path.write_text(",".join(COLUMNS[:-1]) + "\n" + GOOD)
+    with pytest.raises(ConfigError, match=r":1: columns must be exactly"):
+        load_published(path)
+
+
+def test_a_good_temp_file_loads(tmp_path):
+    path = tmp_path / "good.csv"
+    path.write_text(",".join(COLUMNS) + "\n" + GOOD)
+    frame = load_published(path)
+    assert len(frame) == 1 and frame.acc.iloc[0] == pytest.approx(88.92) and bool(frame.verified.iloc[0])
+
+
+def test_broken_csv_quoting_is_refused(tmp_path):
+    path = tmp_path / "quote.csv"
+    path.write_text(",".join(COLUMNS) + "\n" + GOOD + 'mixmatch,"cifar10\n')
+    with pytest.raises(ConfigError, match=r"quote\.csv:\d+: not valid CSV"):
+        load_published(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_published(tmp_path / "missing.csv")
