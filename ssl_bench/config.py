@@ -162,6 +162,8 @@ class RunConfig:
     active: ActiveConfig = field(default_factory=ActiveConfig)
     acquisition: str | None = None  # the acquisition function of an active-learning run
     plugins: list[dict[str, str]] = field(default_factory=list)  # outside code the run uses: [{module, sha256}]
+    # the recipe's name and description: shown beside the run's results, never part of its identity (hash)
+    recipe: dict[str, str] = field(default_factory=dict)
 
     @property
     def dataset(self) -> str:

@@ -199,6 +199,7 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
                         algorithm=recipe.algorithm,
                         active=recipe.active,
                         acquisition=acquisition,
+                        recipe={"name": recipe.name, "description": recipe.description},
                     )
                 )
     return runs

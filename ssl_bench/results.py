@@ -153,6 +153,7 @@ def make_record(
         "speed": result.speed,
         "world_size": result.world_size,
         "devices": list(result.devices),
+        "recipe": dict(run.recipe),  # name and description, outside the config hash
         "plugins": [dict(p) for p in run.plugins],  # outside code behind the run's components, with source sha256
         "config": run.to_dict(),
         "config_hash": chash,
@@ -179,8 +180,8 @@ def write_record(results_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """Every record under ``results_dir`` (files that are not run records are ignored)."""
+def record_files(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, record) of every run record under ``results_dir``; files that are not run records are ignored."""
     out = []
     root = Path(results_dir)
     if not root.is_dir():
@@ -191,5 +192,10 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         if isinstance(rec, dict) and "algorithm" in rec and "acc_median" in rec and "config_hash" in rec:
-            out.append(rec)
+            out.append((path, rec))
     return out
+
+
+def load_records(results_dir: Path) -> list[dict[str, Any]]:
+    """Every record under ``results_dir``."""
+    return [rec for _, rec in record_files(results_dir)]

@@ -32,6 +32,7 @@ def test_smoke_run_records_skips_and_renders(results_dir, capsys):
     assert rec["round"] is None and rec["acquisition"] is None
     assert rec["config"]["train"]["steps"] == 20 and len(rec["config_hash"]) == 64
     assert rec["versions"]["torch"]
+    assert rec["recipe"]["name"] == "smoke" and rec["recipe"]["description"]  # shown beside results, outside the hash
     out = capsys.readouterr()
     assert "| supervised" in out.out and "(n=1)" in out.out
     assert (results_dir / "README.md").read_text().startswith("# Leaderboard")
