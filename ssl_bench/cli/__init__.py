@@ -8,28 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from ssl_bench.cli.args import plugin_arg, results_arg
+from ssl_bench.cli.reports import add_report_parsers
 from ssl_bench.errors import SSLBenchError
-
-DEFAULT_RESULTS = "leaderboard"
-
-
-def _results_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--results-dir",
-        default=DEFAULT_RESULTS,
-        type=Path,
-        help=f"where run records and split manifests live (default: {DEFAULT_RESULTS}/)",
-    )
-
-
-def _plugin_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import this module first, so that what it registers can be used (repeatable), e.g. my_pkg.my_algo",
-    )
 
 
 def load_plugins(args: argparse.Namespace) -> None:
@@ -189,13 +170,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from ssl_bench.leaderboard import write_leaderboard
-
-    print(write_leaderboard(args.results_dir))
-    return 0
-
-
 def cmd_bench_augment(args: argparse.Namespace) -> int:
     from ssl_bench.bench.augment import bench_augment
     from ssl_bench.utils import atomic_write_text, resolve_device
@@ -262,22 +236,6 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_exchange_rate(args: argparse.Namespace) -> int:
-    from ssl_bench.leaderboard.active import exchange_rates, plot_exchange
-    from ssl_bench.results import load_records
-
-    rates = exchange_rates(load_records(args.results_dir))
-    if rates.empty:
-        raise SSLBenchError(
-            f"no records with n_unlabeled under {args.results_dir}: run a recipe at several label budgets and "
-            "unlabeled pool sizes (data.n_unlabeled) first, e.g. recipes/digits/exchange_rate.toml"
-        )
-    print(rates.to_markdown(index=False, floatfmt=".3g"))
-    path = plot_exchange(rates, args.results_dir / "exchange_rate.png")
-    print(f"plot: {path}" if path else "no plot: no budget had two pool sizes with a gain from more unlabeled data")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-bench", description="Semi-supervised learning benchmark suite.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -295,11 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override a recipe value (TOML literal; repeatable), e.g. --set train.steps=500",
     )
-    _results_arg(p)
+    results_arg(p)
     p.add_argument("--download", action="store_true", help="download missing dataset files (needs a network)")
     p.add_argument("--device", help="training device: auto (default), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _plugin_arg(p)
+    plugin_arg(p)
     g = p.add_argument_group('executing a grid (README, "Grids and many processes")')
     g.add_argument(
         "--executor",
@@ -322,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered algorithms, datasets, domain pairs, models and augmentations")
     p.add_argument("kind", nargs="?", choices=["algorithms", "datasets", "pairs", "models", "augmentations"])
-    _plugin_arg(p)
+    plugin_arg(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser(
@@ -334,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("algorithm", metavar="ALGORITHM", help="registered algorithm name, e.g. fixmatch")
     p.add_argument("--slow", action="store_true", help="also run the slow checks (a few seconds per algorithm)")
-    _plugin_arg(p)
+    plugin_arg(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
@@ -345,12 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and print it.",
     )
     p.add_argument("split_id", metavar="ID", help="canonical split id, e.g. digits.1@40-100 or digits-digits_m.1@ssda1")
-    _results_arg(p)
+    results_arg(p)
     p.add_argument("--class-balance", default="balanced", choices=["balanced", "proportional"])
     p.add_argument("--data-root", help="dataset root folder (default: ~/.cache/ssl_bench/data)")
     p.add_argument("--image-size", type=int, default=0, help="domain pairs: the common side (default: the pair's)")
     p.add_argument("--download", action="store_true", help="download missing dataset files (needs a network)")
-    _plugin_arg(p)
+    plugin_arg(p)
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers (bench augment)")
@@ -393,22 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the reference")
     b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
     b.add_argument("--json", type=Path, help="also write the results as JSON to this file")
-    _plugin_arg(b)
+    plugin_arg(b)
     b.set_defaults(func=cmd_bench_train)
 
-    p = sub.add_parser(
-        "exchange-rate",
-        help="how many unlabeled images one label is worth, per budget, from recorded runs",
-        description="Estimate, from records of runs at several label budgets and unlabeled pool sizes "
-        "(data.n_unlabeled), how many unlabeled images one label is worth at each budget; print the table and "
-        "draw RESULTS_DIR/exchange_rate.png.",
-    )
-    _results_arg(p)
-    p.set_defaults(func=cmd_exchange_rate)
-
-    p = sub.add_parser("leaderboard", help="regenerate RESULTS_DIR/README.md from the run records and print it")
-    _results_arg(p)
-    p.set_defaults(func=cmd_leaderboard)
+    add_report_parsers(sub)
     return parser
 
 

@@ -1,0 +1,7 @@
+"""``python -m ssl_bench.cli`` (as torchrun starts it)."""
+
+import sys
+
+from ssl_bench.cli import main
+
+sys.exit(main())

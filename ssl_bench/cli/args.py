@@ -1,0 +1,27 @@
+"""Arguments several ``ssl-bench`` commands share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_RESULTS = "leaderboard"
+
+
+def results_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--results-dir",
+        default=DEFAULT_RESULTS,
+        type=Path,
+        help=f"where run records and split manifests live (default: {DEFAULT_RESULTS}/)",
+    )
+
+
+def plugin_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first, so that what it registers can be used (repeatable), e.g. my_pkg.my_algo",
+    )

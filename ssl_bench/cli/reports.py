@@ -1,0 +1,84 @@
+"""The ``ssl-bench`` commands that read recorded results: leaderboard, compare, exchange-rate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ssl_bench.cli.args import results_arg
+from ssl_bench.errors import ConfigError, SSLBenchError
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from ssl_bench.leaderboard import write_leaderboard
+
+    print(write_leaderboard(args.results_dir, csv=args.csv, json_path=args.json))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ssl_bench.leaderboard.compare import compare, format_paired
+    from ssl_bench.leaderboard.tables import records_frame
+    from ssl_bench.results import load_records
+
+    if not Path(args.results_dir).is_dir():
+        raise ConfigError(f"--results-dir {args.results_dir}: no such directory")
+    found = compare(records_frame(load_records(args.results_dir)), args.a, args.b, args.dataset, args.labels)
+    print("\n\n".join(format_paired(p) for p in found))
+    return 0
+
+
+def cmd_exchange_rate(args: argparse.Namespace) -> int:
+    from ssl_bench.leaderboard.active import exchange_rates
+    from ssl_bench.leaderboard.plots import plot_exchange
+    from ssl_bench.results import load_records
+
+    rates = exchange_rates(load_records(args.results_dir))
+    if rates.empty:
+        raise SSLBenchError(
+            f"no records with n_unlabeled under {args.results_dir}: run a recipe at several label budgets and "
+            "unlabeled pool sizes (data.n_unlabeled) first, e.g. recipes/digits/exchange_rate.toml"
+        )
+    print(rates.to_markdown(index=False, floatfmt=".3g"))
+    path = plot_exchange(rates, args.results_dir / "exchange_rate.png")
+    print(f"plot: {path}" if path else "no plot: no budget had two pool sizes with a gain from more unlabeled data")
+    return 0
+
+
+def add_report_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "exchange-rate",
+        help="how many unlabeled images one label is worth, per budget, from recorded runs",
+        description="Estimate, from records of runs at several label budgets and unlabeled pool sizes "
+        "(data.n_unlabeled), how many unlabeled images one label is worth at each budget; print the table and "
+        "draw RESULTS_DIR/exchange_rate.png.",
+    )
+    results_arg(p)
+    p.set_defaults(func=cmd_exchange_rate)
+
+    p = sub.add_parser(
+        "compare",
+        help="paired comparison of two rows on the splits both ran on: differences, 95% CI, tests, verdict",
+        description="Compare rows A and B (algorithm names, or row keys algorithm/augment/model/pool/steps/k as "
+        "printed when a name is ambiguous) split by split: for each dataset and label budget both have, the "
+        "per-seed differences A - B on the shared splits, their mean with a 95%% Student-t interval, the paired "
+        "t-test and Wilcoxon signed-rank p-values, and a verdict.",
+    )
+    p.add_argument("a", help="row A: an algorithm name or a row key")
+    p.add_argument("b", help="row B: an algorithm name or a row key")
+    p.add_argument("--dataset", help="only this dataset")
+    p.add_argument("--labels", type=int, nargs="+", metavar="N", help="only these label budgets")
+    results_arg(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "leaderboard",
+        help="regenerate RESULTS_DIR/README.md, index.html and the plots from the run records; print the README",
+        description="Regenerate the leaderboard of RESULTS_DIR from its run records in one generation: README.md "
+        "(tables, published numbers, paired comparisons), index.html (the same, sortable and filterable, with the "
+        "records behind every cell) and the PNG plots; print the README.",
+    )
+    results_arg(p)
+    p.add_argument("--csv", type=Path, metavar="F", help="also write one row per record to the CSV file F")
+    p.add_argument("--json", type=Path, metavar="F", help="also write one row per record to the JSON file F")
+    p.set_defaults(func=cmd_leaderboard)
