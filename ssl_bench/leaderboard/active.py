@@ -7,7 +7,6 @@ accuracy that one more label buys. Here it is estimated by finite differences be
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -45,44 +44,6 @@ def active_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
         table.columns = [f"{c}" for c in table.columns]
         out[str(dataset)] = table.fillna("—").reset_index()
     return out
-
-
-def plot_active(df: pd.DataFrame, path: Path) -> Path | None:
-    """Accuracy (mean ± std over seeds) against labels, one line per (algorithm, acquisition); one panel a dataset."""
-    if df.empty:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = sorted(df["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
-        part = df[df["dataset"] == dataset]
-        for (algo, acq), g in part.groupby(["algorithm", "acquisition"]):
-            stats = g.groupby("n_labels")["acc"].agg(["mean", "std", "count"]).reset_index()
-            ax.errorbar(
-                stats["n_labels"],
-                stats["mean"],
-                yerr=stats["std"].fillna(0),
-                marker="o",
-                capsize=3,
-                label=f"{algo} · {acq}",
-            )
-        ax.set_ylim(top=min(ax.get_ylim()[1], 100.5))  # error bars may reach past 100 %
-        ax.set_title(f"{dataset}: active label growth")
-        ax.set_xlabel("labeled images")
-        ax.set_ylabel("test accuracy (%), median of last k evals")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
 
 
 def pool_protocol(record: dict[str, Any]) -> str:
@@ -149,26 +110,3 @@ def exchange_rates(records: list[dict[str, Any]]) -> pd.DataFrame:
             )
             out.append(row)
     return pd.DataFrame(out)
-
-
-def plot_exchange(df: pd.DataFrame, path: Path) -> Path | None:
-    if df.empty or df["label_worth_unlabeled"].isna().all():
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (dataset, algo), g in df.dropna(subset=["label_worth_unlabeled"]).groupby(["dataset", "algorithm"]):
-        ax.plot(g["n_labels"], g["label_worth_unlabeled"], marker="o", label=f"{dataset} · {algo}")
-    ax.set_xlabel("labeled images")
-    ax.set_ylabel("unlabeled images one label is worth")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path

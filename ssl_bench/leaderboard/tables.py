@@ -10,9 +10,12 @@ import pandas as pd
 ROW_KEYS = ["algorithm", "augment", "model", "pool", "steps", "k"]
 
 
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def records_frame(records: list[dict[str, Any]], files: list[str] | None = None) -> pd.DataFrame:
+    """One row per record: the row keys, the budget and split, the headline accuracy (%) and its provenance
+    (``file``: the record's path relative to the results directory, when ``files`` gives them)."""
     rows = []
-    for r in records:
+    for i, r in enumerate(records):
+        recipe = r.get("recipe") or {}
         rows.append(
             {
                 "dataset": r["dataset"],
@@ -30,9 +33,21 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "seed": r["seed"],
                 "acc": 100.0 * float(r["acc_median"]),
                 "minutes": float(r.get("wall_s") or 0.0) / 60.0,
+                "split_hash": r.get("split_hash") or r.get("split"),
+                "commit": (r.get("git_commit") or "?")[:10] + ("+dirty" if r.get("git_dirty") else ""),
+                "file": files[i] if files is not None else "",
+                "history": [tuple(h) for h in r.get("acc_history") or []],
+                "recipe": recipe.get("name", ""),
+                "description": recipe.get("description", ""),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+
+
+FRAME_COLUMNS = [
+    "dataset", "setting", "round", "algorithm", "augment", "model", "pool", "steps", "k", "n_labels", "column",
+    "target_k", "seed", "acc", "minutes", "split_hash", "commit", "file", "history", "recipe", "description",
+]  # fmt: skip
 
 
 def da_column(record: dict[str, Any]) -> str | None:
@@ -108,3 +123,43 @@ def da_table(df: pd.DataFrame) -> pd.DataFrame | None:
     table = table[list(order)]
     table.columns = list(table.columns)
     return with_minutes(table.fillna("—"), da)
+
+
+def published_cell(value: float, std: float | None, verified: bool) -> str:
+    """``94.93 ± 0.65 (published)``; an unverified number is marked with ``?``."""
+    spread = "" if std is None or pd.isna(std) else f" ± {std:.2f}"
+    return f"{value:.2f}{spread} (published{'' if verified else ', unverified'})"
+
+
+def published_table(published: pd.DataFrame) -> pd.DataFrame:
+    """Published rows of one dataset as leaderboard rows: method, source, protocol, one column per budget."""
+    rows = {}
+    for _, r in published.sort_values(["paper", "method", "n_labels"]).iterrows():
+        source = f"{r['paper']}, {r['table']} (arXiv {r['arxiv']})"
+        key = (r["method"], source, r["backbone"], r["schedule"], r["seeds"])
+        row = rows.setdefault(key, {})
+        row[f"{int(r['n_labels'])} labels"] = published_cell(r["acc"], r["acc_std"], bool(r["verified"]))
+    out = [
+        {"algorithm": m, "source": src, "model": bb, "schedule": sch, "seeds": seeds, **cells}
+        for (m, src, bb, sch, seeds), cells in rows.items()
+    ]
+    table = pd.DataFrame(out)
+    budgets = sorted({int(c.split()[0]) for c in table.columns if c.endswith(" labels")})
+    return table[["algorithm", "source", "model", "schedule", "seeds", *[f"{b} labels" for b in budgets]]].fillna("—")
+
+
+def protocol_differences(ours: pd.DataFrame, published: pd.DataFrame) -> str:
+    """One sentence naming what our rows of a dataset do differently from its published rows (empty if nothing)."""
+    if ours.empty or published.empty:
+        return ""
+    diffs = []
+    our_models, their_models = sorted(set(ours["model"])), sorted(set(published["backbone"]))
+    if set(our_models) != set(their_models):
+        diffs.append(f"backbone {', '.join(our_models)} (ours) vs {', '.join(their_models)} (published)")
+    our_steps = sorted({int(s) for s in ours["steps"]})
+    theirs = "; ".join(sorted(set(published["schedule"])))
+    diffs.append(f"schedule {', '.join(f'{s:,} steps' for s in our_steps)} (ours) vs {theirs} (published)")
+    our_k = sorted({int(k) for k in ours["k"]})
+    if our_k != [20]:
+        diffs.append(f"median of the last {', '.join(map(str, our_k))} evaluations (ours) vs 20 (the papers)")
+    return "Protocol differences from the published rows: " + "; ".join(diffs) + "."

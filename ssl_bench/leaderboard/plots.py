@@ -1,0 +1,146 @@
+"""The leaderboard's plots, each a PNG named after what it shows, with a title and labeled axes.
+
+- ``accuracy_vs_labels_<dataset>.png``: accuracy against label budget, one line per row of our runs (mean ± std
+  over seeds as error bars), published numbers as hollow diamonds;
+- ``learning_curves_<dataset>.png``: test accuracy against training step, one panel per budget, one line per row
+  (mean over seeds of ``acc_history``);
+- ``active_learning_<dataset>.png``: accuracy against labels per acquisition function;
+- ``exchange_rate.png``: unlabeled images one label is worth, against label budget.
+
+Every function returns the path it wrote, or None when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ssl_bench.leaderboard.tables import ROW_KEYS
+
+ACC_LABEL = "test accuracy (%), median of the last k evaluations"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a dataset name (``digits-digits_m`` stays, ``/`` and spaces do not)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("._") or "dataset"
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    _plt().close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _row_label(keys: tuple) -> str:
+    algo, augment, model, pool, steps, _k = keys
+    return f"{algo} · {augment} · {model} · {steps} steps" + ("" if pool == "all" else f" · pool {pool}")
+
+
+def plot_budgets(ours: pd.DataFrame, published: pd.DataFrame, dataset: str, path: Path) -> Path | None:
+    """Accuracy against label budget for one dataset: our rows (error bars: std over seeds) and published points."""
+    if ours.empty and published.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for keys, g in ours.groupby(ROW_KEYS, sort=True):
+        s = g.groupby("n_labels")["acc"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(s["n_labels"], s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, label=_row_label(keys))
+    for (method, paper), g in published.groupby(["method", "paper"], sort=True):
+        g = g.sort_values("n_labels")
+        ax.errorbar(
+            g["n_labels"],
+            g["acc"],
+            yerr=g["acc_std"].fillna(0),
+            marker="D",
+            mfc="none",
+            linestyle=":",
+            capsize=2,
+            label=f"published: {method} ({paper})",
+        )
+    budgets = sorted(set(ours["n_labels"]) | set(published["n_labels"]))
+    if budgets and budgets[0] > 0 and budgets[-1] / budgets[0] >= 8:
+        ax.set_xscale("log")
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.set_ylim(top=min(ax.get_ylim()[1], 100.5))
+    ax.set_title(f"{dataset}: accuracy against label budget (mean ± std over seeds)")
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel(ACC_LABEL)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_curves(ours: pd.DataFrame, dataset: str, path: Path) -> Path | None:
+    """Learning curves: mean over seeds of each row's accuracy at each evaluation, one panel per budget."""
+    ours = ours[ours["history"].map(len) > 0]
+    if ours.empty:
+        return None
+    plt = _plt()
+    budgets = sorted(ours["n_labels"].unique())
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets), 4), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], budgets, strict=True):
+        for keys, g in ours[ours["n_labels"] == n].groupby(ROW_KEYS, sort=True):
+            points = [(s, 100.0 * a) for h in g["history"] for s, a in h]
+            curves = pd.DataFrame(points, columns=["step", "acc"])
+            mean = curves.groupby("step")["acc"].mean()
+            ax.plot(mean.index, mean.to_numpy(), label=f"{_row_label(keys)} (n={g['seed'].nunique()})")
+        ax.set_title(f"{dataset} @ {n} labels")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("test accuracy (%) of the EMA model, mean over seeds")
+    fig.suptitle(f"{dataset}: learning curves")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_active(df: pd.DataFrame, dataset: str, path: Path) -> Path | None:
+    """Accuracy (mean ± std over seeds) against labels, one line per (algorithm, acquisition)."""
+    part = df[df["dataset"] == dataset] if not df.empty else df
+    if part.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (algo, acq), g in part.groupby(["algorithm", "acquisition"]):
+        s = g.groupby("n_labels")["acc"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(s["n_labels"], s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, label=f"{algo} · {acq}")
+    ax.set_ylim(top=min(ax.get_ylim()[1], 100.5))  # error bars may reach past 100 %
+    ax.set_title(f"{dataset}: active learning, accuracy as labels are acquired")
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel(ACC_LABEL)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_exchange(df: pd.DataFrame, path: Path) -> Path | None:
+    """Unlabeled images one label is worth, against label budget, one line per (dataset, algorithm)."""
+    if df.empty or df["label_worth_unlabeled"].isna().all():
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for (dataset, algo), g in df.dropna(subset=["label_worth_unlabeled"]).groupby(["dataset", "algorithm"]):
+        ax.plot(g["n_labels"], g["label_worth_unlabeled"], marker="o", label=f"{dataset} · {algo}")
+    ax.set_title("What one label is worth, in unlabeled images")
+    ax.set_xlabel("labeled images (the budget the next label is added to)")
+    ax.set_ylabel("unlabeled images one label is worth")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

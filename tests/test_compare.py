@@ -1,0 +1,93 @@
+"""Paired comparison: golden statistics on hand-made differences, pairing by split, verdicts, the CLI."""
+
+import pytest
+from leaderboard_records import record, write_table
+
+from ssl_bench.cli import main
+from ssl_bench.errors import ConfigError
+from ssl_bench.leaderboard.compare import compare
+from ssl_bench.leaderboard.tables import records_frame
+from ssl_bench.results import load_records, write_record
+
+# t(0.975, df=4), from any table of Student's t
+T_975_4 = 2.7764451
+
+
+def frame_of(results):
+    return records_frame(load_records(results))
+
+
+def test_golden_interval_t_test_and_wilcoxon(tmp_path):
+    # differences A - B = 1, 2, 3, 4, 5 points: mean 3, s = sqrt(2.5), t = 3 / (s / sqrt 5) = 4.2426
+    write_table(tmp_path, {"fixmatch": [0.81, 0.82, 0.83, 0.84, 0.85], "supervised": [0.80] * 5})
+    (p,) = compare(frame_of(tmp_path), "fixmatch", "supervised")
+    half = T_975_4 * (2.5**0.5) / 5**0.5
+    assert p.n == 5 and p.seeds == [1, 2, 3, 4, 5]
+    assert p.diffs == pytest.approx([1, 2, 3, 4, 5])
+    assert p.mean == pytest.approx(3.0)
+    assert (p.low, p.high) == pytest.approx((3 - half, 3 + half), abs=1e-6)
+    assert p.p_t == pytest.approx(0.013236, abs=2e-5)  # two-sided p of t = 4.2426 with 4 degrees of freedom
+    assert p.p_wilcoxon == pytest.approx(2 / 32)  # exact: all five signs positive
+    assert p.verdict.startswith("fixmatch beats supervised by 3.00 points")
+
+
+def test_not_distinguishable_when_the_interval_contains_zero(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.81, 0.79, 0.82, 0.78, 0.805], "mixmatch": [0.80] * 5})
+    (p,) = compare(frame_of(tmp_path), "fixmatch", "mixmatch")
+    assert p.low < 0 < p.high
+    assert "not distinguishable" in p.verdict
+
+
+def test_pairs_only_shared_splits(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.9, 0.9, 0.9], "supervised": [0.8, 0.8]})
+    write_record(tmp_path, record("supervised", 20, 3, 0.1, split_hash="another-split", config_hash="x" * 64))
+    (p,) = compare(frame_of(tmp_path), "fixmatch", "supervised")
+    assert p.seeds == [1, 2]  # seed 3 of supervised ran on another labeled split: not a pair
+    assert p.diffs == pytest.approx([10.0, 10.0])
+
+
+def test_one_pair_is_not_enough(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.9], "supervised": [0.8]})
+    (p,) = compare(frame_of(tmp_path), "fixmatch", "supervised")
+    assert p.n == 1 and p.p_t is None and "not distinguishable" in p.verdict
+
+
+def test_ambiguous_name_asks_for_a_row_key(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.9, 0.9], "supervised": [0.8, 0.8]})
+    write_record(tmp_path, record("fixmatch", 20, 1, 0.7, steps=500, config_hash="y" * 64))
+    with pytest.raises(ConfigError, match="names 2 rows"):
+        compare(frame_of(tmp_path), "fixmatch", "supervised")
+    (p,) = compare(frame_of(tmp_path), "fixmatch/weak/small_cnn-1/all/500/5", "supervised")
+    assert p.n == 1 and p.diffs == pytest.approx([-10.0])
+
+
+def test_cli_prints_differences_and_interval(tmp_path, capsys):
+    write_table(tmp_path, {"fixmatch": [0.81, 0.82, 0.83, 0.84, 0.85], "supervised": [0.80] * 5})
+    write_table(tmp_path, {"fixmatch": [0.9] * 5, "supervised": [0.85] * 5}, n=40)
+    assert main(["compare", "fixmatch", "supervised", "--dataset", "digits", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "digits @ 20 labels" in out and "digits @ 40 labels" in out
+    assert "seed 1: +1.00" in out and "95% CI [+1.04, +4.96]" in out
+    assert main(["compare", "fixmatch", "supervised", "--labels", "40", "--results-dir", str(tmp_path)]) == 0
+    assert "@ 20 labels" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compare", "fixmatch", "supervised", "--dataset", "cifar10"], "--dataset 'cifar10': no records"),
+        (["compare", "fixmatch", "remixmatch"], "no budget where both"),
+        (["compare", "fixmatch", "supervised", "--labels", "250"], "at --labels 250"),
+    ],
+)
+def test_cli_bad_requests_are_one_line_errors(tmp_path, capsys, argv, message):
+    write_table(tmp_path, {"fixmatch": [0.9, 0.9], "supervised": [0.8, 0.8]})
+    assert main([*argv, "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_missing_results_dir(tmp_path, capsys):
+    assert main(["compare", "a", "b", "--results-dir", str(tmp_path / "none")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

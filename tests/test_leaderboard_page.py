@@ -1,0 +1,128 @@
+"""One leaderboard generation: README, index.html, plots and exports from the same records, escaped, atomic."""
+
+import csv
+import json
+
+import pytest
+from leaderboard_records import record, write_table
+
+import ssl_bench.leaderboard as lb
+from ssl_bench.cli import main
+from ssl_bench.errors import ConfigError
+from ssl_bench.leaderboard.published import load_published
+from ssl_bench.results import write_record
+
+EVIL = "<script>alert(1)</script>"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def digits(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.91, 0.92, 0.93], "supervised": [0.80, 0.81, 0.85]})
+    write_table(tmp_path, {"fixmatch": [0.95, 0.96, 0.97], "supervised": [0.88, 0.86, 0.87]}, n=40)
+    return tmp_path
+
+
+def test_generation_writes_readme_page_and_named_plots(tmp_path):
+    digits(tmp_path)
+    text = lb.write_leaderboard(tmp_path)
+    assert (tmp_path / "README.md").read_text() == text
+    page = (tmp_path / "index.html").read_text()
+    for name in ("accuracy_vs_labels_digits.png", "learning_curves_digits.png", "accuracy_vs_labels_cifar10.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+        assert f"]({name})" in text and f'src="{name}"' in page
+    # the same cells in both: fixmatch at 20 labels, mean of 91, 92, 93
+    assert "92.00 ± 1.00 (n=3)" in text and "92.00 ± 1.00 (n=3)" in page
+    assert not list(tmp_path.glob(".leaderboard-*"))  # the staging folder is gone
+
+
+def test_page_cells_name_their_seeds_records_and_commits(tmp_path):
+    digits(tmp_path)
+    lb.write_leaderboard(tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "seeds: 1, 2, 3" in page and "commits: abcdef1234" in page
+    assert 'href="runs/digits/fixmatch/digits.1@20-0-' in page
+
+
+def test_published_rows_and_protocol_differences(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.90, 0.91]}, n=250, dataset="cifar10")
+    text = lb.write_leaderboard(tmp_path)
+    section = text.split("## cifar10")[1].split("\n## ")[0]
+    assert "| fixmatch " in section and "90.50 ± 0.71 (n=2)" in section  # ours
+    assert "94.93 ± 0.65 (published)" in section  # FixMatch (RA), Table 2: 5.07 % error at 250 labels
+    assert "Protocol differences from the published rows" in section and "100 steps (ours)" in section
+    assert "94.93" in (tmp_path / "index.html").read_text()
+
+
+def test_published_numbers_without_runs_of_ours(tmp_path):
+    digits(tmp_path)
+    text = lb.write_leaderboard(tmp_path)
+    rest = text.split("## Published numbers of datasets with no runs here yet")[1]
+    assert "### cifar10" in rest and "### svhn" in rest and "### digits" not in rest
+    pub = load_published()
+    n_c10 = len({(m, p) for m, p, d, s in zip(pub["method"], pub["paper"], pub["dataset"], pub["setting"],
+                                               strict=True) if d == "cifar10" and s == "ssl"})  # fmt: skip
+    assert f"Published ({n_c10} rows)" in rest.split("### cifar100")[0]
+
+
+def test_paired_comparisons_in_the_digits_section(tmp_path):
+    digits(tmp_path)
+    text = lb.write_leaderboard(tmp_path)
+    assert "### digits: A vs B" in text
+    line = next(x for x in text.splitlines() if "fixmatch vs supervised" in x and "| 20 " in x)
+    assert "+10.00" in line and "fixmatch beats supervised" in line  # (11 + 11 + 8) / 3
+
+
+def test_record_and_recipe_text_is_escaped(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.9, 0.9]}, recipe={"name": "evil|name", "description": EVIL})
+    text = lb.write_leaderboard(tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert EVIL not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert EVIL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "evil\\|name" in text
+
+
+def test_stale_plots_of_an_older_generation_are_removed(tmp_path):
+    digits(tmp_path)
+    (tmp_path / "active.png").write_bytes(PNG_MAGIC)  # the name of an older generation
+    (tmp_path / "learning_curves_gone.png").write_bytes(PNG_MAGIC)
+    (tmp_path / "mine.png").write_bytes(PNG_MAGIC)  # not a leaderboard plot: kept
+    lb.write_leaderboard(tmp_path)
+    assert not (tmp_path / "active.png").exists() and not (tmp_path / "learning_curves_gone.png").exists()
+    assert (tmp_path / "mine.png").exists()
+
+
+def test_a_failed_generation_leaves_the_previous_one(tmp_path, monkeypatch):
+    digits(tmp_path)
+    lb.write_leaderboard(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    write_record(tmp_path, record("mixmatch", 20, 1, 0.5))
+
+    def broken(report):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(lb, "render_page", broken)
+    with pytest.raises(RuntimeError):
+        lb.write_leaderboard(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert not list(tmp_path.glob(".leaderboard-*"))
+
+
+def test_missing_results_dir_is_refused(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="does not exist"):
+        lb.write_leaderboard(tmp_path / "none")
+    assert main(["leaderboard", "--results-dir", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()
+
+
+def test_export_csv_and_json_one_row_per_record(tmp_path):
+    digits(tmp_path)
+    write_record(tmp_path, record("fixmatch", 20, 1, 0.5, round=1, acquisition="random", config_hash="r" * 64))
+    out_csv, out_json = tmp_path / "x" / "all.csv", tmp_path / "all.json"
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--csv", str(out_csv), "--json", str(out_json)]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 13 == len(json.loads(out_json.read_text()))
+    first = next(r for r in rows if r["algorithm"] == "fixmatch" and r["n_labels"] == "40" and r["seed"] == "2")
+    assert float(first["acc_median_pct"]) == pytest.approx(96.0)
+    assert first["model"] == "small_cnn-1" and first["git_commit"] == "abcdef1234567890"
+    assert first["record_file"].startswith("runs/digits/fixmatch/digits.2@40-0-")
+    active = [r for r in json.loads(out_json.read_text()) if r["acquisition"] == "random"]
+    assert len(active) == 1 and active[0]["round"] == 1
