@@ -109,6 +109,12 @@ class TrainConfig:
     cpu_malloc: str = "auto"  # auto | default | keep: glibc keeps freed memory for reuse (no number changes)
     threads: int = 0  # CPU intra-op threads; 0 = torch's default
     sync_bn: bool = False  # torchrun runs: BatchNorm statistics over the global batch instead of each rank's slice
+    # divergence (train/divergence.py): a non-finite loss, or accuracy at chance for the last chance_evals
+    # evaluations past chance_warmup x steps, stops the run with an error and no record
+    divergence: bool = True
+    chance_evals: int = 5
+    chance_warmup: float = 0.25  # fraction of train.steps before the chance-level check starts
+    chance_margin: float = 0.02  # accuracy <= 1/classes + this counts as chance level
 
 
 @dataclass
@@ -189,7 +195,19 @@ class RunConfig:
 # keys that change where or how visibly a run executes, not what it computes: left out of the config hash
 NON_SEMANTIC = {
     "data": ("root", "download"),
-    "train": ("device", "progress", "tensorboard", "checkpoint_every", "eval_batch_size", "cpu_malloc", "threads"),
+    "train": (
+        "device",
+        "progress",
+        "tensorboard",
+        "checkpoint_every",
+        "eval_batch_size",
+        "cpu_malloc",
+        "threads",
+        "divergence",
+        "chance_evals",
+        "chance_warmup",
+        "chance_margin",
+    ),  # fmt: skip
 }
 # keys added after records existed, left out of the hash while they hold the value that reproduces older runs
 OMIT_IF_DEFAULT = {

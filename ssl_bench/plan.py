@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ssl_bench.config import (
     ActiveConfig,
     AugmentConfig,
     DataConfig,
+    ModelConfig,
     RecipeConfig,
     RunConfig,
     TrainConfig,
@@ -43,10 +45,29 @@ from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
 from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
 from ssl_bench.utils import resolve_device
 
+# image sides data.image_size may resize to: below 8 px no augmentation or network here is meaningful, and above
+# 512 px a dataset held in memory as float tensors stops fitting (CIFAR-10 at 512 px is ~150 GB)
+MIN_SIDE, MAX_SIDE = 8, 512
+
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
-    """Read a TOML recipe, apply ``--set`` overrides, import its ``plugins``, and validate every key and name."""
-    return recipe_from_dict(read_recipe(path, overrides))
+    """Read a TOML recipe, apply ``--set`` overrides, import its ``plugins``, and validate every key and name.
+
+    A recipe file must name its algorithm and its data: an empty or partial file would otherwise train the
+    defaults (WRN-28-2 for 2^20 steps), which is never what a user meant."""
+    values = read_recipe(path, overrides)
+    data = values.get("data") if isinstance(values.get("data"), dict) else {}
+    algorithm = values.get("algorithm") if isinstance(values.get("algorithm"), dict) else {}
+    missing = [k for k, ok in (("[algorithm] name", "name" in algorithm),
+                               ("[data] dataset (or source and target)", "dataset" in data or "source" in data))
+               if not ok]  # fmt: skip
+    if missing:
+        empty = "is empty" if not values else f"does not set {' or '.join(missing)}"
+        raise ConfigError(
+            f"recipe {path} {empty}: a recipe names its algorithm and data (it would otherwise train the defaults, "
+            "WRN-28-2 for 2^20 steps); see recipes/smoke.toml"
+        )
+    return recipe_from_dict(values)
 
 
 def recipe_from_dict(values: dict[str, Any]) -> RecipeConfig:
@@ -75,9 +96,19 @@ class PlannedRun:
 
 def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
     """[train] and [augment]: counts positive, names known, device available, policies buildable."""
-    for key in ("steps", "batch_size", "eval_every", "median_k", "eval_batch_size"):
+    for key in ("steps", "batch_size", "eval_every", "median_k", "eval_batch_size", "chance_evals"):
         if getattr(tc, key) <= 0:
             raise ConfigError(f"train.{key} must be positive, got {getattr(tc, key)}")
+    if not tc.lr > 0:
+        raise ConfigError(f"train.lr must be a positive learning rate, got {tc.lr}")
+    if not tc.weight_decay >= 0:
+        raise ConfigError(f"train.weight_decay must be >= 0, got {tc.weight_decay}")
+    if not 0.0 <= tc.momentum < 1.0:
+        raise ConfigError(f"train.momentum must lie in [0, 1), got {tc.momentum}")
+    if not 0.0 <= tc.chance_warmup < 1.0:
+        raise ConfigError(f"train.chance_warmup is a fraction of train.steps in [0, 1), got {tc.chance_warmup}")
+    if not 0.0 <= tc.chance_margin < 1.0:
+        raise ConfigError(f"train.chance_margin must lie in [0, 1), got {tc.chance_margin}")
     if not 0.0 <= tc.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must lie in [0, 1), got {tc.ema_decay}")
     if tc.optimizer not in OPTIMIZERS:
@@ -105,8 +136,38 @@ def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
         create_policy(getattr(augment, role), augment, hflip=True)
 
 
+def check_model(cfg: ModelConfig) -> None:
+    """[model]: sizes and BatchNorm settings a network can be built with."""
+    if cfg.width < 1:
+        raise ConfigError(f"model.width must be >= 1, got {cfg.width}")
+    if cfg.scales < 0:
+        raise ConfigError(f"model.scales must be >= 0 (0 = from the image size), got {cfg.scales}")
+    if not 0.0 < cfg.bn_momentum <= 1.0:
+        raise ConfigError(f"model.bn_momentum must lie in (0, 1] (PyTorch's convention), got {cfg.bn_momentum}")
+    if not cfg.bn_eps > 0.0:
+        raise ConfigError(f"model.bn_eps must be positive, got {cfg.bn_eps}")
+    if not cfg.leaky_slope >= 0.0:
+        raise ConfigError(f"model.leaky_slope must be >= 0, got {cfg.leaky_slope}")
+
+
+def check_finite(recipe: RecipeConfig) -> None:
+    """No number of the recipe is nan or infinite (TOML allows both)."""
+    for section in ("data", "model", "augment", "train", "active", "algorithm"):
+        part = getattr(recipe, section)
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
+
+
 def check_data(cfg: DataConfig) -> None:
     """The [data] keys of a setting agree with each other (before any file is read)."""
+    if cfg.image_size != 0 and not MIN_SIDE <= cfg.image_size <= MAX_SIDE:
+        raise ConfigError(
+            f"data.image_size must be 0 (native size) or between {MIN_SIDE} and {MAX_SIDE} pixels, got {cfg.image_size}"
+        )
+    if cfg.n_valid < 0:
+        raise ConfigError(f"data.n_valid must be >= 0, got {cfg.n_valid}")
     if cfg.setting not in SETTINGS:
         raise ConfigError(f"data.setting: unknown setting {cfg.setting!r}; valid: {', '.join(SETTINGS)}")
     if cfg.setting == "ssl":
@@ -156,9 +217,13 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     an ssda run with k labels per class.
     """
     data = recipe.data
+    check_finite(recipe)
     check_train(recipe.train, recipe.augment)
+    check_model(recipe.model)
     if not recipe.grid.n_labels or not recipe.grid.seeds:
         raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
+    if data.setting == "ssl" and min(recipe.grid.n_labels) < 1:
+        raise ConfigError(f"grid.n_labels: label budgets must be >= 1, got {min(recipe.grid.n_labels)}")
     for name in recipe.active.acquisitions:
         Acquisition.parse(name)
     if data.setting == "ssl" or data.setting not in SETTINGS:
@@ -213,6 +278,19 @@ def split_id(run: RunConfig) -> SplitId | DASplitId:
 # checks that need the data
 
 
+def check_classes(run: RunConfig, num_classes: int) -> None:
+    """A classifier needs two classes, and a balanced split exactly n_labels / classes labels of each."""
+    if num_classes < 2:
+        raise ConfigError(f"dataset {run.dataset} has {num_classes} class(es); a classifier needs at least 2")
+    data = run.data
+    balanced = data.setting == "ssl" and data.class_balance == "balanced"
+    if balanced and data.n_labels >= num_classes and data.n_labels % num_classes:  # fewer: the split says why
+        raise ConfigError(
+            f"{data.n_labels} labels do not divide into {num_classes} classes: a balanced split (data.class_balance) "
+            f"takes exactly labels / classes of each; use a multiple of {num_classes} or class_balance = 'proportional'"
+        )
+
+
 def check_pools(run: RunConfig, n_train: int, split: Split | DASplit) -> None:
     """Pools large enough for ``data.n_unlabeled`` and for every round of an active-learning schedule."""
     available = len(split.pool(n_train, split.labeled, include_labeled=False))
@@ -264,6 +342,7 @@ def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1) -> list[Planne
     planned = []
     for i, run in enumerate(runs):
         ds = load_data(run.data)
+        check_classes(run, ds.num_classes)
         split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
         check_pools(run, len(ds.train_labels), split)
         if i == 0:  # model, algorithm, augmentation and datasets are the same for every run of a recipe

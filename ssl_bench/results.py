@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
+import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 
 from ssl_bench.config import RunConfig
 from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.errors import ResultsDirError
 from ssl_bench.utils import atomic_write_text
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
@@ -26,10 +30,27 @@ RECORD_KEYS = (
     "steps_per_s", "device", "config", "config_hash", "git_commit", "git_dirty", "versions", "created_at",
 )  # fmt: skip
 
+# the record schema's version: records written before the field existed are version 1
+RECORD_VERSION = 1
+
 RUNS_DIR = "runs"
 SPLITS_DIR = "splits"
 CHECKPOINT_DIR = ".checkpoints"
 TENSORBOARD_DIR = "tensorboard"
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """Refuse a results directory that is a file, lies below a file, or cannot be written (before anything runs)."""
+    path = Path(results_dir)
+    if path.exists() and not path.is_dir():
+        raise ResultsDirError(f"results directory {path} is a file, not a directory; choose another --results-dir")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ResultsDirError(f"results directory {path} cannot be created: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ResultsDirError(f"results directory {path} is not writable ({probe}: permission denied)")
 
 
 def manifest_dir(results_dir: Path) -> Path:
@@ -125,6 +146,7 @@ def make_record(
     if n_labels is None:
         n_labels = len(split.target_labeled) if domain_adaptation else data.n_labels
     return {
+        "record_version": RECORD_VERSION,
         "algorithm": run.algorithm.name,
         "dataset": run.dataset,
         "split": split.id,
@@ -168,7 +190,19 @@ def record_path(results_dir: Path, record: dict[str, Any]) -> Path:
     """runs/<dataset>/<algorithm>/<split>[-r<round>]-<config hash prefix>.json: one file per run, no conflicts."""
     rnd = "" if record.get("round") is None else f"-r{int(record['round']):03d}"
     name = f"{record['split']}{rnd}-{record['config_hash'][:12]}.json"
-    return Path(results_dir) / RUNS_DIR / record["dataset"] / record["algorithm"] / name
+    return inside(Path(results_dir), RUNS_DIR, str(record["dataset"]), str(record["algorithm"]), name)
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root/part/...``, refusing any part that is empty, absolute, ``.``/``..`` or holds a path separator, so a
+    name from a recipe, plugin or record can never place a file outside ``root``."""
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or "\\" in part or "\0" in part:
+            raise ResultsDirError(f"unsafe name {part!r} in a results path: names may not hold '/', '\\' or be '..'")
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ResultsDirError(f"path {path} would leave the results directory {root}")
+    return path
 
 
 def write_record(results_dir: Path, record: dict[str, Any]) -> Path:
@@ -180,22 +214,88 @@ def write_record(results_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def record_files(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(path, record) of every run record under ``results_dir``; files that are not run records are ignored."""
-    out = []
-    root = Path(results_dir)
+def check_record(rec: Any) -> str | None:
+    """Why ``rec`` is not a valid run record (one short reason), or None if it follows the schema."""
+    if not isinstance(rec, dict):
+        return f"not a JSON object but {type(rec).__name__}"
+    version = rec.get("record_version", 1)
+    if not isinstance(version, int) or not 1 <= version <= RECORD_VERSION:
+        return f"record_version {version!r} is not one this ssl_bench reads (1..{RECORD_VERSION})"
+    missing = [k for k in RECORD_KEYS if k not in rec]
+    if missing:
+        return f"missing key(s) {', '.join(missing)}"
+    acc = rec["acc_median"]
+    if isinstance(acc, bool) or not isinstance(acc, int | float) or not 0.0 <= acc <= 1.0:
+        return f"acc_median {acc!r} is not an accuracy in [0, 1]"
+    for key in ("n_labels", "seed", "steps"):
+        if isinstance(rec[key], bool) or not isinstance(rec[key], int):
+            return f"{key} {rec[key]!r} is not an integer"
+    h = rec["config_hash"]
+    if not isinstance(h, str) or len(h) < 12:
+        return f"config_hash {h!r} is not a config hash"
+    hist = rec["acc_history"]
+    if not isinstance(hist, list) or any(not isinstance(x, list) or len(x) != 2 for x in hist):
+        return "acc_history is not a list of [step, accuracy] pairs"
+    for key in ("dataset", "algorithm", "split"):
+        if not isinstance(rec[key], str) or not rec[key]:
+            return f"{key} {rec[key]!r} is not a name"
+    return None
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Every file under ``runs/``: the valid records with their paths, and the files that are not (with why)."""
+
+    records: list[tuple[Path, dict[str, Any]]]
+    unreadable: list[tuple[Path, str]]
+
+
+def scan_records(results_dir: Path) -> Scan:
+    """Read every ``*.json`` under ``<results_dir>/runs/``: each must be a run record of the schema."""
+    good, bad = [], []
+    root = Path(results_dir) / RUNS_DIR
     if not root.is_dir():
-        return out
+        return Scan(good, bad)
     for path in sorted(root.rglob("*.json")):
         try:
             rec = json.loads(path.read_text())
-        except (OSError, ValueError):
+        except UnicodeDecodeError:
+            bad.append((path, "not UTF-8 text"))
             continue
-        if isinstance(rec, dict) and "algorithm" in rec and "acc_median" in rec and "config_hash" in rec:
-            out.append((path, rec))
-    return out
+        except ValueError as exc:
+            bad.append((path, f"not valid JSON ({exc.msg} at line {exc.lineno})"))
+            continue
+        except OSError as exc:
+            bad.append((path, f"cannot be read ({exc.strerror or exc})"))
+            continue
+        reason = check_record(rec)
+        if reason is None:
+            good.append((path, rec))
+        else:
+            bad.append((path, reason))
+    return Scan(good, bad)
+
+
+def record_files(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, record) of every valid run record under ``results_dir``."""
+    return scan_records(results_dir).records
 
 
 def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """Every record under ``results_dir``."""
+    """Every valid record under ``results_dir``."""
     return [rec for _, rec in record_files(results_dir)]
+
+
+def quarantine(results_dir: Path, config_hash: str, log: Callable[[str], None]) -> list[Path]:
+    """Move every unreadable record file of the run ``config_hash`` aside (never delete it) and say so; returns the
+    new paths. The run then trains again and writes a fresh record."""
+    moved = []
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    for path, reason in scan_records(results_dir).unreadable:
+        if not re.search(rf"-{config_hash[:12]}\.json$", path.name):
+            continue
+        aside = path.with_name(f"{path.name}.unreadable-{stamp}")
+        path.replace(aside)
+        log(f"record {path} is unreadable ({reason}): moved aside to {aside.name}; the run trains again")
+        moved.append(aside)
+    return moved

@@ -17,9 +17,18 @@ from ssl_bench.active.loop import run_active
 from ssl_bench.config import RecipeConfig
 from ssl_bench.data import load_data
 from ssl_bench.data.splits import get_run_split
+from ssl_bench.errors import DivergenceError
 from ssl_bench.locks import RunLock, describe
 from ssl_bench.plan import PlannedRun, plan
-from ssl_bench.results import checkpoint_path, load_records, make_record, manifest_dir, tensorboard_dir, write_record
+from ssl_bench.results import (
+    checkpoint_path,
+    load_records,
+    make_record,
+    manifest_dir,
+    quarantine,
+    tensorboard_dir,
+    write_record,
+)
 from ssl_bench.train import Trainer
 from ssl_bench.train.distributed import SINGLE, Dist
 
@@ -62,6 +71,7 @@ def run_one(
     key = (chash, p.last_round)  # an active run is done once its last round is recorded
     lock, skip = None, None
     if dist.is_main:
+        quarantine(results_dir, chash, log)  # an unreadable record of this run is moved aside, never overwritten
         if key in recorded(results_dir):
             skip = "already recorded"
         else:
@@ -90,22 +100,31 @@ def _train(
 ) -> Outcome:
     run, chash = p.run, p.config_hash
     ds = load_data(run.data)
-    split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir))
+    # the split is drawn (or read and verified) now; its manifest is written with the run's first file
+    split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
+
+    def pin_split() -> None:
+        get_run_split(ds, run.data, run.seed, manifest_dir(results_dir))
+
     ckpt = checkpoint_path(results_dir, chash)
     trainer = Trainer(run, ds, split, chash, dist)
-    if run.acquisition is not None:  # one process only (the plan refuses active learning under torchrun)
+    if dist.is_main:
+        trainer.before_save = pin_split
+    if run.acquisition is not None:
+        pin_split()  # one process only (the plan refuses active learning under torchrun)
         records = run_active(trainer, run, chash, split, results_dir, log, desc=f"{tag} {run.acquisition}")
         head = f"{len(records)} round(s), last acc_median {records[-1]['acc_median']:.4f}" if records else ""
         return Outcome(tag, chash, "done", records=records, wall_s=trainer.wall_s, headline=head)
-    if ckpt.exists():
-        log(f"{tag}: resuming from {ckpt}")
-    result = trainer.run(ckpt, stop_at=stop_at, log_dir=tensorboard_dir(results_dir, chash), desc=tag)
+    if trainer.resume(ckpt):  # loaded and checked before it is announced
+        log(f"{tag}: resumed from {ckpt} at step {trainer.step}")
+    result = trainer.run(ckpt, stop_at=stop_at, log_dir=tensorboard_dir(results_dir, chash), desc=tag, resume=False)
     if result is None:
         log(f"{tag}: stopped at step {trainer.step}, checkpoint kept at {ckpt}")
         return Outcome(tag, chash, "stopped", f"stopped at step {trainer.step}")
     if not dist.is_main:
         return Outcome(tag, chash, "done", wall_s=result.wall_s)
     record = make_record(run, chash, split, result, results_dir)
+    pin_split()
     path = write_record(results_dir, record)
     ckpt.unlink(missing_ok=True)
     log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
@@ -136,9 +155,18 @@ def run_planned(
 ) -> list[dict[str, Any]]:
     """Train every planned run not yet recorded, one after another in this process (under torchrun: every rank
     trains each run in turn); returns the new records."""
-    records = []
+    records, failed = [], []
     for i, p in enumerate(planned, 1):
-        records += run_one(p, results_dir, log, stop_at, tag=f"[{i}/{len(planned)}] {p.tag}", dist=dist).records
+        tag = f"[{i}/{len(planned)}] {p.tag}"
+        try:
+            records += run_one(p, results_dir, log, stop_at, tag=tag, dist=dist).records
+        except DivergenceError as exc:  # a failure of this run alone: the others go on
+            log(f"{tag}: failed: {exc}")
+            failed.append(f"{tag}: {exc}")
+    if failed:
+        raise DivergenceError(
+            f"{len(failed)} of {len(planned)} run(s) diverged, no record written for them: {failed[0]}"
+        )
     return records
 
 

@@ -22,10 +22,11 @@ def load_plugins(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ssl_bench.leaderboard import write_leaderboard
     from ssl_bench.plan import load_recipe, plan
+    from ssl_bench.results import check_results_dir
     from ssl_bench.runner import run_planned
 
+    check_results_dir(args.results_dir)
     load_plugins(args)
     overrides = list(args.set or [])
     if args.download:
@@ -54,13 +55,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_distributed(recipes, args.results_dir, opts, dist)
     planned = [p for recipe in recipes for p in plan(recipe, args.results_dir)]  # all validated before training
     if opts.executor == "local" and opts.workers == 1:  # in this process, one run after another
-        run_planned(planned, args.results_dir)
-        print(write_leaderboard(args.results_dir))
+        try:
+            run_planned(planned, args.results_dir)
+        finally:
+            refresh_leaderboard(args.results_dir)
         return 0
     outcomes = run_grid(planned, args.results_dir, opts)
-    print(write_leaderboard(args.results_dir))
+    refresh_leaderboard(args.results_dir)
     print(summary(outcomes), file=sys.stderr)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def refresh_leaderboard(results_dir: Path) -> None:
+    """Regenerate and print the leaderboard once the results directory holds a record (a run that failed before
+    its first record leaves no leaderboard behind)."""
+    from ssl_bench.leaderboard import write_leaderboard
+    from ssl_bench.results import RUNS_DIR
+
+    if any((Path(results_dir) / RUNS_DIR).rglob("*.json")):
+        print(write_leaderboard(results_dir))
 
 
 def cmd_list(args: argparse.Namespace) -> int:

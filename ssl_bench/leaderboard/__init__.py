@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def write_leaderboard(results_dir: Path, csv: Path | None = None, json_path: Pat
     if not results_dir.is_dir():
         raise ConfigError(f"results directory {results_dir} does not exist (run a recipe first, or check the path)")
     report = build_report(results_dir)
+    for name, why in report.unreadable:
+        warn(f"{results_dir / name}: unreadable record ({why}), left out of the leaderboard")
     readme, page = render_markdown(report), render_page(report)
     stage = Path(tempfile.mkdtemp(prefix=".leaderboard-", dir=results_dir))
     try:
@@ -48,6 +51,10 @@ def write_leaderboard(results_dir: Path, csv: Path | None = None, json_path: Pat
     if csv is not None or json_path is not None:
         export(report, csv, json_path)
     return readme
+
+
+def warn(message: str) -> None:
+    print(f"ssl-bench: warning: {message}", file=sys.stderr)
 
 
 def export(report: Report, csv: Path | None, json_path: Path | None) -> None:

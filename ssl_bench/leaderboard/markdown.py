@@ -125,4 +125,7 @@ def render_markdown(report: Report) -> str:
     if report.published_da is not None:
         lines += ["## Published domain-adaptation numbers", "", table_md(report.published_da, floatfmt=".2f"), ""]
     lines.append(f"{len(report.records)} record(s).")
+    if report.unreadable:
+        lines += ["", f"{len(report.unreadable)} unreadable file(s) under runs/ left out:", ""]
+        lines += [f"- `{text(name)}`: {text(why)}" for name, why in report.unreadable]
     return "\n".join(lines) + "\n"

@@ -176,5 +176,8 @@ def render_page(report: Report) -> str:
             frame_html(report.published_da, row_class="published"),
             "</section>",
         ]
+    if report.unreadable:
+        items = "".join(f"<li><code>{esc(n)}</code>: {esc(why)}</li>" for n, why in report.unreadable)
+        parts.append(f"<h2>Unreadable files left out ({len(report.unreadable)})</h2><ul>{items}</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

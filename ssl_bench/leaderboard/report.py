@@ -24,7 +24,7 @@ from ssl_bench.leaderboard.tables import (
     records_frame,
     ssl_tables,
 )
-from ssl_bench.results import record_files
+from ssl_bench.results import scan_records
 
 BASELINE = "supervised"
 
@@ -54,6 +54,7 @@ class Report:
     active_plots: dict[str, str]
     rates: pd.DataFrame
     rate_plot: str | None
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file under the results dir, why)
     pngs: dict[str, Any] = field(default_factory=dict)  # file name -> callable(path) that draws it
 
 
@@ -89,13 +90,15 @@ def comparisons(part: pd.DataFrame) -> pd.DataFrame:
 
 def build_report(results_dir: Path) -> Report:
     results_dir = Path(results_dir)
-    found = record_files(results_dir)
+    scan = scan_records(results_dir)
+    found = scan.records
     records = [r for _, r in found]
     frame = records_frame(records, [p.relative_to(results_dir).as_posix() for p, _ in found])
     published = load_published()
     pub_ssl = published[published["setting"] == "ssl"]
     tables = ssl_tables(frame)
     report = Report(records, frame, [], [], None, da_table(frame), {}, {}, exchange_rates(records), None)
+    report.unreadable = [(p.relative_to(results_dir).as_posix(), why) for p, why in scan.unreadable]
     ssl = frame[(frame["setting"] == "ssl") & frame["round"].isna()] if not frame.empty else frame
     for dataset in sorted(set(tables) | set(pub_ssl["dataset"])):
         ours = ssl[ssl["dataset"] == dataset] if not ssl.empty else ssl

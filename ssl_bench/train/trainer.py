@@ -26,6 +26,7 @@ from ssl_bench.errors import CheckpointError
 from ssl_bench.results import TrainResult
 from ssl_bench.train.build import build_run
 from ssl_bench.train.distributed import SINGLE, Dist, device_name, forward_through, shard, sync_batchnorm, wrap
+from ssl_bench.train.divergence import DivergenceGuard
 from ssl_bench.train.feed import Feed
 from ssl_bench.train.optim import decoupled_decay, lr_at
 from ssl_bench.train.speed import apply_process_settings, resolve
@@ -104,6 +105,8 @@ class Trainer:
         self.step = 0
         self.history: list[tuple[int, float]] = []
         self.wall_s = 0.0
+        self.guard = DivergenceGuard(cfg.train, ds.num_classes, self.device)
+        self.before_save: Callable[[], None] | None = None  # e.g. pin the split manifest with the first checkpoint
 
     # ------------------------------------------------------------------------------------------------------
     # checkpoints
@@ -130,6 +133,8 @@ class Trainer:
         }
 
     def save(self, path: Path) -> None:
+        if self.before_save is not None:
+            self.before_save()
         buf = io.BytesIO()
         torch.save(self.state_dict(), buf)
         atomic_write_bytes(path, buf.getvalue())
@@ -206,6 +211,7 @@ class Trainer:
             self.dist.broadcast_buffers(self.algorithm.model)
         self.ema.update(self.algorithm.model)
         self.step += 1
+        self.guard.watch(self.step, loss)
         self._lap("model")
         return {"loss": loss.detach(), "lr": lr, **metrics}  # tensors: read on the host only when logged
 
@@ -272,6 +278,7 @@ class Trainer:
                         self.ema.model, self.test_images, self.test_labels, tc.eval_batch_size, self._autocast
                     )
                     self.history.append((self.step, last_acc))
+                    self.guard.check(self.step, metrics["loss"], self.history)
                     if writer is not None:
                         writer.add_scalar("acc/test", last_acc, self.step)
                         for k, v in metrics.items():
