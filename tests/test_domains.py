@@ -34,6 +34,7 @@ from ssl_bench.plan import check_data, expand, load_recipe, recipe_from_dict
 from ssl_bench.results import load_records
 from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
+from ssl_bench.train.build import build_run
 from tests.conftest import ROOT
 
 # sha256 of the bytes of digits_m's train_images (uint8 (1297, 3, 32, 32), NCHW, C order): pins make_digits_m with
@@ -538,6 +539,7 @@ def test_cli_run_uda_and_ssda_records_manifests_leaderboard(tmp_path, results_di
         assert r["algorithm"] == "adamatch" and r["steps"] == 4 and len(r["acc_history"]) == 2
         assert r["n_unlabeled"] == N_TRAIN and r["round"] is None
         assert r["config"]["data"]["setting"] == r["setting"]
+        assert r["flip"] is False and r["config"]["augment"]["flip"] == "dataset"  # digits forbid a flip
     assert records[0]["config_hash"] != records[1]["config_hash"]
     for r in records:
         path = results_dir / "splits" / f"{r['split']}.json"
@@ -682,6 +684,29 @@ def test_da_recipes_load_and_expand(path):
         assert [r.data.setting for r in runs] == ["uda"] * 5 + ["ssda"] * 5
         assert [r.data.target_labels for r in runs] == [0] * 5 + [1] * 5
         assert len({run_hash(r) for r in runs}) == 10
+
+
+@pytest.mark.parametrize("path", DA_RECIPES, ids=[str(p.relative_to(DA_DIR)) for p in DA_RECIPES])
+def test_adamatch_recipes_flip_every_dataset_as_its_sm_view(path):
+    """AdaMatch's weak view sm shifts and flips every dataset, digits included (§1.4); the other methods' DA
+    recipes keep the dataset's choice (no flip for digits)."""
+    recipe = load_recipe(path)
+    assert recipe.augment.flip == ("always" if recipe.algorithm.name == "adamatch" else "dataset")
+
+
+def test_adamatch_digits_m_run_flips_the_digits():
+    (run, *_) = expand(load_recipe(DA_DIR / "digits_m/adamatch.toml", ["data.image_size=8"]))
+    pair = load_data(run.data)
+    assert pair.hflip is False  # digits and digits_m themselves forbid a flip
+    parts = build_run(run, pair)
+    assert parts.flip is True
+    img = torch.arange(64, dtype=torch.uint8).reshape(1, 1, 8, 8).repeat(200, 3, 1, 1)
+    weak = parts.policies["weak"]
+    out = weak(img, torch.Generator().manual_seed(0))
+    # the pixels rise left to right; a shift of at most 1 px (reflect fill) reverses one step of a row, a flip all
+    steps = out[:, 0, :, 1:].int() - out[:, 0, :, :-1].int()
+    mirrored = (steps < 0).float().mean(dim=(1, 2)) > 0.5
+    assert 60 < int(mirrored.sum()) < 140
 
 
 def test_cli_list_pairs(capsys):
