@@ -14,18 +14,13 @@ from torch import nn
 from ssl_bench.config import ModelConfig
 from ssl_bench.registry import MODELS
 
-# std of a unit normal truncated to [-2, 2] (scipy.stats.truncnorm.std(-2, 2)): TF and objax divide by it
-TRUNCATED_NORMAL_STD = 0.87962566103423978
-
 
 def init_weights(module: nn.Module) -> None:
     """Reference initialisation (§1.5) of every conv, linear and BatchNorm layer inside ``module``.
 
-    Conv kernels: He normal over fan_out, std = sqrt(2 / (k*k*out_channels)); linear kernels: Glorot normal as a
-    normal truncated at two of its standard deviations and widened so that the truncated weights keep the Glorot
-    std sqrt(2 / (fan_in + fan_out)) (TF ``glorot_normal_initializer`` = VarianceScaling(fan_avg,
-    truncated_normal), objax ``xavier_truncated_normal``: both divide by TRUNCATED_NORMAL_STD); all biases 0;
-    BatchNorm gamma 1, beta 0.
+    Conv kernels: He normal over fan_out, std = sqrt(2 / (k*k*out_channels)); linear kernels: Glorot normal
+    truncated at two standard deviations (TF1 ``glorot_normal_initializer``, objax Xavier truncated normal);
+    all biases 0; BatchNorm gamma 1, beta 0.
     """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
@@ -34,7 +29,7 @@ def init_weights(module: nn.Module) -> None:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            std = math.sqrt(2.0 / (m.in_features + m.out_features)) / TRUNCATED_NORMAL_STD
+            std = math.sqrt(2.0 / (m.in_features + m.out_features))
             nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
