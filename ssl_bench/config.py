@@ -60,13 +60,20 @@ class ModelConfig:
     leaky_slope: float = 0.1  # §1.5
 
 
+# augment.flip: whether the weak policy flips horizontally (p = 0.5). "dataset": where the dataset says a flip keeps
+# the label (CIFAR, STL-10; never digits, SVHN, MNIST, folder); "always": every dataset, as AdaMatch's sm (§1.4);
+# "never". Recipes written when the key was a bool keep working: true = "dataset", false = "never".
+FLIP_CHOICES = ("dataset", "always", "never")
+FLIP_ALIASES = {True: "dataset", False: "never"}
+
+
 @dataclass
 class AugmentConfig:
     """Which augmentation policy serves each view role an algorithm asks for."""
 
     weak: str = "weak"
     strong: str = "randaugment"
-    flip: bool = True  # horizontal flip in the weak policy, where the dataset allows it (never for digits/SVHN)
+    flip: str = field(default="dataset", metadata={"choices": FLIP_CHOICES, "aliases": FLIP_ALIASES})  # see above
     translate: float = 0.125  # reflect-pad translation as a fraction of the side (§1.4)
     cutout: float = 0.5  # RandAugment's cutout side as a fraction of the image side: 16 px at 32 px (§2.1)
     ra_ops: int = 2  # RandAugment: ops per image, drawn with replacement (§2.1)
@@ -216,9 +223,25 @@ OMIT_IF_DEFAULT = {
 }
 
 
+# augment.flip as the config hash sees it: the bool of the days it was one (true = flip where the dataset allows
+# it, false = never), wherever a choice computes what that bool did, so those runs keep their hashes. A folder
+# dataset allowed flips then and does not now: there "dataset" computes what false did and "always" what true did.
+LEGACY_FLIP = {"dataset": True, "never": False}
+LEGACY_FLIP_FOLDER = {"always": True, "dataset": False, "never": False}
+
+
+def _hashed_flip(data: dict[str, Any], flip: str) -> str | bool:
+    if data["setting"] == "ssl":
+        folder = data["dataset"] == "folder"
+    else:
+        folder = any(d.startswith("folder:") for d in (data["source"], data["target"]))
+    return (LEGACY_FLIP_FOLDER if folder else LEGACY_FLIP).get(flip, flip)
+
+
 def run_hash(run: RunConfig) -> str:
     """The run's identity: the config hash of everything that changes what it computes."""
     values = run.to_dict()
+    values["augment"]["flip"] = _hashed_flip(values["data"], values["augment"]["flip"])
     for section, keys in NON_SEMANTIC.items():
         for key in keys:
             values[section].pop(key, None)
@@ -292,11 +315,17 @@ def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
         )
     kwargs = {}
     for key, value in values.items():
-        tp = hints[key]
+        tp, meta = hints[key], known[key].metadata
         if dataclasses.is_dataclass(tp):
             kwargs[key] = from_dict(tp, value, _join(where, key))
-        else:
-            kwargs[key] = check_value(value, tp, _join(where, key))
+            continue
+        if isinstance(value, bool) and value in meta.get("aliases", {}):
+            value = meta["aliases"][value]
+        kwargs[key] = check_value(value, tp, _join(where, key))
+        choices = meta.get("choices")
+        if choices is not None and kwargs[key] not in choices:
+            aliases = "".join(f", {str(k).lower()} (= {v})" for k, v in meta.get("aliases", {}).items())
+            raise ConfigError(f"{_join(where, key)} must be one of {', '.join(choices)}{aliases}; got {value!r}")
     return cls(**kwargs)
 
 

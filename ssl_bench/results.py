@@ -81,6 +81,7 @@ class TrainResult:
     wall_s: float
     device: str
     augmentation: str  # the policies the run really used, e.g. "ctaugment+weak"
+    flip: bool  # whether its weak views flipped horizontally (augment.flip resolved against the dataset)
     n_unlabeled: int  # size of the unlabeled pool
     speed: dict[str, Any]  # the speed switches as resolved for the device (train/speed.py)
     world_size: int = 1  # processes that trained the run together (torchrun; train/distributed.py)
@@ -167,6 +168,7 @@ def make_record(
         "n_unlabeled": result.n_unlabeled,
         "model": run.model.name,
         "augmentation": result.augmentation,
+        "flip": result.flip,
         "steps": result.steps,
         "images_seen": result.images_seen,
         "wall_s": round(result.wall_s, 3),

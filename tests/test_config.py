@@ -2,9 +2,19 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench.config import DataConfig, TrainConfig, apply_overrides, config_hash, from_dict, parse_override, to_dict
+from ssl_bench.config import (
+    AugmentConfig,
+    DataConfig,
+    TrainConfig,
+    apply_overrides,
+    config_hash,
+    from_dict,
+    parse_override,
+    run_hash,
+    to_dict,
+)
 from ssl_bench.errors import ConfigError
-from ssl_bench.plan import load_recipe, recipe_from_dict
+from ssl_bench.plan import expand, load_recipe, recipe_from_dict
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.toml"))
 
@@ -81,3 +91,77 @@ def test_paper_scale_recipe_matches_reference_protocol():
     assert recipe.model.name == "wrn28" and recipe.model.width == 2
     assert recipe.train.steps == 2**20 and recipe.train.median_k == 20 and recipe.train.eval_every == 1024
     assert recipe.grid.n_labels == [40, 250, 4000]
+
+
+def test_flip_is_a_choice_with_the_old_booleans_as_aliases():
+    assert from_dict(AugmentConfig, {}, "augment").flip == "dataset"
+    for value in ("dataset", "always", "never"):
+        assert from_dict(AugmentConfig, {"flip": value}, "augment").flip == value
+    assert from_dict(AugmentConfig, {"flip": True}, "augment").flip == "dataset"
+    assert from_dict(AugmentConfig, {"flip": False}, "augment").flip == "never"
+    base = {"grid": {"n_labels": [40], "seeds": [1]}, "algorithm": {"name": "supervised"}}
+    assert recipe_from_dict(apply_overrides(base, ["augment.flip=always"])).augment.flip == "always"
+    assert recipe_from_dict(apply_overrides(base, ["augment.flip=false"])).augment.flip == "never"
+    with pytest.raises(ConfigError) as exc:
+        from_dict(AugmentConfig, {"flip": "sometimes"}, "augment")
+    msg = str(exc.value)
+    assert "\n" not in msg and "augment.flip must be one of dataset, always, never" in msg and "'sometimes'" in msg
+    with pytest.raises(ConfigError, match=r"^augment\.flip: expected str, got 1$"):
+        from_dict(AugmentConfig, {"flip": 1}, "augment")
+
+
+# (recipe values, the config hash the code computed when augment.flip was a bool): golden values of that code
+FLIP_VALUES = {
+    "digits": {"grid": {"n_labels": [20], "seeds": [1]}, "algorithm": {"name": "fixmatch"}},
+    "folder": {
+        "grid": {"n_labels": [20], "seeds": [1]},
+        "algorithm": {"name": "fixmatch"},
+        "data": {"dataset": "folder", "image_size": 16},
+    },
+    "pair": {
+        "grid": {"target_labels": [0], "seeds": [1]},
+        "algorithm": {"name": "adamatch"},
+        "data": {"setting": "uda", "source": "folder:a", "target": "folder:b", "image_size": 16},
+    },
+}
+OLD_BOOL_HASHES = {
+    ("digits", True): "061711e69928dfae7e534451f2aed0917a48fc74c3af96cec3dc1555dfeff741",
+    ("digits", False): "c5f7f4a49a1d98e0f310d9acd251fcbd8d346603abb5bcf8233e27859209f8c6",
+    ("folder", True): "c0526dd124c5ac3bdad0283ffadb67f102fcc022840b897107d6e0531dd3831a",
+    ("folder", False): "a7be1e3faa3450d267fb3c94315d726cae3409c7a2555b913298fe8d3a58c72e",
+    ("pair", True): "dbba2706766955cf0391174101677bd8b5a5f0dca2183a4d4655602621dba787",
+    ("pair", False): "523d2738e4c53b63a19315f3a56a9b1ab41dc2d2ad81bbda5c2b640804f1f9a8",
+}
+
+
+def flip_hash(kind: str, flip: object | None) -> str:
+    values = FLIP_VALUES[kind] if flip is None else {**FLIP_VALUES[kind], "augment": {"flip": flip}}
+    return run_hash(expand(recipe_from_dict(values))[0])
+
+
+@pytest.mark.parametrize(
+    ("kind", "flip", "old"),
+    [
+        # elsewhere: "dataset" is what true did, "never" what false did; "always" is new
+        ("digits", None, True),
+        ("digits", True, True),
+        ("digits", "dataset", True),
+        ("digits", False, False),
+        ("digits", "never", False),
+        ("digits", "always", None),
+        # a folder dataset flipped under true and no longer flips under "dataset"
+        ("folder", "always", True),
+        ("folder", "dataset", False),
+        ("folder", True, False),
+        ("folder", "never", False),
+        ("pair", "always", True),
+        ("pair", None, False),
+        ("pair", "never", False),
+    ],
+)
+def test_a_flip_that_computes_what_an_old_bool_did_keeps_its_hash(kind, flip, old):
+    got = flip_hash(kind, flip)
+    if old is None:
+        assert got not in {h for (k, _), h in OLD_BOOL_HASHES.items() if k == kind}
+    else:
+        assert got == OLD_BOOL_HASHES[kind, old]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from ssl_bench.plan import check_data, expand, load_recipe, recipe_from_dict
 from ssl_bench.results import load_records
 from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
+from ssl_bench.train.build import build_run
 from tests.conftest import ROOT
 
 # sha256 of the bytes of digits_m's train_images (uint8 (1297, 3, 32, 32), NCHW, C order): pins make_digits_m with
@@ -379,59 +381,114 @@ def ce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -torch.stack([ls[i, int(y[i])] for i in range(len(y))]).mean()
 
 
-def test_adamatch_ssda_step_adds_target_loss_only():
+def softmax(z: torch.Tensor) -> torch.Tensor:
+    e = torch.exp(z - z.max(dim=1, keepdim=True).values)
+    return e / e.sum(dim=1, keepdim=True)
+
+
+def bn_model() -> nn.Module:
+    """Conv -> BatchNorm -> LeakyReLU -> mean pool -> dense: batch statistics make the source-only pass and the
+    joint pass (which also holds the target images) give different logits, so the interpolation is no no-op."""
     torch.manual_seed(0)
-    # no BatchNorm: the source-only and joint passes give the same logits, so interpolation is a no-op
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, C))
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.LeakyReLU(0.1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(6, C),
+    )  # fmt: skip
     with torch.no_grad():
-        model[1].weight.mul_(12.0)  # confident enough that some, not all, pseudo-labels pass c_tau
+        model[-1].weight.mul_(10.0)  # confident enough that some, not all, pseudo-labels pass c_tau
+    return model.train()
+
+
+def bn_running_stats(model: nn.Module) -> list[torch.Tensor]:
+    bn = model[1]
+    return [bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()]
+
+
+def ssda_reference(model: nn.Module, batch: Batch, progress: float, seed: int) -> dict:
+    """§6.1 with its SSDA additions, step by step in plain tensor maths on copies of ``model`` (fresh estimates:
+    p(labeled) and the 128 FIFO rows start at 1/C)."""
+    (sw, ss), (tw, ts), (uw, us) = batch.x, batch.x_target, batch.u
+    b, ub = len(sw), len(uw)
+    labeled = torch.cat([sw, ss, tw, ts])  # the "labeled" pass is concat(sx, tx)
+    only = copy.deepcopy(model)
+    z_only = only(labeled)  # training mode, on a copy: its BN update is thrown away
+    joint = copy.deepcopy(model)
+    z_joint = joint(torch.cat([labeled, uw, us]))  # training mode, BN update kept
+    z_lab_joint, z_u = z_joint[: 4 * b], z_joint[4 * b :]
+    torch.manual_seed(seed)
+    mix = torch.rand_like(z_lab_joint)  # per sample and per class, source and target rows alike
+    z_lab = z_lab_joint + mix * (z_only - z_lab_joint)
+    z_sw, z_ss, z_tw, z_ts = z_lab[:b], z_lab[b : 2 * b], z_lab[2 * b : 3 * b], z_lab[3 * b :]
+    z_uw, z_us = z_u[:ub], z_u[ub:]
+    with torch.no_grad():
+        p_sw = softmax(z_sw)
+        c_tau = 0.9 * p_sw.max(dim=1).values.mean()  # source weak only
+        p_lab = 0.999 * torch.full((C,), 1 / C) + 0.001 * p_sw.mean(dim=0)  # source weak only, updated then read
+        p_u = softmax(z_uw)
+        rows = torch.full((128, C), 1 / C)
+        rows[0] = p_u.mean(dim=0)
+        p_unl = rows.mean(dim=0) / rows.mean(dim=0).sum()
+        q = p_u * (1e-6 + p_lab) / (1e-6 + p_unl)
+        q = q / q.sum(dim=1, keepdim=True)
+        conf, pseudo = q.max(dim=1)
+        mask = (conf >= c_tau).float()
+    ls = 0.5 * (ce(z_sw, batch.y) + ce(z_ss, batch.y))
+    lt = 0.5 * (ce(z_tw, batch.y_target) + ce(z_ts, batch.y_target))
+    log_p = z_us - z_us.max(dim=1, keepdim=True).values
+    log_p = log_p - torch.log(torch.exp(log_p).sum(dim=1, keepdim=True))
+    lu = -(mask * log_p[torch.arange(ub), pseudo]).sum() / ub  # divided by the unlabeled batch, not by the mask
+    mu = 0.5 - 0.5 * math.cos(2 * math.pi * progress) if progress <= 0.5 else 1.0
+    return {
+        "loss": ls + mu * lu + lt, "ls": ls, "lt": lt, "lu": lu, "mask": mask, "c_tau": c_tau, "p_lab": p_lab,
+        "rows": rows, "bn": bn_running_stats(joint), "z_only": z_only, "z_joint": z_lab_joint, "only": only,
+        "joint": joint,
+    }  # fmt: skip
+
+
+def test_adamatch_ssda_step_matches_a_rederivation_on_a_batchnorm_model():
     g = torch.Generator().manual_seed(3)
 
-    def imgs(n):
-        return torch.rand(n, 3, 8, 8, generator=g) * 2 - 1
+    def imgs(n, contrast=1.0):
+        return (torch.rand(n, 3, 8, 8, generator=g) * 2 - 1) * contrast
 
     b = 8
     x, y = (imgs(b), imgs(b)), torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
-    u = (imgs(3 * b), imgs(3 * b))
-    # target images: low contrast, so less confident than the source ones (a c_tau over both would differ)
-    xt, yt = (imgs(b) * 0.2, imgs(b) * 0.2), torch.tensor([3, 3, 0, 1, 2, 2, 1, 0])
-    without = AdaMatch(copy.deepcopy(model), AdaMatchConfig(), C).train()
-    with_t = AdaMatch(copy.deepcopy(model), AdaMatchConfig(), C).train()
-    progress = 0.3
-    torch.manual_seed(42)
-    loss_a, m_a = without.step(Batch(x=x, y=y, u=u), progress)
-    torch.manual_seed(42)
-    loss_b, m_b = with_t.step(Batch(x=x, y=y, u=u, x_target=xt, y_target=yt), progress)
+    # the target domain has less contrast: a shift that the batch statistics see
+    u = (imgs(3 * b, 0.6), imgs(3 * b, 0.6))
+    xt, yt = (imgs(b, 0.6), imgs(b, 0.6)), torch.tensor([3, 3, 0, 1, 2, 2, 1, 0])
+    batch = Batch(x=x, y=y, u=u, x_target=xt, y_target=yt)
+    model, progress, seed = bn_model(), 0.3, 42
+    algo = AdaMatch(copy.deepcopy(model), AdaMatchConfig(), C).train()
+    torch.manual_seed(seed)
+    loss, metrics = algo.step(batch, progress)
+    e = ssda_reference(model, batch, progress, seed)
 
-    def close(a, e, rtol=1e-5, atol=1e-6):
-        torch.testing.assert_close(torch.as_tensor(a).float(), torch.as_tensor(e).float(), rtol=rtol, atol=atol)
+    def close(a, want, rtol=1e-5, atol=1e-6):
+        torch.testing.assert_close(torch.as_tensor(a).float(), torch.as_tensor(want).float(), rtol=rtol, atol=atol)
 
-    assert "loss/t" not in m_a
-    assert 0 < float(m_a["monitor/mask"]) < 1, "the case needs confident and unconfident target images"
-    for key in ("monitor/threshold", "monitor/mask", "monitor/wu", "loss/x", "loss/u"):
-        close(m_b[key], m_a[key])
-    close(with_t.p_labeled.p, without.p_labeled.p, rtol=0, atol=1e-7)
-    close(with_t.p_unlabeled.rows, without.p_unlabeled.rows)
-    # c_tau and p(labeled) from the weak *source* logits only (§6.1, SSDA additions)
+    # the case exercises what it checks: the two passes differ, and so do confident and unconfident targets
+    assert float((e["z_only"] - e["z_joint"]).detach().abs().max()) > 0.1
+    assert 0 < float(e["mask"].mean()) < 1
+    close(loss, e["loss"])
+    close(metrics["loss/x"], e["ls"])
+    close(metrics["loss/t"], e["lt"])
+    close(metrics["loss/u"], e["lu"])
+    close(metrics["monitor/mask"], e["mask"].mean())
+    close(metrics["monitor/threshold"], e["c_tau"])
+    close(algo.p_labeled.p, e["p_lab"], rtol=0, atol=1e-7)
+    close(algo.p_unlabeled.rows, e["rows"])
+    for got, want in zip(bn_running_stats(algo.model), e["bn"], strict=True):  # only the joint pass updates BN
+        close(got, want)
+    # a threshold over source and target weak predictions would be another one
     with torch.no_grad():
-        p_src = torch.softmax(model(x[0]), dim=1)
-        p_tgt = torch.softmax(model(xt[0]), dim=1)
-    close(m_b["monitor/threshold"], 0.9 * p_src.max(dim=1).values.mean())
-    mixed = 0.9 * float(torch.cat([p_src, p_tgt]).max(dim=1).values.mean())  # what a source+target c_tau would be
-    assert abs(mixed - float(m_b["monitor/threshold"])) > 0.05
-    close(with_t.p_labeled.p, 0.999 * torch.full((C,), 1 / C) + 0.001 * p_src.mean(0), rtol=0, atol=1e-7)
-    # L_t = 1/2 [CE(weak) + CE(strong)] on the target views, added to the unchanged loss
-    ref = copy.deepcopy(model)
-    loss_t = 0.5 * (ce(ref(xt[0]), yt) + ce(ref(xt[1]), yt))
-    assert loss_t.item() > 0.1
-    close(m_b["loss/t"], loss_t)
-    close(loss_b, loss_a + m_b["loss/t"])
-    # and its gradient is the only difference between the two steps' gradients
-    loss_a.backward()
-    loss_b.backward()
-    loss_t.backward()
-    for pa, pb, pr in zip(without.model.parameters(), with_t.model.parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(pb.grad - pa.grad, pr.grad, rtol=1e-4, atol=1e-5)
+        z_w = e["z_joint"] + 0.5 * (e["z_only"] - e["z_joint"])
+        mixed = 0.9 * softmax(torch.cat([z_w[:b], z_w[2 * b : 3 * b]])).max(dim=1).values.mean()
+    assert abs(float(mixed) - float(metrics["monitor/threshold"])) > 0.02
+    # gradients: the algorithm's one model serves both passes, the re-derivation's two copies one pass each
+    loss.backward()
+    e["loss"].backward()
+    for p, a, j in zip(algo.model.parameters(), e["only"].parameters(), e["joint"].parameters(), strict=True):
+        torch.testing.assert_close(p.grad, a.grad + j.grad, rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ 7. trainer in ssda
@@ -538,6 +595,7 @@ def test_cli_run_uda_and_ssda_records_manifests_leaderboard(tmp_path, results_di
         assert r["algorithm"] == "adamatch" and r["steps"] == 4 and len(r["acc_history"]) == 2
         assert r["n_unlabeled"] == N_TRAIN and r["round"] is None
         assert r["config"]["data"]["setting"] == r["setting"]
+        assert r["flip"] is False and r["config"]["augment"]["flip"] == "dataset"  # digits forbid a flip
     assert records[0]["config_hash"] != records[1]["config_hash"]
     for r in records:
         path = results_dir / "splits" / f"{r['split']}.json"
@@ -682,6 +740,29 @@ def test_da_recipes_load_and_expand(path):
         assert [r.data.setting for r in runs] == ["uda"] * 5 + ["ssda"] * 5
         assert [r.data.target_labels for r in runs] == [0] * 5 + [1] * 5
         assert len({run_hash(r) for r in runs}) == 10
+
+
+@pytest.mark.parametrize("path", DA_RECIPES, ids=[str(p.relative_to(DA_DIR)) for p in DA_RECIPES])
+def test_adamatch_recipes_flip_every_dataset_as_its_sm_view(path):
+    """AdaMatch's weak view sm shifts and flips every dataset, digits included (§1.4); the other methods' DA
+    recipes keep the dataset's choice (no flip for digits)."""
+    recipe = load_recipe(path)
+    assert recipe.augment.flip == ("always" if recipe.algorithm.name == "adamatch" else "dataset")
+
+
+def test_adamatch_digits_m_run_flips_the_digits():
+    (run, *_) = expand(load_recipe(DA_DIR / "digits_m/adamatch.toml", ["data.image_size=8"]))
+    pair = load_data(run.data)
+    assert pair.hflip is False  # digits and digits_m themselves forbid a flip
+    parts = build_run(run, pair)
+    assert parts.flip is True
+    img = torch.arange(64, dtype=torch.uint8).reshape(1, 1, 8, 8).repeat(200, 3, 1, 1)
+    weak = parts.policies["weak"]
+    out = weak(img, torch.Generator().manual_seed(0))
+    # the pixels rise left to right; a shift of at most 1 px (reflect fill) reverses one step of a row, a flip all
+    steps = out[:, 0, :, 1:].int() - out[:, 0, :, :-1].int()
+    mirrored = (steps < 0).float().mean(dim=(1, 2)) > 0.5
+    assert 60 < int(mirrored.sum()) < 140
 
 
 def test_cli_list_pairs(capsys):

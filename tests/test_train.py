@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from ssl_bench.augment.strong import CTA_OPS
 from ssl_bench.config import DataConfig, TrainConfig, run_hash
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
@@ -185,3 +186,40 @@ def test_adamatch_schedule_and_averaged_buffers():
     ema.update(m)
     assert torch.allclose(ema.model.bn.running_mean, torch.full((2,), 2.0))  # 0.5 * 0 + 0.5 * 4
     assert int(ema.model.bn.num_batches_tracked) == int(m.bn.num_batches_tracked)  # integer buffers copied
+
+
+def test_probes_feed_the_ema_models_p_true_class_back_into_ctaugment(monkeypatch):
+    """§2.2: every step's labeled images, weakly augmented, get a probe policy; the EMA model classifies the probes
+    and omega = its probability of the true class moves every bin the policy used, one example after the other:
+    m[b] <- 0.99 m[b] + 0.01 omega with b = int(v * nbins * 0.999). The stub EMA model gives class c the
+    probability q[c] on every image, so omega is known."""
+    overrides = ["train.steps=4", "algorithm.view=strong", "augment.strong='ctaugment'"]
+    (run,) = expand(load_recipe(ROOT / "recipes/smoke.toml", overrides))
+    ds = load_dataset(run.data)
+    trainer = Trainer(run, ds, get_split(ds, split_id(run), "balanced", None), run_hash(run))
+    q = torch.tensor([0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14, 0.18, 0.25])
+
+    class FixedProbabilities(nn.Module):
+        def forward(self, x):
+            return q.log().expand(len(x), -1)
+
+    trainer.ema.model = FixedProbabilities()
+    cta = trainer.feedback["ctaugment"]
+    records, probe = [], cta.probe
+    monkeypatch.setattr(cta, "probe", lambda images, g: records.append(probe(images, g)) or records[-1])
+    bins = list(CTA_OPS.items())  # (op, bins per parameter) in the order of the flat rates
+    expected = {op: [[1.0] * n for n in nb] for op, nb in bins}
+    labeled = (trainer.feed.labels >= 0).nonzero().flatten()  # the 40 images whose labels the run holds
+    for step, idx in enumerate((labeled[:32], labeled[8:40])):
+        trainer.probe_feedback(idx)
+        _, record = records[step]
+        omega = q[trainer.feed.labels[idx]].tolist()
+        for i in range(len(idx)):
+            for d in range(record.ids.shape[1]):
+                op = bins[int(record.ids[i, d])][0]
+                for j, rate in enumerate(expected[op]):
+                    b = int(float(record.values[i, d, j]) * len(rate) * 0.999)
+                    rate[b] = 0.99 * rate[b] + 0.01 * omega[i]
+        flat = [r for _, params in ((op, expected[op]) for op, _ in bins) for rate in params for r in rate]
+        torch.testing.assert_close(cta.rates, torch.tensor(flat), rtol=1e-5, atol=1e-7)
+    assert len(set(q[trainer.feed.labels[labeled]].tolist())) == 10  # omega differs between examples

@@ -29,6 +29,7 @@ from ssl_bench.algorithms.functional import (
     soft_cross_entropy,
 )
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.models.wrn import init_weights
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -69,7 +70,10 @@ class ReMixMatch(Algorithm):
 
     def __init__(self, model: nn.Module, cfg: ReMixMatchConfig, num_classes: int) -> None:
         super().__init__(model, cfg, num_classes)
-        self.rot_head = nn.Linear(model.embed_dim, 4)  # dense 128 -> 4 on the pooled embedding (§1.5)
+        # dense 128 -> 4 on the pooled embedding, Glorot-normal kernel and zero bias like the classifier (§1.5;
+        # remixmatch_no_cta.py classifier_rot: tf.layers.dense with glorot_normal_initializer)
+        self.rot_head = nn.Linear(model.embed_dim, 4)
+        init_weights(self.rot_head)
         self.p_model = FIFOMean(num_classes, cfg.dbuf)
         self.p_data = EMAVector(num_classes, cfg.p_data_decay)
 

@@ -8,7 +8,8 @@ import torch
 
 from ssl_bench.augment.ops import check_images
 from ssl_bench.augment.weak import weak_augment
-from ssl_bench.config import AugmentConfig
+from ssl_bench.config import FLIP_CHOICES, AugmentConfig
+from ssl_bench.errors import ConfigError
 from ssl_bench.registry import AUGMENTATIONS
 
 
@@ -24,8 +25,18 @@ class NoAugment:
         return images
 
 
+def effective_flip(cfg: AugmentConfig, hflip: bool) -> bool:
+    """Whether the weak policy flips: ``augment.flip`` "always" / "never", or "dataset" = the dataset's ``hflip``.
+
+    "always" is AdaMatch's ``sm``, which flips every dataset, digits included (reference-algorithms.md §1.4).
+    """
+    if cfg.flip not in FLIP_CHOICES:
+        raise ConfigError(f"augment.flip must be one of {', '.join(FLIP_CHOICES)}; got {cfg.flip!r}")
+    return hflip if cfg.flip == "dataset" else cfg.flip == "always"
+
+
 class WeakPolicy:
-    """Flip (where the dataset allows it) + reflect-pad translate by 12.5 % of the side (§1.4)."""
+    """Flip (p = 0.5, when ``flip``) + reflect-pad translate by 12.5 % of the side (§1.4)."""
 
     def __init__(self, flip: bool, translate: float) -> None:
         self.flip, self.translate = flip, translate
@@ -42,7 +53,7 @@ def _none(cfg: AugmentConfig, hflip: bool) -> Policy:
 
 @AUGMENTATIONS.register("weak")
 def _weak(cfg: AugmentConfig, hflip: bool) -> Policy:
-    return WeakPolicy(flip=cfg.flip and hflip, translate=cfg.translate)
+    return WeakPolicy(flip=effective_flip(cfg, hflip), translate=cfg.translate)
 
 
 @AUGMENTATIONS.register("randaugment")
@@ -50,7 +61,8 @@ def _randaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
     """FixMatch's RandAugment (§2.1), applied after the weak flip-and-translate as in ``d.d.rac``."""
     from ssl_bench.augment.strong import RandAugment
 
-    return Chain(WeakPolicy(cfg.flip and hflip, cfg.translate), RandAugment(cfg.ra_ops, cfg.ra_prob, cfg.cutout))
+    weak = WeakPolicy(effective_flip(cfg, hflip), cfg.translate)
+    return Chain(weak, RandAugment(cfg.ra_ops, cfg.ra_prob, cfg.cutout))
 
 
 @AUGMENTATIONS.register("ctaugment")
@@ -67,7 +79,7 @@ def _ctaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
         cfg.cta_translate,
         cfg.cta_rescale,
     )
-    return Chain(WeakPolicy(cfg.flip and hflip, cfg.translate), cta)
+    return Chain(WeakPolicy(effective_flip(cfg, hflip), cfg.translate), cta)
 
 
 class Chain:
@@ -84,5 +96,6 @@ class Chain:
 
 
 def create_policy(name: str, cfg: AugmentConfig, hflip: bool) -> Policy:
-    """Build the policy registered as ``name``; ``hflip`` says whether the dataset allows horizontal flips."""
+    """Build the policy registered as ``name``; ``hflip`` says whether the dataset allows horizontal flips (what
+    ``augment.flip = "dataset"`` follows)."""
     return AUGMENTATIONS.get(name)(cfg, hflip)

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from ssl_bench.augment import Batch
+from ssl_bench.augment import Batch, effective_flip
 from ssl_bench.augment.pil_reference import PIL_PIPELINES, PILWeak
 from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
@@ -45,7 +45,7 @@ def pil_view(name: str, run: RunConfig, size: int, hflip: bool) -> Callable[[Ima
         return None
     if name not in PIL_PIPELINES:
         raise ConfigError(f"--pipeline reference has no PIL version of augmentation {name!r}")
-    weak = PILWeak(size, flip=run.augment.flip and hflip, translate=run.augment.translate)
+    weak = PILWeak(size, flip=effective_flip(run.augment, hflip), translate=run.augment.translate)
     if name == "weak":
         return weak
     pipeline = PIL_PIPELINES[name](size)

@@ -94,7 +94,9 @@ def load_folder(cfg: DataConfig) -> ImageDataset:
     * Pixels: every image is converted to RGB (alpha dropped, palettes expanded), or kept as one grey channel when
       every image of the dataset has a greyscale mode (1, L, LA); then resized to image_size x image_size (bilinear,
       aspect ratio not kept).
-    * ``hflip`` is True (flip-invariant photos are the common case); turn flips off with ``augment.flip = false``.
+    * ``hflip`` is False: nothing says a mirrored image keeps its label (it does not for digits or text), so the
+      weak policy under the default ``augment.flip = "dataset"`` does not flip; flip photos of objects with
+      ``augment.flip = "always"``. The run record's ``flip`` names the choice that was made.
     """
     from sklearn.model_selection import train_test_split
 
@@ -148,5 +150,5 @@ def load_folder(cfg: DataConfig) -> ImageDataset:
         test_images=test_images,
         test_labels=torch.from_numpy(test_labels),
         num_classes=len(classes),
-        hflip=True,
+        hflip=False,
     )

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ssl_bench.algorithms import Algorithm, get_algorithm
-from ssl_bench.augment import Policy, ViewSpec, create_policy
+from ssl_bench.augment import Policy, ViewSpec, create_policy, effective_flip
 from ssl_bench.config import AugmentConfig, RunConfig
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.models import create_model
@@ -31,6 +31,7 @@ class RunParts:
     feedback: dict[str, Any]  # policies that learn from probes of the labeled images (CTAugment), by name
     probe_base: Policy  # the weak view the probes start from (§2.2)
     augmentation: str  # the policies the run really uses, e.g. "ctaugment+weak"
+    flip: bool  # whether its weak views flip: augment.flip resolved against the dataset (policies.effective_flip)
 
 
 def role_policies(spec: ViewSpec, augment: AugmentConfig, hflip: bool) -> tuple[dict[str, Policy], dict[str, Policy]]:
@@ -68,4 +69,5 @@ def build_run(
         feedback={n: p.feedback for n, p in by_name.items() if getattr(p, "feedback", None) is not None},
         probe_base=create_policy("weak", run.augment, ds.hflip),
         augmentation="+".join(sorted(by_name)),
+        flip=effective_flip(run.augment, ds.hflip),
     )

@@ -86,6 +86,7 @@ class Trainer:
         parts = build_run(cfg, ds, self.device, channels_last=self.speed.channels_last)
         self.algorithm, self.ema, self.optimizer = parts.algorithm, parts.ema, parts.optimizer
         self.feedback, self.probe_base, self.augmentation = parts.feedback, parts.probe_base, parts.augmentation
+        self.flip = parts.flip
         self.ddp = None
         if dist.active:  # train/distributed.py: global-batch BN on request, gradients averaged by DDP
             if cfg.train.sync_bn:
@@ -317,6 +318,7 @@ class Trainer:
             wall_s=self.wall_s,
             device=str(self.device),
             augmentation=self.augmentation,
+            flip=self.flip,
             n_unlabeled=self.feed.n_unlabeled,
             speed=self.speed.as_record(),
             world_size=self.dist.world,

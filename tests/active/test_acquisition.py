@@ -24,16 +24,33 @@ P = np.array(
 )
 
 
+# per row, by hand: population std over the 3 classes (mean 1/3) and the entropy H = -sum p ln p
+STD = [
+    np.sqrt(289 / 1800),  # row 0: deviations 17/30, -17/60, -17/60 -> (289/900 + 2 * 289/3600) / 3
+    np.sqrt(7 / 1800),  # row 1: 1/15, 1/60, -1/12 -> (1/225 + 1/3600 + 1/144) / 3
+    np.sqrt(1 / 18),  # row 2: 1/6, 1/6, -1/3 -> (1/36 + 1/36 + 1/9) / 3
+    0.0,
+    np.sqrt(19 / 450),  # row 4: 4/15, -7/30, -1/30 -> (16/225 + 49/900 + 1/900) / 3
+]
+ENTROPY = [
+    -(0.9 * np.log(0.9) + 0.1 * np.log(0.05)),  # 0.394398
+    -(0.4 * np.log(0.4) + 0.35 * np.log(0.35) + 0.25 * np.log(0.25)),  # 1.080528
+    np.log(2),
+    np.log(3),
+    -(0.6 * np.log(0.6) + 0.1 * np.log(0.1) + 0.3 * np.log(0.3)),  # 0.897946
+]
+
+
 def test_scores_by_hand():
     np.testing.assert_allclose(confidence(P, "max"), [0.9, 0.4, 0.5, 1 / 3, 0.6])
     np.testing.assert_allclose(confidence(P, "diff2"), [0.85, 0.05, 0.0, 0.0, 0.3], atol=1e-12)
-    np.testing.assert_allclose(confidence(P, "std"), P.std(axis=1))
-    assert confidence(P, "std")[3] == pytest.approx(0.0, abs=1e-12)
-    # -H: row 2 = 2 * 0.5 ln 0.5 = -ln 2; row 3 = -ln 3
-    ent = confidence(P, "entropy")
-    assert ent[2] == pytest.approx(-np.log(2)) and ent[3] == pytest.approx(-np.log(3))
-    np.testing.assert_allclose(uncertainty(P, "max"), 1 - confidence(P, "max"))
-    np.testing.assert_allclose(uncertainty(P, "entropy"), -ent)
+    np.testing.assert_allclose(STD, [0.400694, 0.062361, 0.235702, 0.0, 0.205480], atol=1e-6)  # the sums above
+    np.testing.assert_allclose(confidence(P, "std"), STD, atol=1e-12)
+    np.testing.assert_allclose(confidence(P, "entropy"), np.negative(ENTROPY), atol=1e-12)  # -H: lower = less sure
+    # id weights: 1 - max, 1 - margin, and H itself for entropy (§7.4)
+    np.testing.assert_allclose(uncertainty(P, "max"), [0.1, 0.6, 0.5, 2 / 3, 0.4], atol=1e-12)
+    np.testing.assert_allclose(uncertainty(P, "diff2"), [0.15, 0.95, 1.0, 1.0, 0.7], atol=1e-12)
+    np.testing.assert_allclose(uncertainty(P, "entropy"), [0.394398, 1.080528, 0.693147, 1.098612, 0.897946], atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -59,12 +76,29 @@ def test_information_density_weights_uncertainty_by_distance():
     assert got.tolist() == [1, 3]
 
 
-def test_kmeans_quota_sums_and_respects_cluster_sizes():
-    labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
-    q = kmeans_quota(labels, 3, 5, np.random.default_rng(0))
-    assert q.sum() == 5 and (q <= np.bincount(labels)).all()
-    assert q.tolist() == [3, 2, 0] or q.tolist() == [3, 1, 1]  # round(5 * [.6, .3, .1]) = [3, 2, 0]
-    assert kmeans_quota(labels, 3, 10, np.random.default_rng(0)).tolist() == [6, 3, 1]
+@pytest.mark.parametrize(
+    "sizes,k,expect",
+    [
+        # np.rint, half to even: 5 * [.6, .3, .1] = [3, 1.5, 0.5] -> [3, 2, 0] (floor would give [3, 1, 0] + 1)
+        ([6, 3, 1], 5, [3, 2, 0]),
+        ([6, 3, 1], 10, [6, 3, 1]),
+        # 2 * [1/3] * 3 rounds to [1, 1, 1], one too many: the largest quota (the first of equals) gives one back
+        ([3, 3, 3], 2, [0, 1, 1]),
+        # 5 * [.3, .3, .3, .1] = [1.5, 1.5, 1.5, 0.5] -> [2, 2, 2, 0], one too many -> [1, 2, 2, 0]
+        ([3, 3, 3, 1], 5, [1, 2, 2, 0]),
+        ([2, 2, 6], 5, [1, 1, 3]),
+    ],
+)
+def test_kmeans_quota_rounds_half_to_even_and_fixes_up_the_sum(sizes, k, expect):
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    assert kmeans_quota(labels, len(sizes), k, np.random.default_rng(0)).tolist() == expect
+
+
+def test_kmeans_quota_adds_a_missing_label_to_a_cluster_with_room():
+    # 5 * [.1, .1, .8] = [0.5, 0.5, 4] -> [0, 0, 4]: one short, added to one cluster at random (all have room)
+    labels = np.repeat(np.arange(3), [1, 1, 8])
+    got = {tuple(kmeans_quota(labels, 3, 5, np.random.default_rng(seed)).tolist()) for seed in range(40)}
+    assert got == {(1, 0, 4), (0, 1, 4), (0, 0, 5)}
 
 
 def test_kmeanprop_takes_least_confident_per_cluster():

@@ -292,6 +292,26 @@ def test_rotate_quarters_matches_spec_geometry():
     assert out[4, 0].tolist() == [[a + 36 for a in row] for row in [[2, 5, 8], [1, 4, 7], [0, 3, 6]]]
 
 
+def test_remixmatch_rotation_head_is_glorot_normal_with_zero_bias():
+    """classifier_rot is tf.layers.dense(x, 4, kernel_initializer=glorot_normal_initializer()) (§1.5): the suite's
+    reference init of every classifier (models/wrn.py init_weights: a normal of std sqrt(2 / (fan_in + fan_out))
+    truncated at 2 std, whose std is 0.8796 of that) and a zero bias. PyTorch's default would give
+    1 / sqrt(3 fan_in) and a random bias."""
+    from ssl_bench.algorithms.remixmatch import ReMixMatch, ReMixMatchConfig
+
+    class Embedding(nn.Module):
+        embed_dim = 1024
+
+    torch.manual_seed(0)
+    head = ReMixMatch(Embedding(), ReMixMatchConfig(), C).rot_head
+    w = head.weight.detach().flatten().double()
+    glorot = math.sqrt(2 / (1024 + 4))
+    assert head.weight.shape == (4, 1024) and torch.all(head.bias == 0)
+    assert w.std().item() == pytest.approx(0.8796 * glorot, rel=0.05)  # 4,096 weights: ~1 % standard error
+    assert abs(w.mean().item()) < 0.05 * glorot
+    assert w.abs().max().item() <= 2 * glorot  # truncated at 2 std
+
+
 REMIX_B = 8
 
 

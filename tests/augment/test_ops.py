@@ -318,26 +318,6 @@ def random_native_params(name: str, g: torch.Generator, side: int) -> list[float
     }.get(name, [u, 0, 0])
 
 
-def per_image_reference(image, names, ids_i, params_i, fill, cutout_fill):
-    """One sample at a time with the single-op functions: pixel ops in slot order, one composed warp, cutouts."""
-    x = image[None]
-    h, w = x.shape[-2:]
-    matrix, mode = torch.eye(3, dtype=torch.float64)[None], 0
-    for op, p in zip(ids_i.tolist(), params_i, strict=True):
-        spec = ops.OPS[names[op]]
-        if spec.kind == "pixel":
-            x = spec.fn(x, p[:1])
-        elif spec.kind == "geometric":
-            matrix = ops.compose(matrix, spec.fn(p[:1], h, w))
-            if names[op] == "rescale":
-                mode = ops.RESCALE_MODES[int(p[1])]
-    x = ops.warp(x, matrix, fill, torch.tensor([mode]))
-    for op, p in zip(ids_i.tolist(), params_i, strict=True):
-        if names[op] == "cutout":
-            x = ops.cutout(x, p[1:2], p[2:3], p[:1], cutout_fill)
-    return x[0]
-
-
 def random_program(n: int, depth: int, names: list[str], side: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, len(names), (n, depth), generator=g)
@@ -347,16 +327,60 @@ def random_program(n: int, depth: int, names: list[str], side: int, seed: int):
     return ids, params
 
 
+def pil_program(n: int, depth: int, names: list[str], side: int, seed: int):
+    """Per sample: ``depth`` ops of ``names`` with parameters from the PIL cases above, at most one of them
+    geometric (PIL resamples once per transform, the executor once per chain: equal only for a single warp), and a
+    cutout in slot 0 or in the last slot. Returns (ids, params) in the layout of ``apply_ops``."""
+    rng = np.random.default_rng(seed)
+    pixel = [k for k in names if k in PIXEL_CASES]
+    geometric = [k for k in names if k in GEOMETRIC_CASES]
+    ids = np.zeros((n, depth + 1), np.int64)
+    params = np.zeros((n, depth + 1, 3), np.float32)
+    for i in range(n):
+        cut = 0 if i % 2 else depth
+        ops_slots = [d for d in range(depth + 1) if d != cut]
+        geo = ops_slots[rng.integers(len(ops_slots))] if geometric and rng.random() < 0.7 else -1
+        for d in ops_slots:
+            cases = GEOMETRIC_CASES if d == geo else PIXEL_CASES
+            name = rng.choice(geometric if d == geo else pixel)
+            ids[i, d] = names.index(name)
+            params[i, d, 0] = rng.choice(cases[name][0])
+        ids[i, cut] = names.index("cutout")
+        params[i, cut] = (2 * rng.integers(0, side // 2 + 1), rng.integers(0, side), rng.integers(0, side))
+    return torch.from_numpy(ids), torch.from_numpy(params)
+
+
+def pil_reference(image: torch.Tensor, names, ids_i, params_i, fill: int, cutout_fill: int) -> torch.Tensor:
+    """The executor's documented order, one image at a time in PIL: pixel ops in slot order, then the warp, then
+    cutout (numpy slicing)."""
+    im, c = to_pil(image), image.shape[0]
+    slots = [(names[int(k)], [float(v) for v in p]) for k, p in zip(ids_i, params_i, strict=True)]
+    for name, p in slots:
+        if name in PIXEL_CASES:
+            im = PIXEL_CASES[name][1](im, p[0])
+    for name, p in slots:
+        if name in GEOMETRIC_CASES:
+            im = GEOMETRIC_CASES[name][1](im, p[0], pil_fill(c, fill))
+    out = from_pil(im).numpy()
+    for name, p in slots:
+        if name == "cutout":
+            out = reference_cutout(out, int(p[1]), int(p[2]), int(p[0]), cutout_fill)
+    return torch.from_numpy(out)
+
+
+EXECUTOR_OPS = sorted({*PIXEL_CASES, *GEOMETRIC_CASES, "cutout"})
+
+
 @pytest.mark.parametrize("c,side,depth", [(3, 32, 3), (1, 8, 2), (3, 96, 2)])
-def test_apply_ops_equals_per_image_loop(c, side, depth):
+def test_apply_ops_equals_pil_one_image_at_a_time(c, side, depth):
     n = 48 if side < 96 else 16
     images = random_images(n, c, side, seed=11)
-    ids, params = random_program(n, depth, ALL_OPS, side, seed=side)
-    out = ops.apply_ops(images, ALL_OPS, ids, params, fill=0, cutout_fill=127)
+    ids, params = pil_program(n, depth, EXECUTOR_OPS, side, seed=side)
+    out = ops.apply_ops(images, EXECUTOR_OPS, ids, params, fill=0, cutout_fill=127)
     assert out.dtype == torch.uint8 and out.shape == images.shape
     for i in range(n):
-        expected = per_image_reference(images[i], ALL_OPS, ids[i], params[i], 0, 127)
-        assert torch.equal(out[i], expected), (i, [ALL_OPS[k] for k in ids[i].tolist()])
+        expected = pil_reference(images[i], EXECUTOR_OPS, ids[i], params[i], 0, 127)
+        assert torch.equal(out[i], expected), (i, [EXECUTOR_OPS[k] for k in ids[i].tolist()], params[i].tolist())
 
 
 def test_apply_ops_randaugment_names_and_grey_fills():
@@ -364,16 +388,14 @@ def test_apply_ops_randaugment_names_and_grey_fills():
     ra += ["sharpness", "shear_x", "translate_x", "translate_y", "posterize", "shear_y", "cutout"]
     n = 40
     images = random_images(n, 3, 32, seed=12)
-    ids, params = random_program(n, 2, ra[:-1], 32, seed=12)
-    ids = torch.cat([ids, torch.full((n, 1), len(ra) - 1)], 1)  # cutout appended to every sample, as in §2.1
-    cut = torch.tensor([16.0, 5.0, 30.0]).expand(n, 1, 3)
-    params = torch.cat([params, cut], 1)
+    ids, params = pil_program(n, 2, ra, 32, seed=12)
+    params[ids == ra.index("cutout")] = torch.tensor([16.0, 5.0, 30.0])  # the same cutout square in every sample
     before = images.clone()
     out = ops.apply_ops(images, ra, ids, params, fill=128, cutout_fill=128)
     assert torch.equal(images, before)  # the input is not modified
     for i in range(n):
-        assert torch.equal(out[i], per_image_reference(images[i], ra, ids[i], params[i], 128, 128))
-    assert bool((out[:, :, 0:13, 22:32] == 128).all())
+        assert torch.equal(out[i], pil_reference(images[i], ra, ids[i], params[i], 128, 128)), i
+    assert bool((out[:, :, 0:13, 22:32] == 128).all())  # rows 5 - 8 .. 5 + 8, columns 30 - 8 .. 32 (clipped)
 
 
 def test_apply_ops_empty_batch_and_depth():

@@ -3,6 +3,7 @@ CTAugment's update rule against a sequential reference, threshold, and state rou
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from ssl_bench.augment.policies import create_policy
@@ -141,12 +142,71 @@ def test_cta_sampling_respects_threshold():
             assert (v < 5 / 16).any() and (v >= 5 / 16).any()
 
 
-def test_cta_probe_values_are_uniform():
+def test_cta_probe_values_are_uniform_whatever_the_weights():
+    """Probe values are U(0, 1) for every parameter (§2.2, weights ignored), even when the learned weights would
+    put every training draw into one bin: KS and 17-bin chi-square tests against the uniform distribution."""
     cta = CTAugment()
-    cta.rates.zero_()
-    ids = torch.zeros(20000, 2, dtype=torch.long)
-    v = cta.sample_values(ids, torch.Generator().manual_seed(0), probe=True)
-    assert 0.48 < float(v.mean()) < 0.52 and float(v.min()) >= 0 and float(v.max()) < 1
+    rot = list(CTA_OPS).index("rotate")
+    start = int(cta.offsets[rot, 0])
+    cta.rates[start : start + 17] = 0.0
+    cta.rates[start + 5] = 1.0  # a training draw of rotate now always lands in bin 5
+    ids = torch.full((20000, 2), rot)
+    g = torch.Generator().manual_seed(0)
+    probe = cta.sample_values(ids, g, probe=True).flatten().numpy()
+    assert scipy.stats.kstest(probe, "uniform").pvalue > 1e-3
+    counts = np.bincount((probe * 17).astype(int), minlength=17)
+    assert scipy.stats.chisquare(counts).pvalue > 1e-3 and float(probe.min()) >= 0 and float(probe.max()) < 1
+    trained = cta.sample_values(ids, g, probe=False)[..., 0].flatten().numpy()
+    assert scipy.stats.kstest(trained, "uniform").pvalue < 1e-12  # the same test does see learned weights
+    _, record = cta.probe(images(2000, size=8, channels=1), g)  # and the probe policy is what the probes use
+    assert scipy.stats.kstest(record.values.flatten().numpy(), "uniform").pvalue > 1e-3
+
+
+# (op, v0, v1) -> native (p0, p1) at 32 x 32, hand-computed from the formulas of reference-algorithms.md §2.2
+NATIVE_GOLDEN = [
+    ("autocontrast", 0.3, 0.0, 0.3, 0.0),
+    ("invert", 1.0, 0.0, 1.0, 0.0),
+    ("brightness", 0.5, 0.0, 1.05, 0.0),  # 0.1 + 1.9 v
+    ("sharpness", 0.0, 0.0, 0.1, 0.0),
+    ("posterize", 0.5, 0.0, 4.0, 0.0),  # 1 + int(7.999 * 0.5) = 1 + 3
+    ("posterize", 1.0, 0.0, 8.0, 0.0),
+    ("solarize", 0.5, 0.0, 127.0, 0.0),  # int(255.999 * 0.5)
+    ("solarize", 1.0, 0.0, 255.0, 0.0),
+    ("rotate", 0.9, 0.0, 36.0, 0.0),  # round(0.8 * 45)
+    ("rotate", 0.1, 0.0, -36.0, 0.0),
+    ("shear_x", 0.75, 0.0, 0.15, 0.0),  # (2v - 1) * 0.3
+    ("shear_y", 0.25, 0.0, -0.15, 0.0),
+    ("translate_x", 1.0, 0.0, 0.3, 0.0),  # pixels: at most 0.3 px (the code's quirk)
+    ("translate_y", 0.0, 0.0, -0.3, 0.0),
+    ("rescale", 0.5, 0.5, 4.0, 2.0),  # fraction: 0.25 * 0.5 * 32 px per side; method int(5.99 * 0.5)
+    ("rescale", 1.0, 1.0, 8.0, 5.0),
+    ("cutout", 1.0, 0.0, 16.0, None),  # 2 * ((1 + int(0.499 * 32)) // 2) = 2 * (16 // 2)
+    ("cutout", 0.5, 0.0, 8.0, None),  # 2 * ((1 + 7) // 2)
+    ("cutout", 0.3, 0.0, 4.0, None),  # 2 * ((1 + 4) // 2)
+    ("identity", 0.7, 0.7, 0.0, 0.0),
+]
+
+
+def test_cta_native_params_golden():
+    names = list(CTA_OPS)
+    ids = torch.tensor([[names.index(row[0])] for row in NATIVE_GOLDEN])
+    v = torch.tensor([[[row[1], row[2]]] for row in NATIVE_GOLDEN])
+    native = CTAugment().native_params(ids, v, 32, 32, torch.Generator().manual_seed(0))[:, 0]
+    for (name, v0, _, p0, p1), got in zip(NATIVE_GOLDEN, native.tolist(), strict=True):
+        assert got[0] == pytest.approx(p0, abs=1e-5), (name, v0, got)
+        if name == "cutout":  # the centre: an integer pixel of the image
+            assert 0 <= got[1] < 32 and 0 <= got[2] < 32 and got[1] == int(got[1]) and got[2] == int(got[2])
+        else:
+            assert got[1] == pytest.approx(p1) and got[2] == 0.0, (name, got)
+    # the papers' variants: translate by a fraction of the side, rescale by pixels
+    other = CTAugment(translate="fraction", rescale="pixels")
+    ids = torch.tensor([[names.index("translate_x")], [names.index("rescale")]])
+    got = other.native_params(ids, torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]]), 32, 32, torch.Generator())[:, 0, 0]
+    assert got.tolist() == pytest.approx([9.6, 0.25])  # 0.3 * 32 px; 0.25 px
+    # cutout centres are drawn uniformly over the pixels
+    many = torch.full((4000, 1), names.index("cutout"))
+    centres = other.native_params(many, torch.ones(4000, 1, 2), 32, 32, torch.Generator().manual_seed(1))[:, 0, 1:]
+    assert set(centres.flatten().long().tolist()) == set(range(32))
 
 
 def test_cta_state_round_trip():
@@ -162,21 +222,25 @@ def test_cta_state_round_trip():
         other.load_state_dict({"rates": torch.ones(3)})
 
 
+def has_square(mask: np.ndarray, k: int) -> np.ndarray:
+    """(N,) whether each (N, H, W) boolean mask holds a k x k block of True (integral-image box sums)."""
+    s = np.pad(mask.astype(np.int64).cumsum(1).cumsum(2), ((0, 0), (1, 0), (1, 0)))
+    box = s[:, k:, k:] - s[:, :-k, k:] - s[:, k:, :-k] + s[:, :-k, :-k]
+    return (box == k * k).any(axis=(1, 2))
+
+
 def test_cta_appends_cutout_only_when_asked():
-    x = torch.full((256, 3, 32, 32), 200, dtype=torch.uint8)
-    for cutout, expect_grey in ((True, True), (False, False)):
-        cta = CTAugment(cutout=cutout)
-        cta.rates.zero_()
-        idx = list(CTA_OPS).index("identity")
-        # force identity ops so that only the appended cutout can change pixels
-        cta.names = tuple(CTA_OPS)
-        ids = torch.full((256, 2), idx)
-        v = cta.sample_values(ids, torch.Generator().manual_seed(0), probe=True)
+    """The training policy itself, on a constant image: cutout(v = 1) is a 16 px grey (127) square at 32 px with a
+    centre anywhere, so at least an 8 x 8 corner of it lies inside every image. Without it, only the images whose
+    two random ops include CTAugment's own cutout op (1 - (18/19)^2 = 10 %) can hold one."""
+    x = torch.full((128, 3, 32, 32), 200, dtype=torch.uint8)
+    for cutout in (True, False):
+        out = CTAugment(cutout=cutout)(x, torch.Generator().manual_seed(0))
+        grey = has_square((out == 127).all(1).numpy(), 8)
         if cutout:
-            ids = torch.cat([ids, torch.full((256, 1), list(CTA_OPS).index("cutout"))], 1)
-            v = torch.cat([v, torch.ones(256, 1, 2)], 1)
-        out = cta._apply(x, ids, v, torch.Generator().manual_seed(0))
-        assert bool((out == 127).any()) == expect_grey
+            assert grey.all()
+        else:
+            assert grey.mean() < 0.15, grey.mean()
 
 
 def test_bad_policy_configs():

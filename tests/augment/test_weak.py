@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_bench.augment.policies import create_policy
+from ssl_bench.augment.policies import create_policy, effective_flip
 from ssl_bench.augment.weak import reflect_index, translate_reflect, weak_augment
 from ssl_bench.config import AugmentConfig
 from ssl_bench.errors import ConfigError
@@ -57,6 +57,31 @@ def test_flip_only_where_allowed():
     assert torch.equal(out, img)
     pol = create_policy("weak", AugmentConfig(), hflip=False)
     assert pol.flip is False
+
+
+@pytest.mark.parametrize(
+    ("flip", "hflip", "flips"),
+    [
+        ("dataset", True, True),
+        ("dataset", False, False),
+        ("always", True, True),
+        ("always", False, True),  # AdaMatch's sm flips digits too (§1.4)
+        ("never", True, False),
+        ("never", False, False),
+    ],
+)
+def test_flip_choice_against_the_dataset(flip, hflip, flips):
+    img = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4).repeat(200, 1, 1, 1)
+    cfg = AugmentConfig(flip=flip, translate=0.0)
+    for name in ("weak", "randaugment", "ctaugment"):
+        pol = create_policy(name, cfg, hflip=hflip)
+        weak = pol if name == "weak" else pol.parts[0]
+        out = weak(img, torch.Generator().manual_seed(1))
+        n_flipped = int((out == img.flip(-1)).all(dim=(1, 2, 3)).sum())
+        assert (70 < n_flipped < 130) if flips else n_flipped == 0, (name, n_flipped)
+        assert effective_flip(cfg, hflip) is flips
+    with pytest.raises(ConfigError, match=r"augment\.flip must be one of dataset, always, never; got 'sideways'"):
+        create_policy("weak", AugmentConfig(flip="sideways"), hflip=True)
 
 
 def test_bad_images_rejected():

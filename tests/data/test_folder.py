@@ -14,6 +14,8 @@ from ssl_bench.config import DataConfig
 from ssl_bench.data import load_dataset
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.errors import DataError
+from ssl_bench.plan import recipe_from_dict
+from ssl_bench.runner import run_recipe
 
 # class folder name -> number of images; names deliberately not in creation order, to test the sorting
 CLASSES = {"zebra": 6, "Apple": 5, "mango": 7}
@@ -49,7 +51,7 @@ def test_classes_sorted_resized_and_split(tmp_path: Path) -> None:
     ds = load(tmp_path, image_size=8)
     assert ds.name == "folder"
     assert ds.num_classes == 3
-    assert ds.hflip is True
+    assert ds.hflip is False  # a mirrored digit or letter is another class: flips are asked for, never assumed
     assert ds.train_images.dtype == torch.uint8
     assert ds.train_labels.dtype == torch.int64
     assert tuple(ds.train_images.shape[1:]) == (3, 8, 8)
@@ -222,3 +224,20 @@ def test_split_needs_two_images_per_class(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load(tmp_path)
     assert_one_line(err, "stratified", str(tmp_path / "train"))
+
+
+@pytest.mark.parametrize(("flip", "flipped"), [(None, False), (True, False), ("always", True), ("never", False)])
+def test_a_folder_run_flips_only_when_asked_and_its_record_says_so(tmp_path: Path, flip, flipped) -> None:
+    write_tree(tmp_path / "data")
+    values = {
+        "grid": {"n_labels": [3], "seeds": [1]},
+        "data": {"dataset": "folder", "root": str(tmp_path / "data"), "image_size": 8},
+        "model": {"name": "small_cnn", "width": 1},
+        "train": {"steps": 2, "batch_size": 2, "eval_every": 2, "median_k": 1, "progress": False},
+        "algorithm": {"name": "supervised"},
+    }
+    if flip is not None:
+        values["augment"] = {"flip": flip}
+    (record,) = run_recipe(recipe_from_dict(values), tmp_path / "results", log=lambda s: None)
+    assert record["flip"] is flipped
+    assert record["config"]["augment"]["flip"] == {None: "dataset", True: "dataset"}.get(flip, flip)
