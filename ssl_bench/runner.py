@@ -52,6 +52,14 @@ def recorded(results_dir: Path) -> set[tuple[str, int | None]]:
     return {(r["config_hash"], r.get("round")) for r in load_records(results_dir)}
 
 
+def recorded_by(results_dir: Path, config_hash: str, name: str | None) -> str:
+    """`` by recipe 'x'`` when the run's record was made under another recipe name: a recipe's name and description
+    label its runs but are not part of what a run computes, so a renamed recipe finds its runs recorded."""
+    names = {(r.get("recipe") or {}).get("name") for r in load_records(results_dir) if r["config_hash"] == config_hash}
+    others = sorted(n for n in names - {name} if n)
+    return f" by recipe {others[0]!r}" if others else ""
+
+
 def run_one(
     p: PlannedRun,
     results_dir: Path,
@@ -82,6 +90,8 @@ def run_one(
                 skip = "already recorded"
                 lock.release()
                 lock = None
+    if skip == "already recorded":
+        skip += recorded_by(results_dir, chash, p.run.recipe.get("name"))
     skip = dist.broadcast(skip)
     if skip is not None:
         log(f"{tag}: {skip} (config {chash[:12]}), skipped")

@@ -1,0 +1,322 @@
+"""Every bad input refused with one line and nothing written; divergence is a failure; nothing silently dropped;
+checkpoints, manifests and recipes are data; names never leave the results directory."""
+
+import json
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssl_bench.cli import main
+from ssl_bench.errors import ResultsDirError
+from ssl_bench.results import check_record, inside, load_records, record_path, scan_records
+from tests.conftest import ROOT
+
+SMOKE = str(ROOT / "recipes/smoke.toml")
+FAST = ["--set", "train.steps=20", "--set", "train.eval_every=10"]
+
+
+def files_in(path):
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def one_line_error(capsys, message):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ssl-bench: error: ") and message in err, err
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+BAD_SETTINGS = {
+    "negative lr": ("train.lr=-1", "train.lr must be a positive learning rate, got -1.0"),
+    "nan lr": ("train.lr=nan", "train.lr must be a finite number, got nan"),
+    "infinite lr": ("train.lr=inf", "train.lr must be a finite number, got inf"),
+    "negative weight decay": ("train.weight_decay=-1", "train.weight_decay must be >= 0"),
+    "momentum 1": ("train.momentum=1.0", "train.momentum must lie in [0, 1)"),
+    "width 0": ("model.width=0", "model.width must be >= 1, got 0"),
+    "bn momentum 0": ("model.bn_momentum=0", "model.bn_momentum must lie in (0, 1]"),
+    "negative image size": ("data.image_size=-5", "data.image_size must be 0 (native size) or between 8 and 512"),
+    "huge image size": ("data.image_size=100000", "got 100000"),
+    "negative n_valid": ("data.n_valid=-1", "data.n_valid must be >= 0"),
+    "zero budget": ("grid.n_labels=[0]", "label budgets must be >= 1"),
+    "budget not divisible": ("grid.n_labels=[45]", "45 labels do not divide into 10 classes"),
+    "chance warm-up 1.5": ("train.chance_warmup=1.5", "train.chance_warmup is a fraction"),
+    "chance evals 0": ("train.chance_evals=0", "train.chance_evals must be positive"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SETTINGS))
+def test_bad_settings_are_refused_before_anything_is_written(case, tmp_path, capsys):
+    setting, message = BAD_SETTINGS[case]
+    assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), "--set", setting]) == 2
+    one_line_error(capsys, message)
+    assert files_in(tmp_path / "r") == []
+
+
+def test_proportional_split_accepts_any_budget(tmp_path):
+    from ssl_bench.plan import load_recipe, plan
+
+    recipe = load_recipe(SMOKE, ["grid.n_labels=[45]", "data.class_balance='proportional'"])
+    assert len(plan(recipe, tmp_path)) == 1
+
+
+def test_results_dir_that_is_a_file_or_below_one(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["run", SMOKE, "--results-dir", str(afile)]) == 2
+    one_line_error(capsys, "is a file, not a directory")
+    assert main(["run", SMOKE, "--results-dir", str(afile / "below")]) == 2
+    one_line_error(capsys, "cannot be created")
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_results_dir(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        assert main(["run", SMOKE, "--results-dir", str(ro)]) == 2
+        one_line_error(capsys, "is not writable")
+    finally:
+        ro.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "is empty"),
+        ("[train]\nsteps = 10\n", "does not set [algorithm] name or [data] dataset"),
+        ('[algorithm]\nname = "supervised"\n', "does not set [data] dataset"),
+    ],
+)
+def test_empty_or_partial_recipe_files(tmp_path, capsys, text, message):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(text)
+    assert main(["run", str(recipe), "--results-dir", str(tmp_path / "r")]) == 2
+    one_line_error(capsys, message)
+    assert files_in(tmp_path / "r") == []
+
+
+def test_a_one_class_folder_dataset_is_refused(tmp_path, capsys):
+    cls = tmp_path / "data" / "only"
+    cls.mkdir(parents=True)
+    for i in range(10):
+        Image.fromarray(np.full((8, 8), 25 * i, np.uint8)).save(cls / f"{i}.png")
+    args = ["--set", "data.dataset='folder'", "--set", f"data.root='{tmp_path / 'data'}'", "--set", "data.image_size=8"]
+    assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), *args, "--set", "grid.n_labels=[2]"]) == 2
+    one_line_error(capsys, "has 1 class(es); a classifier needs at least 2")
+    assert files_in(tmp_path / "r") == []
+
+
+# ------------------------------------------------------------------------------------------------------------
+# divergence
+
+
+def test_non_finite_loss_stops_the_run_without_a_record(tmp_path, capsys):
+    results = tmp_path / "r"
+    argv = ["run", SMOKE, "--results-dir", str(results), "--set", "train.lr=1e6", "--set", "train.steps=200"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ssl-bench: error: 1 of 1 run(s) diverged" in err and "the loss became non-finite at step" in err
+    assert "Traceback" not in err
+    # caught at the first evaluation (step 20), before the first checkpoint and the split manifest were written
+    assert files_in(results) == []
+
+
+def test_chance_level_accuracy_stops_the_run_and_keeps_its_checkpoint(tmp_path, capsys):
+    results = tmp_path / "r"
+    # a margin of 0.95 makes every accuracy "chance": the check must fire after warm-up + chance_evals evaluations
+    args = ["--set", "train.steps=100", "--set", "train.eval_every=10", "--set", "train.chance_margin=0.95"]
+    assert main(["run", SMOKE, "--results-dir", str(results), *args, "--set", "train.chance_evals=3"]) == 2
+    err = capsys.readouterr().err
+    # warm-up 25 steps: the evaluations at 30, 40 and 50 are the first three past it
+    assert "test accuracy at chance level (0.100 + 0.95) for the last 3 evaluations (steps 30-50)" in err
+    assert "last finite loss" in err and "last test accuracy" in err
+    assert load_records(results) == [] and len(files_in(results / ".checkpoints")) == 1
+
+
+def test_divergence_check_can_be_turned_off(tmp_path):
+    results = tmp_path / "r"
+    args = ["--set", "train.chance_margin=0.95", "--set", "train.divergence=false", *FAST]
+    assert main(["run", SMOKE, "--results-dir", str(results), *args]) == 0
+    (rec,) = load_records(results)
+    assert rec["config"]["train"]["divergence"] is False
+
+
+def test_divergence_settings_leave_the_config_hash_alone(tmp_path):
+    from ssl_bench.plan import load_recipe, plan
+
+    base = plan(load_recipe(SMOKE), tmp_path)[0].config_hash
+    other = load_recipe(SMOKE, ["train.divergence=false", "train.chance_evals=9", "train.chance_margin=0.1"])
+    assert plan(other, tmp_path)[0].config_hash == base
+
+
+# ------------------------------------------------------------------------------------------------------------
+# records: never silently dropped or overwritten
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    results = tmp_path_factory.mktemp("trained") / "r"
+    assert main(["run", SMOKE, "--results-dir", str(results), *FAST, "--quiet"]) == 0
+    return results
+
+
+@pytest.fixture
+def recorded(trained_once, tmp_path):
+    """A results directory holding one finished smoke run (a copy per test)."""
+    results = tmp_path / "r"
+    shutil.copytree(trained_once, results)
+    (path,) = files_in(results / "runs")
+    return results, path
+
+
+def test_a_truncated_record_is_reported_by_leaderboard(recorded, capsys):
+    results, path = recorded
+    path.write_text(path.read_text()[:40])
+    capsys.readouterr()
+    assert main(["leaderboard", "--results-dir", str(results)]) == 0
+    captured = capsys.readouterr()
+    assert f"ssl-bench: warning: {path}: unreadable record (not valid JSON" in captured.err
+    assert "1 unreadable file(s) under runs/ left out" in captured.out and path.name in captured.out
+    assert path.name in (results / "index.html").read_text()
+
+
+def test_a_truncated_record_is_moved_aside_before_the_run_trains_again(recorded, capsys):
+    results, path = recorded
+    broken = path.read_text()[:40]
+    path.write_text(broken)
+    capsys.readouterr()
+    assert main(["run", SMOKE, "--results-dir", str(results), *FAST, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    (aside,) = path.parent.glob(f"{path.name}.unreadable-*")
+    assert aside.read_text() == broken  # kept, byte for byte
+    assert f"record {path} is unreadable" in err and f"moved aside to {aside.name}" in err
+    assert json.loads(path.read_text())["acc_median"] >= 0  # retrained and recorded afresh
+    assert [p.name for p in files_in(results / "runs") if p.suffix == ".json"] == [path.name]
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda r: r.pop("acc_median"), "missing key(s) acc_median"),
+        (lambda r: r.update(acc_median=1.5), "acc_median 1.5 is not an accuracy in [0, 1]"),
+        (lambda r: r.update(record_version=99), "record_version 99 is not one this ssl_bench reads"),
+        (lambda r: r.update(seed="1"), "seed '1' is not an integer"),
+        (lambda r: r.update(acc_history=[[1, 0.5, 3]]), "acc_history is not a list of [step, accuracy] pairs"),
+    ],
+)
+def test_records_are_validated_against_the_schema(recorded, change, reason):
+    results, path = recorded
+    rec = json.loads(path.read_text())
+    assert rec["record_version"] == 1 and check_record(rec) is None
+    change(rec)
+    path.write_text(json.dumps(rec))
+    scan = scan_records(results)
+    assert scan.records == [] and len(scan.unreadable) == 1
+    assert scan.unreadable[0][0] == path and scan.unreadable[0][1].startswith(reason)
+
+
+def test_a_record_without_version_is_version_1(recorded):
+    results, path = recorded
+    rec = json.loads(path.read_text())
+    del rec["record_version"]
+    assert check_record(rec) is None
+
+
+def test_a_renamed_recipe_finds_its_runs_recorded(recorded, tmp_path, capsys):
+    """Name and description label a recipe's runs; they are not part of what a run computes (the config hash)."""
+    results, path = recorded
+    renamed = tmp_path / "renamed.toml"
+    text = open(SMOKE).read().replace('name = "smoke"', 'name = "smoke-2"')
+    renamed.write_text(text.replace("description = ", 'description = "new words" #'))
+    capsys.readouterr()
+    assert main(["run", str(renamed), "--results-dir", str(results), *FAST, "--quiet"]) == 0
+    assert "already recorded by recipe 'smoke'" in capsys.readouterr().err
+    assert json.loads(path.read_text())["recipe"]["name"] == "smoke"
+
+
+def test_a_corrupt_checkpoint_is_not_announced_as_resumed(tmp_path, capsys):
+    from ssl_bench.plan import load_recipe
+    from ssl_bench.runner import run_recipe
+
+    results = tmp_path / "r"
+    run_recipe(load_recipe(SMOKE, ["train.steps=20", "train.eval_every=10"]), results, log=lambda s: None, stop_at=10)
+    (ckpt,) = files_in(results / ".checkpoints")
+    ckpt.write_bytes(b"garbage")
+    assert main(["run", SMOKE, "--results-dir", str(results), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "resum" not in err and "is corrupted or unreadable" in err
+
+
+# ------------------------------------------------------------------------------------------------------------
+# security: data is never code, names never leave the results directory
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARK}",))
+
+
+MARK = "/nonexistent"
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    global MARK
+    from ssl_bench.plan import load_recipe
+    from ssl_bench.runner import run_recipe
+
+    results = tmp_path / "r"
+    run_recipe(load_recipe(SMOKE, ["train.steps=20", "train.eval_every=10"]), results, log=lambda s: None, stop_at=10)
+    (ckpt,) = files_in(results / ".checkpoints")
+    MARK = str(tmp_path / "pwned")
+    state = torch.load(ckpt, weights_only=True)
+    state["extra"] = Payload()
+    torch.save(state, ckpt, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    assert main(["run", SMOKE, "--results-dir", str(results), *FAST]) == 2
+    assert "is corrupted or unreadable" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists()  # weights_only=True never unpickled the payload
+
+
+def test_recipe_values_are_data_never_evaluated(tmp_path, capsys):
+    mark = tmp_path / "pwned"
+    code = f"__import__('os').system('touch {mark}')"
+    assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), "--set", f"train.steps={code}"]) == 2
+    assert "train.steps" in capsys.readouterr().err and not mark.exists()
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(open(SMOKE).read().replace('name = "smoke"', f'name = "{code}"'))
+    from ssl_bench.plan import load_recipe
+
+    assert load_recipe(recipe).name == code and not mark.exists()
+
+
+def test_a_manifest_is_json_and_never_code(recorded, tmp_path, capsys):
+    results, _ = recorded
+    (manifest,) = [p for p in files_in(results / "splits") if p.suffix == ".json"]
+    json.loads(manifest.read_text())  # plain JSON
+    manifest.write_bytes(pickle.dumps(Payload()))
+    (results / "runs").rename(tmp_path / "old-runs")
+    assert main(["run", SMOKE, "--results-dir", str(results), *FAST, "--quiet"]) == 2
+    assert "manifest" in capsys.readouterr().err.lower()
+
+
+@pytest.mark.parametrize("field, value", [("dataset", "../../outside"), ("algorithm", "/abs"), ("split", "../../x")])
+def test_names_from_records_cannot_leave_the_results_dir(tmp_path, field, value):
+    rec = {"dataset": "digits", "algorithm": "fixmatch", "split": "digits.1@40-0", "config_hash": "a" * 64}
+    rec[field] = value
+    with pytest.raises(ResultsDirError):
+        record_path(tmp_path, rec)
+    with pytest.raises(ResultsDirError, match="unsafe name"):
+        inside(tmp_path, "runs", "a/../../b")
+    assert inside(tmp_path, "runs", "digits", "x.json") == tmp_path / "runs" / "digits" / "x.json"
+
+
+def test_an_unsafe_dataset_name_in_a_recipe_is_refused(tmp_path, capsys):
+    assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), "--set", "data.dataset='../../etc'"]) == 2
+    one_line_error(capsys, "")
+    assert files_in(tmp_path / "r") == []
