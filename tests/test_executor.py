@@ -153,6 +153,20 @@ def test_a_failing_run_is_retried_reported_and_the_others_go_on(tmp_path, capfd,
     assert rec["algorithm"] == "supervised"
 
 
+def test_a_diverged_run_fails_alone_and_is_not_retried(tmp_path, capfd):
+    results = tmp_path / "results"
+    recipe = tmp_path / "diverge.toml"
+    text = (ROOT / "recipes/smoke.toml").read_text().replace("[train]\n", "[train]\nlr = 1e6\n")
+    recipe.write_text(text.replace('name = "smoke"', 'name = "diverge"').replace("n_labels = [40]", "n_labels = [20]"))
+    common = ["--results-dir", str(results), "--set", "train.steps=20", "--set", "train.eval_every=10"]
+    assert main(["run", SMOKE, str(recipe), *common, "--workers", "2", "--retries", "2"]) == 1
+    err = capfd.readouterr().err
+    assert "retry" not in err and "runs: done 1 · skipped 0 · failed 1" in err
+    assert "DivergenceError: the loss became non-finite at step" in err
+    (rec,) = load_records(results)
+    assert rec["n_labels"] == 40
+
+
 def have_ray():
     try:
         import ray  # noqa: F401

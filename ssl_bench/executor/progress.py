@@ -50,7 +50,8 @@ class Ledger:
         """Record ``out``, or put ``p`` back into the queue if it failed with attempts left (it resumes from its
         checkpoint)."""
         n = self.attempts[p.config_hash]
-        if out.status == "failed" and n <= self.retries:
+        diverged = out.reason.startswith("DivergenceError")  # deterministic: it would diverge again from its checkpoint
+        if out.status == "failed" and n <= self.retries and not diverged:
             self.progress.note(f"{p.tag}: failed ({out.reason}); retry {n} of {self.retries}")
             self.queue.append(p)
             return
