@@ -126,3 +126,37 @@ def test_export_csv_and_json_one_row_per_record(tmp_path):
     assert first["record_file"].startswith("runs/digits/fixmatch/digits.2@40-0-")
     active = [r for r in json.loads(out_json.read_text()) if r["acquisition"] == "random"]
     assert len(active) == 1 and active[0]["round"] == 1
+
+
+def test_every_plot_has_a_title_and_labeled_axes(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from ssl_bench.leaderboard import plots
+    from ssl_bench.leaderboard.tables import records_frame
+    from ssl_bench.results import load_records
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    frame = records_frame(load_records(digits(tmp_path)))
+    active = pd.DataFrame(
+        {"dataset": "digits", "algorithm": "mixmatch", "acquisition": "random", "round": [0, 1], "n_labels": [20, 30],
+         "seed": 1, "acc": [80.0, 90.0]}
+    )  # fmt: skip
+    rates = pd.DataFrame(
+        {"dataset": ["digits"], "algorithm": ["mixmatch"], "n_labels": [20], "label_worth_unlabeled": [7.0]}
+    )
+    assert plots.plot_budgets(frame, load_published().iloc[:0], "digits", tmp_path / "a.png")
+    assert plots.plot_curves(frame, "digits", tmp_path / "b.png")
+    assert plots.plot_active(active, "digits", tmp_path / "c.png")
+    assert plots.plot_exchange(rates, tmp_path / "d.png")
+    titles = []
+    for fig in figures:
+        ax = fig.axes[0]
+        titles.append(fig._suptitle.get_text() if fig._suptitle else ax.get_title())
+        assert ax.get_xlabel() and ax.get_ylabel()
+    assert titles == [
+        "digits: accuracy against label budget (mean ± std over seeds)",
+        "digits: learning curves",
+        "digits: active learning, accuracy as labels are acquired",
+        "What one label is worth, in unlabeled images",
+    ]
