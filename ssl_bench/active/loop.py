@@ -152,11 +152,15 @@ def run_active(
     for rnd, (end, n_labels) in enumerate(plan):
         if learner.step < end:
             if len(learner.labeled_pool) < n_labels:
-                added = rounds.added(rnd)
-                if added is None:
-                    k = n_labels - len(learner.labeled_pool)
-                    added = acquire(learner, acq, k, run.seed, rnd, run.active.aug_k)
+                # acquired again on a resume whose log has the round: ``.aug`` scores draw from the training
+                # generator, which must advance as in an uninterrupted run; the log's choice is the one used
+                added = acquire(learner, acq, n_labels - len(learner.labeled_pool), run.seed, rnd, run.active.aug_k)
+                logged = rounds.added(rnd)
+                if logged is None:
                     rounds.record(rnd, learner.step, added)
+                elif sorted(logged) != sorted(int(i) for i in added):
+                    log(f"{desc}: round {rnd}: acquisition chose other images than {rounds.path} says; using the log's")
+                    added = np.asarray(logged, dtype=np.int64)
                 learner.reveal(np.asarray(added, dtype=np.int64))
                 learner.save(ckpt)
             learner.train_to(end, ckpt, desc=f"{desc} round {rnd}")
