@@ -19,3 +19,8 @@ class SplitError(SSLBenchError):
 
 class CheckpointError(SSLBenchError):
     """A checkpoint that is corrupted or belongs to another run."""
+
+
+class WriteError(SSLBenchError):
+    """A results file (record, checkpoint, manifest, leaderboard) that could not be written: disk full, no
+    permission, read-only filesystem. What was written before is intact."""
