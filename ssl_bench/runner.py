@@ -19,7 +19,15 @@ from ssl_bench.data import load_data
 from ssl_bench.data.splits import get_run_split
 from ssl_bench.locks import RunLock, describe
 from ssl_bench.plan import PlannedRun, plan
-from ssl_bench.results import checkpoint_path, load_records, make_record, manifest_dir, tensorboard_dir, write_record
+from ssl_bench.results import (
+    checkpoint_path,
+    load_records,
+    make_record,
+    manifest_dir,
+    remove_checkpoint,
+    tensorboard_dir,
+    write_record,
+)
 from ssl_bench.train import Trainer
 from ssl_bench.train.distributed import SINGLE, Dist
 
@@ -107,7 +115,7 @@ def _train(
         return Outcome(tag, chash, "done", wall_s=result.wall_s)
     record = make_record(run, chash, split, result, results_dir)
     path = write_record(results_dir, record)
-    ckpt.unlink(missing_ok=True)
+    remove_checkpoint(ckpt)
     log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
     head = f"acc_median {record['acc_median']:.4f}"
     return Outcome(tag, chash, "done", records=[record], wall_s=result.wall_s, headline=head)

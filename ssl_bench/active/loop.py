@@ -19,9 +19,17 @@ from ssl_bench.active.acquisition import Acquisition, select
 from ssl_bench.config import ActiveConfig, RunConfig
 from ssl_bench.data.splits import Split
 from ssl_bench.errors import DataError
-from ssl_bench.results import TrainResult, checkpoint_path, load_records, make_record, manifest_dir, write_record
+from ssl_bench.results import (
+    TrainResult,
+    checkpoint_path,
+    load_records,
+    make_record,
+    manifest_dir,
+    remove_checkpoint,
+    write_record,
+)
 from ssl_bench.train import median_last
-from ssl_bench.utils import atomic_write_text
+from ssl_bench.utils import atomic_write_text, remove_stale_temps
 
 INTERVAL_UNITS = ("steps", "images")
 
@@ -173,5 +181,6 @@ def run_active(
             records.append(record)
             log(f"{desc}: round {rnd}, {n} labels, acc_median {acc:.4f}")
         prev_end = end
-    ckpt.unlink(missing_ok=True)
+    remove_checkpoint(ckpt)
+    remove_stale_temps(rounds.path)  # the round log is this run's alone too
     return records
