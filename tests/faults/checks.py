@@ -1,5 +1,5 @@
 """What the fault suite runs and checks: the CLI in a subprocess (optionally killed), records compared with an
-uninterrupted run's, files left behind."""
+uninterrupted run's, files left behind, and the outcome of each trial."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,55 @@ def complete_pngs(results: Path) -> list[str]:
 
 def snapshot(results: Path, names: tuple[str, ...] = ("README.md", "index.html")) -> dict[str, bytes | None]:
     return {n: (results / n).read_bytes() if (results / n).exists() else None for n in names}
+
+
+@dataclass
+class Outcome:
+    """What one trial (or check) found."""
+
+    name: str
+    injected: int = 0
+    missed: int = 0
+    identical: bool = False
+    lost: int = 0
+    corrupt: int = 0
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+    seconds: float = 0.0
+
+
+def account(out: Outcome, problems: dict[str, list[str]]) -> None:
+    out.lost += len(problems["lost"])
+    out.corrupt += len(problems["corrupt"])
+    out.problems += [f"{kind}: {item}" for kind, items in problems.items() for item in items]
+
+
+def new_checkpoint(results: Path) -> Callable[[], bool]:
+    """A trigger: true once a checkpoint that was not there (or not as it was) when it was made exists."""
+
+    def state() -> set[tuple[str, int]]:
+        out = set()
+        for p in (results / ".checkpoints").glob("*.pt"):
+            try:
+                out.add((p.name, p.stat().st_mtime_ns))
+            except FileNotFoundError:  # removed by the run that finished it
+                pass
+        return out
+
+    before = state()
+    return lambda: bool(state() - before)
+
+
+def timed(job) -> Outcome:
+    t0 = time.monotonic()
+    out = job()
+    out.seconds = time.monotonic() - t0
+    return out
+
+
+def report(o: Outcome) -> None:
+    status = "ok  " if o.identical else "FAIL"
+    missed = f", {o.missed} missed" if o.missed else ""
+    print(f"{status} {o.name}: {o.injected} fault(s){missed}, {o.note} ({o.seconds:.0f} s)", flush=True)
+    for p in o.problems:
+        print(f"       {p}", flush=True)

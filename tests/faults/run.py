@@ -31,6 +31,8 @@ from typing import Any
 from checks import (
     ENV,
     ROOT,
+    Outcome,
+    account,
     checkpoint_step,
     cli,
     compare,
@@ -39,9 +41,12 @@ from checks import (
     kill_when,
     leftovers,
     load,
+    new_checkpoint,
     record_files,
+    report,
     run,
     snapshot,
+    timed,
 )
 
 MASTER_SEED = 20240611
@@ -88,19 +93,6 @@ class Trial:
     kind: str
     command: str
     faults: list[tuple[Any, ...]]
-
-
-@dataclass
-class Outcome:
-    name: str
-    injected: int = 0
-    missed: int = 0
-    identical: bool = False
-    lost: int = 0
-    corrupt: int = 0
-    problems: list[str] = field(default_factory=list)
-    note: str = ""
-    seconds: float = 0.0
 
 
 def plan(seed: int) -> list[Trial]:
@@ -190,28 +182,6 @@ def references(work: Path, names: list[str], jobs: int) -> References:
                 "the old and new leaderboard generations are equal: the leaderboard trials would prove nothing"
             )
     return refs
-
-
-def account(out: Outcome, problems: dict[str, list[str]]) -> None:
-    out.lost += len(problems["lost"])
-    out.corrupt += len(problems["corrupt"])
-    out.problems += [f"{kind}: {item}" for kind, items in problems.items() for item in items]
-
-
-def new_checkpoint(results: Path) -> Callable[[], bool]:
-    """A trigger: true once a checkpoint that was not there (or not as it was) when it was made exists."""
-
-    def state() -> set[tuple[str, int]]:
-        out = set()
-        for p in (results / ".checkpoints").glob("*.pt"):
-            try:
-                out.add((p.name, p.stat().st_mtime_ns))
-            except FileNotFoundError:  # removed by the run that finished it
-                pass
-        return out
-
-    before = state()
-    return lambda: bool(state() - before)
 
 
 def train_trial(t: Trial, work: Path, refs: References) -> Outcome:
@@ -443,21 +413,6 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{summary} ({time.monotonic() - start:.0f} s)")
     return 0 if ok else 1
-
-
-def timed(job) -> Outcome:
-    t0 = time.monotonic()
-    out = job()
-    out.seconds = time.monotonic() - t0
-    return out
-
-
-def report(o: Outcome) -> None:
-    status = "ok  " if o.identical else "FAIL"
-    missed = f", {o.missed} missed" if o.missed else ""
-    print(f"{status} {o.name}: {o.injected} fault(s){missed}, {o.note} ({o.seconds:.0f} s)", flush=True)
-    for p in o.problems:
-        print(f"       {p}", flush=True)
 
 
 if __name__ == "__main__":
