@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-slow lint run run-da leaderboard bench clean
+.PHONY: install test test-slow test-faults lint run run-da leaderboard bench clean
 
 install: $(BIN)/ssl-bench
 
@@ -20,6 +20,10 @@ test:
 
 test-slow:
 	$(BIN)/python -m pytest -q -m slow
+
+# SIGKILLs at seeded random points, a full disk and concurrent writers, through the real CLI (minutes on 2 cores)
+test-faults:
+	$(BIN)/python tests/faults/run.py
 
 lint:
 	$(BIN)/ruff check ssl_bench tests examples

@@ -31,3 +31,8 @@ class RecordError(SSLBenchError):
 
 class ResultsDirError(SSLBenchError):
     """A results directory that is not a directory, cannot be written, or a path that would leave it."""
+
+
+class WriteError(SSLBenchError):
+    """A results file (record, checkpoint, manifest, leaderboard) that could not be written: disk full, no
+    permission, read-only filesystem. What was written before is intact."""

@@ -6,15 +6,19 @@ lock manager) releases an ``flock`` when its process dies, so a lock file left b
 stale by construction: the next starter takes it over and says whose it was. A lock held by a live process makes
 the second starter skip the run. Works for local worker processes, Ray tasks and separate shells alike, on one
 machine or on a shared filesystem whose locks are coherent (local disks, NFSv4).
+
+``exclusive`` is the blocking kind, for short work that must wait its turn instead of being skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +103,18 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def exclusive(results_dir: Path, name: str) -> Iterator[None]:
+    """Hold ``RESULTS_DIR/.locks/<name>.flock`` exclusively, waiting for another holder to finish: for work on the
+    results directory that must not interleave (one leaderboard generation at a time). Unlike a run's lock the file
+    stays in place, so every process locks the same inode; a killed holder's lock is released by the kernel."""
+    path = Path(results_dir) / LOCK_DIR / f"{name}.flock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the flock

@@ -21,7 +21,7 @@ from typing import Any
 from ssl_bench.config import RunConfig
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ResultsDirError
-from ssl_bench.utils import atomic_write_text
+from ssl_bench.utils import atomic_write_text, remove_stale_temps
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
 RECORD_KEYS = (
@@ -61,6 +61,12 @@ def manifest_dir(results_dir: Path) -> Path:
 def checkpoint_path(results_dir: Path, config_hash: str) -> Path:
     """The one checkpoint of the run with this config hash, kept until its record is written."""
     return Path(results_dir) / CHECKPOINT_DIR / f"{config_hash[:16]}.pt"
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Delete a finished run's checkpoint and any partial one a killed save left beside it."""
+    Path(path).unlink(missing_ok=True)
+    remove_stale_temps(path)
 
 
 def tensorboard_dir(results_dir: Path, config_hash: str) -> Path:
@@ -208,11 +214,14 @@ def inside(root: Path, *parts: str) -> Path:
 
 
 def write_record(results_dir: Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` atomically; the caller holds the run's lock, so a temp file of the same record is left by
+    a killed earlier attempt and is removed."""
     missing = [k for k in RECORD_KEYS if k not in record]
     if missing:
         raise ValueError(f"record lacks keys {missing}")
     path = record_path(results_dir, record)
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+    remove_stale_temps(path)
     return path
 
 

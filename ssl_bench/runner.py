@@ -26,6 +26,7 @@ from ssl_bench.results import (
     make_record,
     manifest_dir,
     quarantine,
+    remove_checkpoint,
     tensorboard_dir,
     write_record,
 )
@@ -136,7 +137,7 @@ def _train(
     record = make_record(run, chash, split, result, results_dir)
     pin_split()
     path = write_record(results_dir, record)
-    ckpt.unlink(missing_ok=True)
+    remove_checkpoint(ckpt)
     log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
     head = f"acc_median {record['acc_median']:.4f}"
     return Outcome(tag, chash, "done", records=[record], wall_s=result.wall_s, headline=head)

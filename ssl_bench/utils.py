@@ -1,33 +1,117 @@
-"""Small shared helpers: atomic file writes and device resolution."""
+"""Small shared helpers: atomic file writes (with a test-only fault-injection hook) and device resolution."""
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import signal
 import tempfile
 from pathlib import Path
 
 import torch
 
-from ssl_bench.errors import ConfigError
+from ssl_bench.errors import ConfigError, WriteError
+
+FAULT_ENV = "SSL_BENCH_FAULT"
+FAULT_KINDS = ("checkpoint", "record", "manifest", "any")
+
+
+class Fault:
+    """A fault to inject into the ``n``-th atomic write of a ``kind`` of file, half-way through its temp file.
+
+    Test-only: the fault suite (``tests/faults/``) and ``tests/test_fault_hook.py`` set it through the environment
+    variable ``SSL_BENCH_FAULT``, read once when this module is imported; unset, the only cost is one ``is None``
+    test per write. Its value is ``KIND:N`` (the process SIGKILLs itself, as a crash or an out-of-memory kill
+    would) or ``enospc:KIND:N`` (the write fails with ``OSError(ENOSPC)``, as on a full disk). ``KIND`` is
+    ``checkpoint`` (``*.pt``), ``record`` (``*.json`` below a ``runs`` folder), ``manifest`` (``*.json`` below a
+    ``splits`` folder: split manifests and active-learning round logs) or ``any``; ``N`` counts from 1 within
+    the process.
+    """
+
+    def __init__(self, mode: str, kind: str, n: int) -> None:
+        self.mode, self.kind, self.n, self.seen = mode, kind, n, 0
+
+    @classmethod
+    def parse(cls, value: str) -> Fault:
+        parts = value.split(":")
+        mode = parts.pop(0) if len(parts) == 3 else "kill"
+        if len(parts) != 2 or mode not in ("kill", "enospc") or parts[0] not in FAULT_KINDS or not parts[1].isdigit():
+            raise ConfigError(
+                f"{FAULT_ENV}={value!r}: expected KIND:N or enospc:KIND:N with KIND one of {', '.join(FAULT_KINDS)}"
+            )
+        return cls(mode, parts[0], int(parts[1]))
+
+    def matches(self, path: Path) -> bool:
+        if self.kind == "checkpoint":
+            return path.suffix == ".pt"
+        if self.kind in ("record", "manifest"):
+            folder = "runs" if self.kind == "record" else "splits"
+            return path.suffix == ".json" and folder in path.parent.parts
+        return True
+
+    def strike(self, path: Path, fh, data: bytes) -> None:
+        """Count a write of ``path``; on the n-th of its kind, write half of ``data`` to ``fh`` and fail."""
+        if not self.matches(path):
+            return
+        self.seen += 1
+        if self.seen != self.n:
+            return
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        os.fsync(fh.fileno())
+        if self.mode == "enospc":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        os.kill(os.getpid(), signal.SIGKILL)  # delivered before kill() returns: nothing below runs
+
+
+_FAULT = Fault.parse(os.environ[FAULT_ENV]) if os.environ.get(FAULT_ENV) else None
+
+
+def write_failed(path: Path, exc: OSError) -> WriteError:
+    """The user-facing error of a failed write of ``path`` (disk full, no permission, ...)."""
+    reason = (exc.strerror or str(exc)).lower()
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (free some space and run the command again: what was written before is intact)"
+    return WriteError(f"could not write {path}: {reason}")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename: readers never see a partial file.
+
+    The temp file is ``.<name>.<random>.tmp``; a process killed mid-write leaves it behind (``remove_stale_temps``).
+    A failed write (e.g. disk full) leaves the previous ``path`` as it was and raises ``WriteError``.
+    """
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
+            if _FAULT is not None:
+                _FAULT.strike(path, fh, data)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_failed(path, exc) from exc
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove the temp files that killed writers of ``path`` left behind. Only for a file that one process alone
+    writes (a run's checkpoint or record, under the run's lock): another writer's temp file may be in use."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def resolve_device(name: str) -> torch.device:

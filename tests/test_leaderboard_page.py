@@ -1,7 +1,10 @@
 """One leaderboard generation: README, index.html, plots and exports from the same records, escaped, atomic."""
 
 import csv
+import errno
 import json
+import os
+from pathlib import Path
 
 import pytest
 from leaderboard_records import record, write_table
@@ -85,9 +88,12 @@ def test_stale_plots_of_an_older_generation_are_removed(tmp_path):
     (tmp_path / "active.png").write_bytes(PNG_MAGIC)  # the name of an older generation
     (tmp_path / "learning_curves_gone.png").write_bytes(PNG_MAGIC)
     (tmp_path / "mine.png").write_bytes(PNG_MAGIC)  # not a leaderboard plot: kept
+    killed = tmp_path / ".leaderboard-k1ll3d"  # the staging folder a SIGKILLed generation leaves
+    killed.mkdir()
+    (killed / "README.md").write_text("# half")
     lb.write_leaderboard(tmp_path)
     assert not (tmp_path / "active.png").exists() and not (tmp_path / "learning_curves_gone.png").exists()
-    assert (tmp_path / "mine.png").exists()
+    assert (tmp_path / "mine.png").exists() and not killed.exists()
 
 
 def test_a_failed_generation_leaves_the_previous_one(tmp_path, monkeypatch):
@@ -102,6 +108,27 @@ def test_a_failed_generation_leaves_the_previous_one(tmp_path, monkeypatch):
     monkeypatch.setattr(lb, "render_page", broken)
     with pytest.raises(RuntimeError):
         lb.write_leaderboard(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert not list(tmp_path.glob(".leaderboard-*"))
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_previous_generation(tmp_path, monkeypatch, capsys):
+    digits(tmp_path)
+    lb.write_leaderboard(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    write_record(tmp_path, record("mixmatch", 20, 1, 0.5))
+    original = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name == "index.html":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["leaderboard", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssl-bench: error: could not write ") and "index.html: no space left" in err
+    assert len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     assert not list(tmp_path.glob(".leaderboard-*"))
 

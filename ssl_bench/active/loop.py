@@ -19,9 +19,17 @@ from ssl_bench.active.acquisition import Acquisition, select
 from ssl_bench.config import ActiveConfig, RunConfig
 from ssl_bench.data.splits import Split
 from ssl_bench.errors import DataError
-from ssl_bench.results import TrainResult, checkpoint_path, load_records, make_record, manifest_dir, write_record
+from ssl_bench.results import (
+    TrainResult,
+    checkpoint_path,
+    load_records,
+    make_record,
+    manifest_dir,
+    remove_checkpoint,
+    write_record,
+)
 from ssl_bench.train import median_last
-from ssl_bench.utils import atomic_write_text
+from ssl_bench.utils import atomic_write_text, remove_stale_temps
 
 INTERVAL_UNITS = ("steps", "images")
 
@@ -152,11 +160,15 @@ def run_active(
     for rnd, (end, n_labels) in enumerate(plan):
         if learner.step < end:
             if len(learner.labeled_pool) < n_labels:
-                added = rounds.added(rnd)
-                if added is None:
-                    k = n_labels - len(learner.labeled_pool)
-                    added = acquire(learner, acq, k, run.seed, rnd, run.active.aug_k)
+                # acquired again on a resume whose log has the round: ``.aug`` scores draw from the training
+                # generator, which must advance as in an uninterrupted run; the log's choice is the one used
+                added = acquire(learner, acq, n_labels - len(learner.labeled_pool), run.seed, rnd, run.active.aug_k)
+                logged = rounds.added(rnd)
+                if logged is None:
                     rounds.record(rnd, learner.step, added)
+                elif sorted(logged) != sorted(int(i) for i in added):
+                    log(f"{desc}: round {rnd}: acquisition chose other images than {rounds.path} says; using the log's")
+                    added = np.asarray(logged, dtype=np.int64)
                 learner.reveal(np.asarray(added, dtype=np.int64))
                 learner.save(ckpt)
             learner.train_to(end, ckpt, desc=f"{desc} round {rnd}")
@@ -169,5 +181,6 @@ def run_active(
             records.append(record)
             log(f"{desc}: round {rnd}, {n} labels, acc_median {acc:.4f}")
         prev_end = end
-    ckpt.unlink(missing_ok=True)
+    remove_checkpoint(ckpt)
+    remove_stale_temps(rounds.path)  # the round log is this run's alone too
     return records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -384,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of the command
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk where no write of ours maps it to a WriteError (torch, matplotlib, locks)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f"could not write {exc.filename}" if exc.filename else "a write failed"
+        print(f"ssl-bench: error: {where}: {os.strerror(exc.errno).lower()}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

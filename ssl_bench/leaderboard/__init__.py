@@ -14,10 +14,12 @@ from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard.markdown import render_markdown
 from ssl_bench.leaderboard.page import render_page
 from ssl_bench.leaderboard.report import Report, build_report, export_rows
-from ssl_bench.utils import atomic_write_text
+from ssl_bench.locks import exclusive
+from ssl_bench.utils import atomic_write_text, write_failed
 
 # plots a generation writes: one of an older generation that this one does not redraw is removed
 PLOT_PREFIXES = ("accuracy_vs_labels_", "learning_curves_", "active_learning_", "exchange_rate", "active.png")
+STAGE_PREFIX = ".leaderboard-"
 
 
 def render(results_dir: Path) -> str:
@@ -28,15 +30,31 @@ def render(results_dir: Path) -> str:
 def write_leaderboard(results_dir: Path, csv: Path | None = None, json_path: Path | None = None) -> str:
     """Regenerate ``README.md``, ``index.html`` and the PNGs of ``results_dir`` from one read of its records, and
     return the README text. Everything is written into a staging folder first and then moved in (plots, page,
-    README last), so one generation never mixes with another and a failure leaves the previous one in place."""
+    README last), so each file is either the previous generation's or this one's, complete, and a failure leaves
+    the previous one in place. Generations take turns (a lock in the results directory): concurrent ones never
+    interleave, and the staging folders of killed ones are removed by the next."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ConfigError(f"results directory {results_dir} does not exist (run a recipe first, or check the path)")
-    report = build_report(results_dir)
-    for name, why in report.unreadable:
-        warn(f"{results_dir / name}: unreadable record ({why}), left out of the leaderboard")
-    readme, page = render_markdown(report), render_page(report)
-    stage = Path(tempfile.mkdtemp(prefix=".leaderboard-", dir=results_dir))
+    with exclusive(results_dir, "leaderboard"):
+        for stale in results_dir.glob(f"{STAGE_PREFIX}*"):  # left by a killed generation: no live one holds it
+            shutil.rmtree(stale, ignore_errors=True)
+        report = build_report(results_dir)
+        for name, why in report.unreadable:
+            warn(f"{results_dir / name}: unreadable record ({why}), left out of the leaderboard")
+        readme, page = render_markdown(report), render_page(report)
+        try:
+            _stage_and_move(report, readme, page, results_dir)
+        except OSError as exc:  # disk full, no permission: one line, the previous generation stays
+            raise write_failed(Path(exc.filename) if exc.filename else results_dir, exc) from exc
+    if csv is not None or json_path is not None:
+        export(report, csv, json_path)
+    return readme
+
+
+def _stage_and_move(report: Report, readme: str, page: str, results_dir: Path) -> None:
+    """Write one generation into a staging folder, move its files in (README last), drop plots it did not redraw."""
+    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=results_dir))
     try:
         written = [name for name, draw in report.pngs.items() if draw(stage / name) is not None]
         (stage / "index.html").write_text(page)
@@ -48,9 +66,6 @@ def write_leaderboard(results_dir: Path, csv: Path | None = None, json_path: Pat
     for old in results_dir.glob("*.png"):
         if old.name.startswith(PLOT_PREFIXES) and old.name not in written:
             old.unlink()
-    if csv is not None or json_path is not None:
-        export(report, csv, json_path)
-    return readme
 
 
 def warn(message: str) -> None:

@@ -112,6 +112,34 @@ def test_rounds_are_recorded_audited_and_resume_exactly(tmp_path, monkeypatch):
     )
 
 
+def test_resume_between_the_round_log_and_the_checkpoint_is_exact(tmp_path, monkeypatch):
+    """Interrupted after a round's acquisition is logged but before the grown pool is checkpointed: the resume
+    takes the logged images and continues as the uninterrupted run did, although ``.aug`` scores draw from the
+    training generator."""
+    recipe = load_recipe(ACTIVE, [*TINY, "active.acquisitions=['diff2.aug-direct']", "train.checkpoint_every=10"])
+    full = run_recipe(recipe, tmp_path / "a", log=lambda s: None)
+    calls = {"n": 0}
+    original = Trainer.save
+
+    def interrupted(self, path):
+        calls["n"] += 1
+        if calls["n"] == 3:  # saves at steps 10 and 20 (end of round 0), then after round 1's acquisition
+            raise KeyboardInterrupt
+        original(self, path)
+
+    monkeypatch.setattr(Trainer, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "b", log=lambda s: None)
+    monkeypatch.setattr(Trainer, "save", original)
+    (log_file,) = (tmp_path / "b" / "splits").glob("*.active-*.json")
+    assert [r["round"] for r in json.loads(log_file.read_text())["rounds"]] == [1]
+    run_recipe(recipe, tmp_path / "b", log=lambda s: None)
+    by_round = {r["round"]: r for r in load_records(tmp_path / "b")}
+    for r in full:
+        assert by_round[r["round"]]["acc_history"] == r["acc_history"]
+        assert by_round[r["round"]]["acc_raw_final"] == r["acc_raw_final"]
+
+
 BAD = {
     "start above final": (["active.final=10"], "above active.final"),
     "grow of zero": (["active.grow=0"], "active.grow must be positive"),
