@@ -127,7 +127,7 @@ def _train(
         head = f"{len(records)} round(s), last acc_median {records[-1]['acc_median']:.4f}" if records else ""
         return Outcome(tag, chash, "done", records=records, wall_s=trainer.wall_s, headline=head)
     if trainer.resume(ckpt):  # loaded and checked before it is announced
-        log(f"{tag}: resumed from {ckpt} at step {trainer.step}")
+        log(f"{tag}: resuming from {ckpt} at step {trainer.step}")
     result = trainer.run(ckpt, stop_at=stop_at, log_dir=tensorboard_dir(results_dir, chash), desc=tag, resume=False)
     if result is None:
         log(f"{tag}: stopped at step {trainer.step}, checkpoint kept at {ckpt}")
