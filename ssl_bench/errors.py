@@ -25,10 +25,6 @@ class DivergenceError(SSLBenchError):
     """A run whose loss turned non-finite or whose accuracy sits at chance level: a failure, never a result."""
 
 
-class RecordError(SSLBenchError):
-    """A run record that cannot be read or does not follow the record schema."""
-
-
 class ResultsDirError(SSLBenchError):
     """A results directory that is not a directory, cannot be written, or a path that would leave it."""
 
