@@ -33,11 +33,19 @@ def sample_mixup(n: int, alpha: float, device: torch.device) -> tuple[torch.Tens
 
     Draws from torch's global generator (saved in checkpoints), so runs are reproducible and resumable.
     """
-    beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
-    lam = beta.sample((n,)).to(device)
-    lam = torch.maximum(lam, 1 - lam)
-    perm = torch.randperm(n).to(device)
+    beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)), validate_args=False)
+    lam = beta.sample((n,))
+    lam = to_device(torch.maximum(lam, 1 - lam), device)
+    perm = to_device(torch.randperm(n), device)
     return lam, perm
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; to CUDA through pinned memory without blocking, since a copy from pageable memory makes
+    the host wait for the device."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +129,8 @@ class FIFOMean(nn.Module):
 
     @torch.no_grad()
     def push(self, row: torch.Tensor) -> None:
-        self.rows[self.pos] = row.detach().to(self.rows.dtype)
+        # index_copy_ with the position as a tensor: indexing with it would read it on the host
+        self.rows.index_copy_(0, self.pos.view(1), row.detach().to(self.rows.dtype)[None])
         self.pos.copy_((self.pos + 1) % self.rows.shape[0])
 
 

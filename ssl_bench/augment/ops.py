@@ -7,9 +7,11 @@ Convert.c, Filter.c, Geometry.c), which quantise to uint8 after every op, as we 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +25,41 @@ NEAREST, BILINEAR, BICUBIC = 0, 1, 2
 # approximation: for the upscaling that rescale does, BOX is nearest neighbour, HAMMING (support 1) is close to
 # bilinear and LANCZOS (support 3) to bicubic; PIL's bicubic uses a = -0.5 where grid_sample uses a = -0.75.
 RESCALE_MODES = (BICUBIC, BICUBIC, BILINEAR, NEAREST, BILINEAR, NEAREST)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Host reads
+#
+# On the CPU the ops read group sizes, index lists and shortcut conditions from their tensors: that is free there
+# and lets each op run on just the samples that chose it. On an accelerator every such read would stall the host
+# until the device has caught up, so there the ops read nothing: every op of a policy runs on the whole batch and
+# per-sample masks pick the results (more arithmetic, no synchronisation). Both paths give the same pixels.
+
+_NO_HOST_READS = contextvars.ContextVar("no_host_reads", default=False)
+
+
+def host_reads(t: torch.Tensor) -> bool:
+    """Whether the ops may read ``t``'s values on the host: only for CPU tensors, outside ``no_host_reads``."""
+    return t.device.type == "cpu" and not _NO_HOST_READS.get()
+
+
+@contextlib.contextmanager
+def no_host_reads() -> Iterator[None]:
+    """Run the accelerator paths (no host reads) on any device, e.g. to compare them with the CPU paths."""
+    token = _NO_HOST_READS.set(True)
+    try:
+        yield
+    finally:
+        _NO_HOST_READS.reset(token)
+
+
+def count_values(index: torch.Tensor, size: int) -> torch.Tensor:
+    """How often each of 0..size-1 occurs in ``index`` (int64 (size,)): ``bincount`` on the CPU; elsewhere an
+    index_add, because bincount reads the largest value on the host to size its output."""
+    if host_reads(index):
+        return torch.bincount(index, minlength=size)
+    ones = torch.ones(index.shape, dtype=torch.int64, device=index.device)
+    return torch.zeros(size, dtype=torch.int64, device=index.device).index_add_(0, index, ones)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -47,8 +84,9 @@ def _blend(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor) -> torch.Tenso
     temporaries). Every ImageEnhance op and CTAugment's blend(x, op(x), v) is one call, so the results equal PIL's
     bit for bit.
     """
-    if bool((alpha == 1).all()):
-        # PIL returns im2 for alpha 1; RandAugment's autocontrast / equalize always take this path.
+    if host_reads(alpha) and bool((alpha == 1).all()):
+        # PIL returns im2 for alpha 1 (RandAugment's autocontrast / equalize always do); the general formula below
+        # gives the same pixels for alpha 1, so the accelerator path, which cannot read alpha, skips the check.
         return b if b.dtype == torch.uint8 else b.to(torch.int16).to(torch.uint8)
     a = a.to(torch.float32)
     out = b.to(torch.float32).sub_(a)
@@ -151,7 +189,7 @@ def autocontrast(images: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def equalize_lut(images: torch.Tensor, flat_index: torch.Tensor | None = None) -> torch.Tensor:
-    """``ImageOps.equalize`` per sample and channel: (N, C, 256) table from a batched histogram (one bincount).
+    """``ImageOps.equalize`` per sample and channel: (N, C, 256) table from a batched histogram (one count).
 
     step = (pixels - count of the largest value) // 255; lut[i] = (step // 2 + pixels below i) // step, clipped to
     255 as ``Image.point`` does; identity where the channel has one value or step is 0.
@@ -160,7 +198,7 @@ def equalize_lut(images: torch.Tensor, flat_index: torch.Tensor | None = None) -
     rows = n * c
     if flat_index is None:
         flat_index = _flat_index(images)
-    hist = torch.bincount(flat_index, minlength=rows * 256).view(rows, 256).double()
+    hist = count_values(flat_index, rows * 256).view(rows, 256).double()
     # Integer floor divisions done as float64 division + floor (several times faster on CPU): every operand is an
     # integer below 2**24, so a non-integer quotient is at least 1 / divisor away from an integer and floor is exact.
     top = images.amax((2, 3)).view(rows, 1).long()
@@ -359,7 +397,7 @@ def _nearest_index(matrices: torch.Tensor, h: int, w: int, scale: bool) -> torch
 
     # int32 holds every 16.16 coordinate within +-32768 px; beyond, int64 avoids overflow.
     reach = (c.abs() + a.abs() * (w + 1) + b.abs() * (h + 1)).maximum(f.abs() + d.abs() * (w + 1) + e.abs() * (h + 1))
-    dtype = torch.int32 if float(reach.max()) < 30000 else torch.int64
+    dtype = torch.int32 if host_reads(reach) and float(reach.max()) < 30000 else torch.int64
 
     def fix(v: torch.Tensor) -> torch.Tensor:
         return (v * 65536.0 + 0.5).floor_().to(dtype).view(n, 1, 1)
@@ -414,22 +452,46 @@ def _warp_interpolate(images: torch.Tensor, matrices: torch.Tensor, fill: int, m
     return out.add_((1 - keep).mul_(fill)) if fill else out
 
 
-def warp(images: torch.Tensor, matrices: torch.Tensor, fill: int, modes: torch.Tensor) -> torch.Tensor:
+@functools.lru_cache(maxsize=8)
+def _rescale_modes(device: torch.device) -> torch.Tensor:
+    """``RESCALE_MODES`` on ``device``, copied there once (a copy per call would wait for the device)."""
+    return torch.tensor(RESCALE_MODES, device=device)
+
+
+def warp(
+    images: torch.Tensor, matrices: torch.Tensor, fill: int, modes: torch.Tensor, interpolated: bool = True
+) -> torch.Tensor:
     """Resample every image at ``matrices`` (N, 3, 3) with modes (N,) 0 = nearest, 1 = bilinear, 2 = bicubic.
 
     Exposed pixels get ``fill`` (128 grey for RandAugment, 0 black for CTAugment). Samples whose matrix is exactly the
     identity are skipped and come out bit-identical; the others are grouped by mode (and, for nearest, by which of
-    PIL's two engines applies) and go through one gather or grid_sample per group and chunk. Returns a new tensor.
+    PIL's two engines applies). On the CPU each group goes through one gather or grid_sample per chunk of its own
+    samples; without host reads (``host_reads``) every possible group runs on the whole batch and a mask picks each
+    sample's result (``interpolated = False`` promises that every mode is nearest, which halves that work).
+    Returns a new tensor.
     """
     n, _, h, w = images.shape
     eye = torch.eye(3, dtype=matrices.dtype, device=matrices.device)
     moved = ~(matrices == eye).all(2).all(1)
     modes = modes.to(moved.device)
-    if bool(((modes < NEAREST) | (modes > BICUBIC)).any()):
+    host = host_reads(modes)
+    if host and bool(((modes < NEAREST) | (modes > BICUBIC)).any()):
         raise ConfigError(f"warp modes must be 0 (nearest), 1 (bilinear) or 2 (bicubic), got {modes.unique().tolist()}")
     # Group 0: nearest through affine_fixed, 1: nearest through ImagingScaleAffine, 2 / 3: bilinear / bicubic.
     scale = (matrices[:, 0, 1] == 0) & (matrices[:, 1, 0] == 0)
     group = torch.where(modes == NEAREST, scale.long(), modes + 1)
+
+    def resample(sub: torch.Tensor, mats: torch.Tensor, g: int) -> torch.Tensor:
+        if g < 2:
+            return _warp_nearest(sub, mats, fill, scale=g == 1)
+        return _warp_interpolate(sub, mats, fill, g - 1)
+
+    if not host:
+        out = images
+        for g in range(4 if interpolated else 2):
+            chose = (moved & (group == g)).view(n, 1, 1, 1)
+            out = torch.where(chose, resample(images, matrices, g), out)
+        return images.clone() if out is images else out
     # Chunks of ~128k output pixels keep the index temporaries (~25 bytes a pixel) at a few MB: larger ones are fresh
     # mmaps that page-fault on every call, which costs more than the warp itself on CPU.
     chunk = max(1, (1 << 17) // (h * w))
@@ -438,11 +500,7 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, fill: int, modes: torch.T
         if count:
             sel = (moved & (group == g)).nonzero().squeeze(1)
             for part in sel.split(chunk):
-                sub, mats = images.index_select(0, part), matrices[part]
-                if g < 2:
-                    groups.append((part, _warp_nearest(sub, mats, fill, scale=g == 1)))
-                else:
-                    groups.append((part, _warp_interpolate(sub, mats, fill, g - 1)))
+                groups.append((part, resample(images.index_select(0, part), matrices[part], g)))
     return _replace_rows(images, groups)
 
 
@@ -623,7 +681,8 @@ def apply_ops(
 ) -> torch.Tensor:
     """Apply sample i's ops ``names[ids[i, d]]`` with native parameters ``params[i, d]`` (p0, p1, p2), d = 0..D-1.
 
-    Pixel ops run in slot order, each slot grouping the samples that chose the same op. The geometric ops of all slots
+    Pixel ops run in slot order, each slot grouping the samples that chose the same op (on the CPU; elsewhere masks
+    select them, ``host_reads``). The geometric ops of all slots
     are composed into one matrix per sample and applied in a single warp after the pixel ops; the reference
     interleaves them, so this is a deviation: here the fill region never enters the autocontrast / equalize /
     contrast statistics, and a chain is resampled once instead of once per op. A sample with a rescale slot warps
@@ -641,16 +700,26 @@ def apply_ops(
     ids = ids.to(dev)
     params = params.to(device=dev, dtype=torch.float32)
     k = len(names)
-    slot_base = torch.arange(0, depth * k, k, device=dev)
-    present = torch.bincount((ids + slot_base).view(-1), minlength=depth * k).view(depth, k).tolist()
+    host = host_reads(ids)
+    if host:
+        slot_base = torch.arange(0, depth * k, k, device=dev)
+        present = torch.bincount((ids + slot_base).view(-1), minlength=depth * k).view(depth, k).tolist()
+    else:  # nothing is read on the host: every op of ``names`` may occur in every slot
+        present = [[1] * k for _ in range(depth)]
 
     def is_pixel(op: int) -> bool:
         return specs[op].kind == "pixel" and specs[op].fn is not identity
 
-    # Pixel ops: sort the batch by the slot's op id so every op's samples form one contiguous slice (no per-group
-    # gather / scatter); ``rows[j]`` is the sample held in row j of ``out``.
+    # Pixel ops on the CPU: sort the batch by the slot's op id so every op's samples form one contiguous slice (no
+    # per-group gather / scatter); ``rows[j]`` is the sample held in row j of ``out``. Without host reads: every
+    # pixel op on the whole batch, masked per sample.
     out, rows = images, None
-    for d in range(depth):
+    for d in range(depth if not host else 0):
+        for op in range(k):
+            if is_pixel(op):
+                chose = (ids[:, d] == op).view(n, 1, 1, 1)
+                out = torch.where(chose, specs[op].fn(out, params[:, d, 0]), out)
+    for d in range(depth if host else 0):
         if not any(count and is_pixel(op) for op, count in enumerate(present[d])):
             continue
         order = torch.argsort(ids[:, d], stable=True)
@@ -679,14 +748,14 @@ def apply_ops(
             slots = torch.where(chose[:, None, None], specs[op].fn(flat_p, h, w), slots)
             if names[op] == "rescale":
                 method = params[..., 1].nan_to_num().clamp(0, 5).long()
-                chose_mode = torch.tensor(RESCALE_MODES, device=dev)[method]
+                chose_mode = _rescale_modes(dev)[method]
                 for d in range(depth):
                     modes = torch.where(ids[:, d] == op, chose_mode[:, d], modes)
         slots = slots.view(n, depth, 3, 3)
         matrices = slots[:, 0]
         for d in range(1, depth):
             matrices = compose(matrices, slots[:, d])
-        out = warp(out, matrices, fill, modes)
+        out = warp(out, matrices, fill, modes, interpolated="rescale" in [names[op] for op in geometric])
 
     for d in range(depth):
         for op, count in enumerate(present[d]):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.augment.ops import apply_ops, check_images
+from ssl_bench.augment.ops import apply_ops, check_images, count_values
 from ssl_bench.errors import ConfigError
 
 # FixMatch's RandAugment op list (§2.1)
@@ -21,6 +21,15 @@ RA_GREY = 128  # exposed and cut-out pixels are 0 in [-1, 1], i.e. mid-grey (§2
 
 def _uniform(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=device)
+
+
+def sample_categorical(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of ``weights`` (R, K), row-wise with probability proportional to the weights: the
+    exponential race argmax(w / E), E ~ Exp(1), which is what ``torch.multinomial(weights, 1)`` computes after
+    checking the weights on the host. The same draws from the same generator state, without that check (the
+    weights of a policy are valid by construction), so nothing waits for the device."""
+    race = torch.empty_like(weights).exponential_(1, generator=generator)
+    return torch.div(weights, race).argmax(dim=-1, keepdim=True)
 
 
 def cutout_params(side: torch.Tensor, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
@@ -188,7 +197,7 @@ class CTAugment:
             slots = nb.clamp_min(1)
         flat = p.reshape(-1, p.shape[-1])
         flat = torch.where(flat.sum(1, keepdim=True) > 0, flat, torch.ones_like(flat))  # unused parameter rows
-        b = torch.multinomial(flat, 1, generator=generator).view(n, d, MAX_PARAMS).float()
+        b = sample_categorical(flat, generator).view(n, d, MAX_PARAMS).float()
         return ((b + u) / slots).clamp(0, 1 - 1e-6)
 
     def native_params(self, ids: torch.Tensor, v: torch.Tensor, h: int, w: int, generator: torch.Generator):
@@ -256,14 +265,16 @@ class CTAugment:
         """
         ids, v = record.ids.to(self.rates.device), record.values.to(self.rates.device)
         nb = self.nbins[ids]  # (N, D, 2)
-        valid = nb > 0
         bins = torch.floor(v * nb * 0.999).long()
-        keys = (self.offsets[ids] + bins)[valid]  # flattened in (example, slot, parameter) order
-        om = omega.to(self.rates.device, torch.float32)[:, None, None].expand_as(v)[valid]
-        counts = torch.bincount(keys, minlength=self.rates.numel())
+        # Parameters an op does not have go to one spare key past the last bin, so that the shapes never depend on
+        # the draws (no host read); the spare's count and contribution are dropped at the end.
+        spare = self.rates.numel()
+        keys = torch.where(nb > 0, self.offsets[ids] + bins, spare).view(-1)  # (example, slot, parameter) order
+        om = omega.to(self.rates.device, torch.float32)[:, None, None].expand_as(v).reshape(-1)
+        counts = count_values(keys, spare + 1)
         sorted_keys, order = torch.sort(keys, stable=True)
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(len(keys), device=keys.device) - starts[sorted_keys]
         weight = self.decay ** (counts[sorted_keys] - rank - 1).float()
-        contrib = torch.zeros_like(self.rates).index_add_(0, sorted_keys, weight * om[order])
-        self.rates = self.decay ** counts.float() * self.rates + (1 - self.decay) * contrib
+        contrib = torch.zeros(spare + 1, device=keys.device).index_add_(0, sorted_keys, weight * om[order])[:spare]
+        self.rates = self.decay ** counts[:spare].float() * self.rates + (1 - self.decay) * contrib

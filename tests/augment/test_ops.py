@@ -15,6 +15,8 @@ Tolerances, per op family:
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -371,19 +373,27 @@ def pil_reference(image: torch.Tensor, names, ids_i, params_i, fill: int, cutout
 EXECUTOR_OPS = sorted({*PIXEL_CASES, *GEOMETRIC_CASES, "cutout"})
 
 
+def run_path(host_path: bool, fn, *args, **kwargs):
+    """``fn`` on the CPU path (grouped, host reads) or on the accelerator path (masked, no host reads)."""
+    with contextlib.nullcontext() if host_path else ops.no_host_reads():
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("host_path", [True, False], ids=["grouped", "masked"])
 @pytest.mark.parametrize("c,side,depth", [(3, 32, 3), (1, 8, 2), (3, 96, 2)])
-def test_apply_ops_equals_pil_one_image_at_a_time(c, side, depth):
+def test_apply_ops_equals_pil_one_image_at_a_time(c, side, depth, host_path):
     n = 48 if side < 96 else 16
     images = random_images(n, c, side, seed=11)
     ids, params = pil_program(n, depth, EXECUTOR_OPS, side, seed=side)
-    out = ops.apply_ops(images, EXECUTOR_OPS, ids, params, fill=0, cutout_fill=127)
+    out = run_path(host_path, ops.apply_ops, images, EXECUTOR_OPS, ids, params, fill=0, cutout_fill=127)
     assert out.dtype == torch.uint8 and out.shape == images.shape
     for i in range(n):
         expected = pil_reference(images[i], EXECUTOR_OPS, ids[i], params[i], 0, 127)
         assert torch.equal(out[i], expected), (i, [EXECUTOR_OPS[k] for k in ids[i].tolist()], params[i].tolist())
 
 
-def test_apply_ops_randaugment_names_and_grey_fills():
+@pytest.mark.parametrize("host_path", [True, False], ids=["grouped", "masked"])
+def test_apply_ops_randaugment_names_and_grey_fills(host_path):
     ra = ["identity", "autocontrast", "equalize", "rotate", "solarize", "color", "contrast", "brightness"]
     ra += ["sharpness", "shear_x", "translate_x", "translate_y", "posterize", "shear_y", "cutout"]
     n = 40
@@ -391,7 +401,7 @@ def test_apply_ops_randaugment_names_and_grey_fills():
     ids, params = pil_program(n, 2, ra, 32, seed=12)
     params[ids == ra.index("cutout")] = torch.tensor([16.0, 5.0, 30.0])  # the same cutout square in every sample
     before = images.clone()
-    out = ops.apply_ops(images, ra, ids, params, fill=128, cutout_fill=128)
+    out = run_path(host_path, ops.apply_ops, images, ra, ids, params, fill=128, cutout_fill=128)
     assert torch.equal(images, before)  # the input is not modified
     for i in range(n):
         assert torch.equal(out[i], pil_reference(images[i], ra, ids[i], params[i], 128, 128)), i

@@ -1,0 +1,49 @@
+"""Every algorithm's step reads nothing on the host on CUDA: its forward pass and losses run on fake CUDA tensors
+(``FakeTensorMode``), where a data-dependent read (``.item()``, boolean indexing, indexing with a tensor scalar)
+raises. Without a GPU this is how the suite checks that the step does not make the host wait for the device."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from ssl_bench.augment.views import Batch
+from ssl_bench.data import load_data
+from ssl_bench.plan import expand, load_recipe
+from ssl_bench.train.build import build_run
+
+ALGORITHMS = ["supervised", "mixmatch", "remixmatch", "fixmatch", "adamatch"]
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """``module.to`` on fake tensors needs new Parameter objects instead of assigning ``.data``, and fake tensors
+    cannot be pinned (pinning is a host-memory matter, outside what this test checks)."""
+    before = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *args, **kwargs: self)
+    yield
+    torch.__future__.set_overwrite_module_params_on_conversion(before)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_step_makes_no_host_reads_on_cuda(name, fake_cuda):
+    run = expand(load_recipe(f"recipes/digits/{name}.toml", ["grid.seeds=[1]", "grid.n_labels=[20]"]))[0]
+    ds = load_data(run.data)
+    parts = build_run(run, ds, torch.device("cpu"))
+    algorithm, spec, b = parts.algorithm, parts.spec, 8
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        algorithm.to("cuda")
+
+        def views(n: int, roles: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+            return tuple(torch.empty(n, ds.channels, ds.image_size, ds.image_size, device="cuda") for _ in roles)
+
+        batch = Batch(
+            x=views(b, spec.labeled),
+            y=torch.zeros(b, dtype=torch.int64, device="cuda"),
+            u=views(b * spec.uratio, spec.unlabeled),
+        )
+        loss, metrics = algorithm.step(batch, 0.5)
+    assert loss.device.type == "cuda" and loss.shape == ()
+    assert all(not isinstance(v, torch.Tensor) or v.device.type == "cuda" for v in metrics.values())
