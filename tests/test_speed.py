@@ -3,6 +3,8 @@ the step computes exactly what it did before them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ from ssl_bench.config import TrainConfig, run_hash
 from ssl_bench.data import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.plan import expand, load_recipe, split_id
-from ssl_bench.train import Trainer
+from ssl_bench.train import Trainer, speed
 from ssl_bench.train.speed import resolve
 from tests.conftest import ROOT
 
@@ -19,9 +21,21 @@ SMOKE = str(ROOT / "recipes/smoke.toml")
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-def test_auto_resolves_per_device():
+def cpu_flags() -> set[str]:
+    with open("/proc/cpuinfo") as f:
+        return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the kernel's CPU flags")
+def test_native_bf16_is_what_the_cpu_flags_say():
+    assert speed.native_bf16_cpu() == bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_resolves_per_device(native, monkeypatch):
+    monkeypatch.setattr(speed, "native_bf16_cpu", lambda: native)
     cpu = resolve(TrainConfig(precision="auto", memory_format="auto", cpu_malloc="auto"), CPU)
-    assert (cpu.precision, cpu.memory_format) == ("fp32", "channels_last")
+    assert (cpu.precision, cpu.memory_format) == ("bf16" if native else "fp32", "channels_last")
     assert cpu.cpu_malloc in ("keep", "default") and cpu.threads == torch.get_num_threads()
     gpu = resolve(TrainConfig(precision="auto", memory_format="auto", cpu_malloc="auto"), CUDA)
     assert (gpu.precision, gpu.memory_format, gpu.cpu_malloc) == ("fp32", "contiguous", "default")
