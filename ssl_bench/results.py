@@ -104,6 +104,27 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def host_info() -> dict[str, Any]:
+    """The CPU a run's numbers came from, as far as its kernels can tell: the same commit, config and thread count
+    give other numbers on another CPU (other vector units, other kernels, another order of float sums), so a
+    record names its CPU. Linux's /proc/cpuinfo where there is one; torch's CPU capability everywhere."""
+    import torch
+
+    info: dict[str, Any] = {"cpu": platform.processor() or "unknown", "cores": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = dict(line.split(":", 1) for line in f.read().split("\n\n", 1)[0].splitlines() if ":" in line)
+    except OSError:
+        fields = {}
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if "model name" in fields:
+        info["cpu"] = fields["model name"]
+        info["cpu_id"] = " ".join(f"{k} {fields.get(k, '?')}" for k in ("cpu family", "model", "stepping"))
+        info["native_bf16"] = bool({"avx512_bf16", "amx_bf16"} & set(fields.get("flags", "").split()))
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return info
+
+
 def git_state(results_dir: Path | None = None) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the checkout this package runs from; records and generated tables do not count as dirty."""
     here = Path(__file__).resolve().parent
@@ -190,6 +211,7 @@ def make_record(
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": library_versions(),
+        "host": host_info(),
         "created_at": now_iso(),
     }
 

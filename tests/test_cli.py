@@ -1,8 +1,11 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from ssl_bench.cli import main
 from ssl_bench.plan import load_recipe
@@ -32,6 +35,18 @@ def test_smoke_run_records_skips_and_renders(results_dir, capsys):
     assert rec["round"] is None and rec["acquisition"] is None
     assert rec["config"]["train"]["steps"] == 20 and len(rec["config_hash"]) == 64
     assert rec["versions"]["torch"]
+    # the CPU its numbers came from (another CPU gives other numbers): torch's capability, the kernel's CPU id
+    assert rec["host"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert rec["host"]["cores"] == os.cpu_count()
+    if Path("/proc/cpuinfo").exists():
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+        cpu = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first if ":" in line)}
+        assert (
+            rec["host"]["cpu_id"] == f"cpu family {cpu['cpu family']} model {cpu['model']} stepping {cpu['stepping']}"
+        )
+        assert rec["host"]["native_bf16"] == (
+            "avx512_bf16" in cpu["flags"].split() or "amx_bf16" in cpu["flags"].split()
+        )
     assert rec["recipe"]["name"] == "smoke" and rec["recipe"]["description"]  # shown beside results, outside the hash
     out = capsys.readouterr()
     assert "| supervised" in out.out and "(n=1)" in out.out
