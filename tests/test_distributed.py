@@ -30,6 +30,7 @@ SETS = [
     "train.eval_every=3",
     "train.progress=false",
     "train.memory_format=contiguous",
+    "train.precision=fp32",  # the tolerances below are fp32's (auto is bf16 on CPUs with native bf16)
     "augment.strong=randaugment",
 ]
 
@@ -155,7 +156,7 @@ def test_torchrun_trains_one_run_and_records_its_world(tmp_path):
     }
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "ssl_bench.cli"]
     args = ["run", str(ROOT / "recipes/smoke.toml"), "--results-dir", str(results), "--quiet"]
-    sets = ["--set", "train.steps=40", "--set", "train.sync_bn=true"]
+    sets = ["--set", "train.steps=40", "--set", "train.sync_bn=true", "--set", "train.precision=fp32"]
     done = subprocess.run([*torchrun, *args, *sets], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     (rec,) = load_records(results)
