@@ -21,7 +21,7 @@ from typing import Any
 from ssl_bench.config import RunConfig
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ResultsDirError
-from ssl_bench.utils import atomic_write_text, remove_stale_temps
+from ssl_bench.utils import atomic_write_text, cpu_fields, remove_stale_temps
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
 RECORD_KEYS = (
@@ -111,12 +111,7 @@ def host_info() -> dict[str, Any]:
     import torch
 
     info: dict[str, Any] = {"cpu": platform.processor() or "unknown", "cores": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            fields = dict(line.split(":", 1) for line in f.read().split("\n\n", 1)[0].splitlines() if ":" in line)
-    except OSError:
-        fields = {}
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    fields = cpu_fields()
     if "model name" in fields:
         info["cpu"] = fields["model name"]
         info["cpu_id"] = " ".join(f"{k} {fields.get(k, '?')}" for k in ("cpu family", "model", "stepping"))

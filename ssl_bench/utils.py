@@ -125,3 +125,22 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {name!r} but no CUDA device is available; use auto or cpu")
     return device
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; to CUDA through pinned memory without blocking, since a copy from pageable memory makes
+    the host wait for the work already queued on the device."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def cpu_fields() -> dict[str, str]:
+    """The first processor's entry of Linux's /proc/cpuinfo (model name, cpu family, model, stepping, flags, ...);
+    empty where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            first = f.read().split("\n\n", 1)[0]
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}

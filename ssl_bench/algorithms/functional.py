@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_bench.utils import to_device
+
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
     """p^(1/T) renormalised over classes: a power on probabilities, not softmax(z / T) (§3.1, §8 item 9)."""
@@ -38,14 +40,6 @@ def sample_mixup(n: int, alpha: float, device: torch.device) -> tuple[torch.Tens
     lam = to_device(torch.maximum(lam, 1 - lam), device)
     perm = to_device(torch.randperm(n), device)
     return lam, perm
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``t`` on ``device``; to CUDA through pinned memory without blocking, since a copy from pageable memory makes
-    the host wait for the device."""
-    if device.type != "cuda":
-        return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

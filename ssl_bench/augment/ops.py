@@ -670,6 +670,44 @@ def validate(
     return specs
 
 
+def _is_pixel(spec: OpSpec) -> bool:
+    return spec.kind == "pixel" and spec.fn is not identity
+
+
+def _pixel_ops_grouped(
+    images: torch.Tensor, ids: torch.Tensor, params: torch.Tensor, specs: list[OpSpec], present: list[list[int]]
+) -> torch.Tensor:
+    """The pixel ops of every slot on the CPU: sort the batch by the slot's op id so every op's samples form one
+    contiguous slice (no per-group gather / scatter); ``rows[j]`` is the sample held in row j of ``out``."""
+    out, rows = images, None
+    for d, counts in enumerate(present):
+        if not any(count and _is_pixel(specs[op]) for op, count in enumerate(counts)):
+            continue
+        order = torch.argsort(ids[:, d], stable=True)
+        if rows is None:
+            out, rows = images.index_select(0, order), order
+        else:
+            out, rows = out.index_select(0, torch.argsort(rows).index_select(0, order)), order
+        slot_params = params[:, d, 0].index_select(0, order)
+        start = 0
+        for op, count in enumerate(counts):
+            if count and _is_pixel(specs[op]):
+                stop = start + count
+                out[start:stop] = specs[op].fn(out[start:stop], slot_params[start:stop])
+            start += count
+    return out if rows is None else out.index_select(0, torch.argsort(rows))
+
+
+def _pixel_ops_masked(images: torch.Tensor, ids: torch.Tensor, params: torch.Tensor, specs: list[OpSpec]):
+    """The pixel ops of every slot without host reads: each op on the whole batch, a mask picking its samples."""
+    out = images
+    for d in range(ids.shape[1]):
+        for op, spec in enumerate(specs):
+            if _is_pixel(spec):
+                out = torch.where((ids[:, d] == op).view(-1, 1, 1, 1), spec.fn(out, params[:, d, 0]), out)
+    return out
+
+
 def apply_ops(
     images: torch.Tensor,
     names: Sequence[str],
@@ -707,35 +745,11 @@ def apply_ops(
     else:  # nothing is read on the host: every op of ``names`` may occur in every slot
         present = [[1] * k for _ in range(depth)]
 
-    def is_pixel(op: int) -> bool:
-        return specs[op].kind == "pixel" and specs[op].fn is not identity
-
-    # Pixel ops on the CPU: sort the batch by the slot's op id so every op's samples form one contiguous slice (no
-    # per-group gather / scatter); ``rows[j]`` is the sample held in row j of ``out``. Without host reads: every
-    # pixel op on the whole batch, masked per sample.
-    out, rows = images, None
-    for d in range(depth if not host else 0):
-        for op in range(k):
-            if is_pixel(op):
-                chose = (ids[:, d] == op).view(n, 1, 1, 1)
-                out = torch.where(chose, specs[op].fn(out, params[:, d, 0]), out)
-    for d in range(depth if host else 0):
-        if not any(count and is_pixel(op) for op, count in enumerate(present[d])):
-            continue
-        order = torch.argsort(ids[:, d], stable=True)
-        if rows is None:
-            out, rows = images.index_select(0, order), order
-        else:
-            out, rows = out.index_select(0, torch.argsort(rows).index_select(0, order)), order
-        slot_params = params[:, d, 0].index_select(0, order)
-        start = 0
-        for op, count in enumerate(present[d]):
-            if count and is_pixel(op):
-                stop = start + count
-                out[start:stop] = specs[op].fn(out[start:stop], slot_params[start:stop])
-            start += count
-    if rows is not None:
-        out = out.index_select(0, torch.argsort(rows))
+    out = (
+        _pixel_ops_grouped(images, ids, params, specs, present)
+        if host
+        else _pixel_ops_masked(images, ids, params, specs)
+    )
 
     geometric = [op for op in range(k) if specs[op].kind == "geometric" and any(row[op] for row in present)]
     if geometric:

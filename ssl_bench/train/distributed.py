@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ssl_bench.augment.views import Batch
+from ssl_bench.utils import cpu_fields
 
 
 @dataclass(frozen=True)
@@ -97,14 +98,7 @@ def device_name(device: torch.device) -> str:
     """What a record names a rank's device by: the GPU's name, or the CPU's model name ('cpu' if unknown)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+    return cpu_fields().get("model name") or platform.processor() or "cpu"
 
 
 def shard(batch: Batch, d: Dist) -> Batch:

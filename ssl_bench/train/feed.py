@@ -12,6 +12,7 @@ from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.data.streams import IndexStream
+from ssl_bench.utils import to_device
 
 
 def subsample_pool(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -84,9 +85,7 @@ class Feed:
         ssda). Every index of the step reaches the device in one copy."""
         streams = [s for s in (self.labeled, self.labeled_target, self.unlabeled) if s is not None]
         idx = torch.cat([s.next() for s in streams])
-        if self.device.type == "cuda":
-            idx = idx.pin_memory()
-        on_device = idx.to(self.device, non_blocking=True).split([s.batch_size for s in streams])
+        on_device = to_device(idx, self.device).split([s.batch_size for s in streams])
         parts = dict(zip(streams, on_device, strict=True))
         labeled_idx = parts[self.labeled]
         target_idx = parts.get(self.labeled_target)
