@@ -102,6 +102,48 @@ def test_local_workers_give_the_records_of_one_worker_and_rerun_skips(tmp_path, 
     assert "4 of 4 run(s) already recorded, skipped" in capfd.readouterr().err
 
 
+PID_PLUGIN = textwrap.dedent(
+    """
+    import os
+    from dataclasses import dataclass
+
+    from ssl_bench.algorithms.supervised import Supervised, SupervisedConfig
+    from ssl_bench.registry import ALGORITHMS
+
+
+    @dataclass(frozen=True)
+    class WhoConfig(SupervisedConfig):
+        name: str = "who"
+
+
+    @ALGORITHMS.register("who")
+    class Who(Supervised):
+        Config = WhoConfig
+
+        def step(self, batch, progress):
+            with open(os.environ["WHO_PIDS"], "a") as f:
+                f.write(f"{os.getpid()}\\n")
+            return super().step(batch, progress)
+    """
+)
+
+
+@pytest.mark.slow
+def test_local_workers_are_reused_from_run_to_run(tmp_path, monkeypatch):
+    """4 runs on 2 workers are trained by 2 processes (imports and warm-up paid once per worker, not per run)."""
+    (tmp_path / "who_plugin.py").write_text(PID_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("WHO_PIDS", str(tmp_path / "pids"))
+    recipe = tmp_path / "who.toml"
+    recipe.write_text((ROOT / "recipes/smoke.toml").read_text().replace('name = "supervised"', 'name = "who"'))
+    sets = ["--set", "train.steps=10", "--set", "train.eval_every=10", "--set", "grid.seeds=[1,2,3,4]"]
+    argv = ["run", str(recipe), *sets, "--results-dir", str(tmp_path / "r"), "--plugin", "who_plugin"]
+    assert main([*argv, "--workers", "2"]) == 0
+    pids = (tmp_path / "pids").read_text().split()
+    assert len(pids) == 4 * 10 and len(set(pids)) == 2 and str(os.getpid()) not in pids
+    assert len(load_records(tmp_path / "r")) == 4
+
+
 @pytest.mark.slow
 def test_local_worker_killed_mid_run_is_retried_from_its_checkpoint(tmp_path, capfd):
     out, killed_dir, fresh = kill_once(tmp_path, GridOptions(cpus_per_run=1, retries=1))

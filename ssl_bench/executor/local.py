@@ -1,10 +1,12 @@
-"""``--executor local``: ``workers`` runs at once on this machine, each in a fresh spawned process (one process per
-run, so no state, threads or allocator settings leak from one run into the next).
+"""``--executor local``: ``workers`` runs at once on this machine, in as many spawned worker processes; each worker
+trains one run after another (importing torch and warming up once, not once per run), with ``threads`` intra-op
+threads.
 
-Each run is a ``multiprocessing`` process whose Outcome comes back through a pipe; its exit code says how it
-ended. A process that dies (killed, out of memory) fails only its own run, which is retried from its checkpoint;
-the other runs go on. (concurrent.futures' process pool cannot do that: one dead worker breaks the pool and every
-run in flight with it.)
+Runs and Outcomes travel over one pipe per worker. A worker that dies (killed, out of memory) fails only the run
+it was training, which is retried from its checkpoint in a fresh worker; the other runs go on. (concurrent.futures'
+process pool cannot do that: one dead worker breaks the pool and every run in flight with it.) Nothing of one run
+carries into the next but what ``--workers 1`` shares too (the process's imports, thread count and allocator
+settings): every run seeds its own streams, so a record does not depend on which worker trained it or after what.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import dataclasses
 import multiprocessing
 import signal
 from collections.abc import Callable
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from ssl_bench.executor.options import GridOptions, driver_path, threads_per_run
@@ -23,9 +25,17 @@ from ssl_bench.plan import PlannedRun
 from ssl_bench.runner import Outcome, quiet
 
 
-def _child(conn, p: PlannedRun, results_dir: str, sys_path: list[str], threads: int) -> None:
-    # the records are on disk; the outcome alone stays far below a pipe's buffer, so the send never blocks the exit
-    conn.send(dataclasses.replace(work(p, results_dir, sys_path, threads), records=[]))
+def _serve(conn: Connection, results_dir: str, sys_path: list[str], threads: int) -> None:
+    """A worker's life: train each run the driver sends until it sends None (or goes away)."""
+    while True:
+        try:
+            p = conn.recv()
+        except EOFError:
+            break
+        if p is None:
+            break
+        # the records are on disk; the outcome alone stays far below a pipe's buffer, so the send never blocks
+        conn.send(dataclasses.replace(work(p, results_dir, sys_path, threads), records=[]))
     conn.close()
 
 
@@ -38,6 +48,13 @@ def _died(exitcode: int | None) -> str:
     return f"worker process exited with code {exitcode} before reporting"
 
 
+@dataclasses.dataclass
+class _Worker:
+    proc: multiprocessing.process.BaseProcess
+    conn: Connection
+    run: PlannedRun | None = None  # the run it is training; None while idle
+
+
 def run_local(
     planned: list[PlannedRun], results_dir: Path, opts: GridOptions, log: Callable[[str], None]
 ) -> list[Outcome]:
@@ -45,30 +62,56 @@ def run_local(
     progress = GridProgress(len(planned), log)
     ledger = Ledger([quiet(p) if opts.workers > 1 else p for p in planned], opts.retries, progress)
     ctx = multiprocessing.get_context("spawn")
-    running: dict[object, tuple[PlannedRun, object, object]] = {}  # sentinel -> (run, process, pipe end)
+    workers: list[_Worker] = []
+
+    def spawn() -> _Worker:
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_serve, args=(child, str(results_dir), driver_path(), threads))
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def lost(w: _Worker) -> None:
+        """``w`` died: its run fails (and goes back into the queue if it has attempts left)."""
+        w.conn.close()
+        w.proc.join()
+        workers.remove(w)
+        if w.run is not None:
+            ledger.settle(w.run, Outcome(w.run.tag, w.run.config_hash, "failed", _died(w.proc.exitcode)))
+
     try:
-        while ledger.queue or running:
-            while ledger.queue and len(running) < opts.workers:
-                p = ledger.start()
-                parent, child = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(child, p, str(results_dir), driver_path(), threads))
-                proc.start()
-                child.close()
-                running[proc.sentinel] = (p, proc, parent)
-            for sentinel in wait(list(running)):
-                p, proc, conn = running.pop(sentinel)
-                try:  # a killed child leaves the pipe closed: poll() is then true and recv() hits EOF
-                    out = conn.recv() if conn.poll() else None
-                except (EOFError, OSError):
-                    out = None
-                proc.join()
-                conn.close()
-                if out is None:
-                    out = Outcome(p.tag, p.config_hash, "failed", _died(proc.exitcode))
+        while ledger.queue or any(w.run is not None for w in workers):
+            while ledger.queue and len(workers) < min(opts.workers, len(ledger.queue) + len(workers)):
+                workers.append(spawn())
+            for w in [w for w in workers if w.run is None]:
+                if not ledger.queue:
+                    break
+                w.run = ledger.start()
+                try:
+                    w.conn.send(w.run)
+                except OSError:  # it died while idle
+                    lost(w)
+            busy = {w.conn: w for w in workers if w.run is not None}
+            for conn in wait(list(busy)):
+                w = busy[conn]
+                try:
+                    out = conn.recv()
+                except (EOFError, OSError):  # a killed worker leaves its pipe closed
+                    lost(w)
+                    continue
+                p, w.run = w.run, None
                 ledger.settle(p, out)
     finally:
-        for _p, proc, _ in running.values():  # interrupted (Ctrl-C): stop the workers; their checkpoints stay
-            proc.terminate()
-            proc.join()
+        for w in workers:
+            if w.run is None and w.proc.is_alive():
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+            else:  # interrupted (Ctrl-C) mid-run: stop it; its checkpoint stays
+                w.proc.terminate()
+        for w in workers:
+            w.proc.join()
+            w.conn.close()
         progress.close()
     return ledger.outcomes

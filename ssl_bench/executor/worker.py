@@ -1,5 +1,6 @@
-"""The body of one task, whichever executor runs it: a fresh process prepares itself (the driver's import path,
-plugins, CPU threads) and calls ``runner.run_one``; any exception becomes a failed Outcome with a one-line reason."""
+"""The body of one task, whichever executor runs it: the worker process prepares itself for the run (the driver's
+import path, plugins, CPU threads) and calls ``runner.run_one``; any exception becomes a failed Outcome with a
+one-line reason."""
 
 from __future__ import annotations
 
