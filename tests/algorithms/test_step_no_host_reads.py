@@ -47,3 +47,31 @@ def test_step_makes_no_host_reads_on_cuda(name, fake_cuda):
         loss, metrics = algorithm.step(batch, 0.5)
     assert loss.device.type == "cuda" and loss.shape == ()
     assert all(not isinstance(v, torch.Tensor) or v.device.type == "cuda" for v in metrics.values())
+
+
+def test_optimizer_ema_and_divergence_guard_make_no_host_reads_on_cuda(fake_cuda):
+    """The rest of a step after the backward pass: the SGD update (every digits and CIFAR recipe but MMA's), the
+    EMA and the divergence watch. Adam is left out: it keeps its step counts on the host by design (torch's
+    non-capturable Adam), which fake tensors cannot tell from a device read. FakeTensor is not an exact
+    ``torch.Tensor``, so torch takes SGD's per-tensor path here rather than the foreach one a real GPU runs."""
+    from ssl_bench.train.divergence import DivergenceGuard
+    from ssl_bench.train.optim import make_optimizer
+
+    run = expand(load_recipe("recipes/digits/fixmatch.toml", ["grid.seeds=[1]", "grid.n_labels=[20]"]))[0]
+    ds = load_data(run.data)
+    parts = build_run(run, ds, torch.device("cpu"))
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        parts.algorithm.to("cuda")
+        parts.ema.model.to("cuda")
+        optimizer = make_optimizer(run.train, parts.algorithm)
+        guard = DivergenceGuard(run.train, ds.num_classes, torch.device("cuda"))
+        for step in (1, 2):  # the second step reads the momentum buffers the first one made
+            for p in parts.algorithm.parameters():
+                p.grad = torch.zeros_like(p)
+            optimizer.step()
+            parts.ema.update(parts.algorithm.model)
+            guard.watch(step, torch.zeros((), device="cuda"))
+    buffers = [s["momentum_buffer"] for s in optimizer.state.values()]
+    assert buffers and all(b.device.type == "cuda" for b in buffers)
+    assert all(p.device.type == "cuda" for p in parts.ema.model.parameters()) and parts.ema.updates == 2
+    assert guard.first_bad.device.type == "cuda"
