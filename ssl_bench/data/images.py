@@ -33,6 +33,11 @@ class ImageDataset:
         return int(self.train_images.shape[1])
 
     @property
+    def nbytes(self) -> int:
+        arrays = (self.train_images, self.train_labels, self.test_images, self.test_labels, self.unlabeled)
+        return sum(a.numel() * a.element_size() for a in arrays if a is not None)
+
+    @property
     def image_size(self) -> int:
         return int(self.train_images.shape[-1])
 
@@ -107,3 +112,14 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
         luma = ((images.to(torch.int32) * weights).sum(1, keepdim=True) + (1 << 15)) >> 16
         return luma.to(torch.uint8)
     raise DataError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+CACHE_BYTES = 2**30
+
+
+def evict(cache: dict, keep: int) -> None:
+    """Trim a least-recently-used-first dataset cache: the newest ``keep`` entries always stay, older ones only while
+    the whole cache fits in ``CACHE_BYTES`` (so small datasets stay loaded, and a long-lived worker moving through a
+    grid of large ones holds only those of its current run)."""
+    while len(cache) > keep and sum(ds.nbytes for ds in cache.values()) > CACHE_BYTES:
+        del cache[next(iter(cache))]

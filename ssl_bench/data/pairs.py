@@ -18,7 +18,7 @@ import torch
 
 from ssl_bench.config import DataConfig, pair_name
 from ssl_bench.data.datasets import load_dataset
-from ssl_bench.data.images import ImageDataset, to_channels
+from ssl_bench.data.images import ImageDataset, evict, to_channels
 from ssl_bench.errors import ConfigError, DataError
 from ssl_bench.registry import Registry
 
@@ -111,6 +111,7 @@ def load_pair(cfg: DataConfig) -> ImageDataset:
         raise ConfigError(f"domain pair {spec.source} -> {spec.target} needs data.image_size (the common side)")
     key = (spec.name, cfg.root, cfg.extra, size, cfg.channels)
     if key in _CACHE:
+        _CACHE[key] = _CACHE.pop(key)  # now the most recently used
         return _CACHE[key]
     src = load_dataset(domain_config(cfg, spec.source, size))
     tgt = load_dataset(domain_config(cfg, spec.target, size))
@@ -131,4 +132,5 @@ def load_pair(cfg: DataConfig) -> ImageDataset:
     )
     pair.validate()
     _CACHE[key] = pair
+    evict(_CACHE, 1)  # the pair of the current run, older ones while they fit (as load_dataset's domains)
     return pair

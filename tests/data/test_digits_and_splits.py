@@ -174,3 +174,23 @@ def test_resized_dataset_keeps_the_fingerprint_of_its_source(digits, tmp_path):
     assert big.train_images.shape[-1] == 16 and big.fingerprint() == digits.fingerprint()
     sid = SplitId("digits", 1, 40, 100)
     assert get_split(digits, sid, manifest_dir=tmp_path).hash == get_split(big, sid, manifest_dir=tmp_path).hash
+
+
+def test_dataset_cache_keeps_the_last_two_and_older_ones_while_they_fit(monkeypatch):
+    """A long-lived worker goes from run to run: over the memory budget the dataset cache keeps only the two most
+    recently used (a pair's domains), reloads an evicted one with the same content and reuses a kept one as is;
+    within the budget it keeps them all."""
+    from ssl_bench.data import datasets, images
+
+    monkeypatch.setattr(datasets, "_CACHE", {})
+    monkeypatch.setattr(images, "CACHE_BYTES", 0)
+    first = [load_dataset(DataConfig(dataset="digits", image_size=s)) for s in (8, 12, 16)]
+    assert [k[3] for k in datasets._CACHE] == [12, 16]
+    assert load_dataset(DataConfig(dataset="digits", image_size=16)) is first[2]  # kept
+    again = load_dataset(DataConfig(dataset="digits", image_size=8))  # evicted, loaded anew
+    assert again is not first[0] and torch.equal(again.train_images, first[0].train_images)
+    assert [k[3] for k in datasets._CACHE] == [16, 8]
+    assert first[2].nbytes == 1797 * 16 * 16 + 1797 * 8  # uint8 images of every split, int64 labels
+    monkeypatch.setattr(images, "CACHE_BYTES", 3 * first[2].nbytes)
+    load_dataset(DataConfig(dataset="digits", image_size=12))
+    assert [k[3] for k in datasets._CACHE] == [16, 8, 12]  # all three fit
