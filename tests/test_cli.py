@@ -70,11 +70,25 @@ def test_list_and_help(capsys):
     assert set(lines["algorithms"].split(", ")) >= {"supervised", "mixmatch", "remixmatch", "fixmatch", "adamatch"}
     assert "digits" in lines["datasets"] and "timm:<name>" in lines["models"]
     assert set(lines["augmentations"].split(", ")) >= {"weak", "randaugment", "ctaugment"}
-    for cmd in ("run", "list", "split", "leaderboard"):
+    import argparse
+
+    from ssl_bench.cli import build_parser
+
+    def commands(parser):  # every (sub)command, walking the subparsers
+        yield []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from ([name, *rest] for rest in commands(child))
+
+    every = list(commands(build_parser()))
+    assert ["compare"] in every and ["bench", "train"] in every and ["run"] in every
+    for cmd in every:  # argparse %-formats help strings: a bare "%" in one is a traceback
         with pytest.raises(SystemExit) as exc:
-            main([cmd, "--help"])
-        assert exc.value.code == 0
-        assert "usage: ssl-bench" in capsys.readouterr().out
+            main([*cmd, "--help"])
+        assert exc.value.code == 0, cmd
+        out = capsys.readouterr().out
+        assert "usage: ssl-bench" in out and "%%" not in out, cmd
 
 
 def test_split_command_is_deterministic(results_dir, capsys):

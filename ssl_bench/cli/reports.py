@@ -58,10 +58,10 @@ def add_report_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "compare",
-        help="paired comparison of two rows on the splits both ran on: differences, 95% CI, tests, verdict",
+        help="paired comparison of two rows on the splits both ran on: differences, 95%% CI, tests, verdict",
         description="Compare rows A and B (algorithm names, or row keys algorithm/augment/model/pool/steps/k as "
         "printed when a name is ambiguous) split by split: for each dataset and label budget both have, the "
-        "per-seed differences A - B on the shared splits, their mean with a 95%% Student-t interval, the paired "
+        "per-seed differences A - B on the shared splits, their mean with a 95% Student-t interval, the paired "
         "t-test and Wilcoxon signed-rank p-values, and a verdict.",
     )
     p.add_argument("a", help="row A: an algorithm name or a row key")
