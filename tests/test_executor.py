@@ -6,6 +6,7 @@ import signal
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -102,40 +103,48 @@ def test_local_workers_give_the_records_of_one_worker_and_rerun_skips(tmp_path, 
     assert "4 of 4 run(s) already recorded, skipped" in capfd.readouterr().err
 
 
-PID_PLUGIN = textwrap.dedent(
-    """
-    import os
-    from dataclasses import dataclass
+def step_plugin(tmp_path, monkeypatch, name: str, step_body: str) -> Path:
+    """A plugin module ``<name>_plugin`` on the import path: supervised, registered as ``name``, whose ``step`` is
+    ``step_body`` (it may call ``super().step``); returns the smoke recipe that runs it."""
+    body = textwrap.indent(textwrap.dedent(step_body).strip(), " " * 8)
+    source = textwrap.dedent(
+        f"""
+        import os
+        from dataclasses import dataclass
 
-    from ssl_bench.algorithms.supervised import Supervised, SupervisedConfig
-    from ssl_bench.registry import ALGORITHMS
+        from ssl_bench.algorithms.supervised import Supervised, SupervisedConfig
+        from ssl_bench.registry import ALGORITHMS
 
 
-    @dataclass(frozen=True)
-    class WhoConfig(SupervisedConfig):
-        name: str = "who"
+        @dataclass(frozen=True)
+        class Config_(SupervisedConfig):
+            name: str = "{name}"
 
 
-    @ALGORITHMS.register("who")
-    class Who(Supervised):
-        Config = WhoConfig
+        @ALGORITHMS.register("{name}")
+        class Algorithm_(Supervised):
+            Config = Config_
 
-        def step(self, batch, progress):
-            with open(os.environ["WHO_PIDS"], "a") as f:
-                f.write(f"{os.getpid()}\\n")
-            return super().step(batch, progress)
-    """
-)
+            def step(self, batch, progress):
+        """
+    )
+    (tmp_path / f"{name}_plugin.py").write_text(source + body + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = tmp_path / f"{name}.toml"
+    recipe.write_text((ROOT / "recipes/smoke.toml").read_text().replace('name = "supervised"', f'name = "{name}"'))
+    return recipe
 
 
 @pytest.mark.slow
 def test_local_workers_are_reused_from_run_to_run(tmp_path, monkeypatch):
     """4 runs on 2 workers are trained by 2 processes (imports and warm-up paid once per worker, not per run)."""
-    (tmp_path / "who_plugin.py").write_text(PID_PLUGIN)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    step = """
+        with open(os.environ["WHO_PIDS"], "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        return super().step(batch, progress)
+    """
+    recipe = step_plugin(tmp_path, monkeypatch, "who", step)
     monkeypatch.setenv("WHO_PIDS", str(tmp_path / "pids"))
-    recipe = tmp_path / "who.toml"
-    recipe.write_text((ROOT / "recipes/smoke.toml").read_text().replace('name = "supervised"', 'name = "who"'))
     sets = ["--set", "train.steps=10", "--set", "train.eval_every=10", "--set", "grid.seeds=[1,2,3,4]"]
     argv = ["run", str(recipe), *sets, "--results-dir", str(tmp_path / "r"), "--plugin", "who_plugin"]
     assert main([*argv, "--workers", "2"]) == 0
@@ -154,36 +163,10 @@ def test_local_worker_killed_mid_run_is_retried_from_its_checkpoint(tmp_path, ca
     assert metrics(killed_dir) == metrics(fresh)
 
 
-PLUGIN = textwrap.dedent(
-    """
-    from dataclasses import dataclass
-
-    from ssl_bench.algorithms.supervised import Supervised, SupervisedConfig
-    from ssl_bench.registry import ALGORITHMS
-
-
-    @dataclass(frozen=True)
-    class ExplodeConfig(SupervisedConfig):
-        name: str = "explode"
-
-
-    @ALGORITHMS.register("explode")
-    class Explode(Supervised):
-        Config = ExplodeConfig
-
-        def step(self, batch, progress):
-            raise RuntimeError("boom at the first step")
-    """
-)
-
-
 @pytest.mark.slow
 def test_a_failing_run_is_retried_reported_and_the_others_go_on(tmp_path, capfd, monkeypatch):
-    (tmp_path / "explode_plugin.py").write_text(PLUGIN)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = step_plugin(tmp_path, monkeypatch, "explode", 'raise RuntimeError("boom at the first step")')
     results = tmp_path / "results"
-    recipe = tmp_path / "explode.toml"
-    recipe.write_text((ROOT / "recipes/smoke.toml").read_text().replace('name = "supervised"', 'name = "explode"'))
     common = ["--results-dir", str(results), "--set", "train.steps=20", "--set", "train.eval_every=10"]
     argv = ["run", SMOKE, str(recipe), *common, "--plugin", "explode_plugin", "--workers", "2", "--retries", "1"]
     assert main(argv) == 1

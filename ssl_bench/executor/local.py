@@ -81,8 +81,10 @@ def run_local(
 
     try:
         while ledger.queue or any(w.run is not None for w in workers):
-            while ledger.queue and len(workers) < min(opts.workers, len(ledger.queue) + len(workers)):
+            idle = sum(w.run is None for w in workers)
+            while len(workers) < opts.workers and len(ledger.queue) > idle:  # after a death: its replacement
                 workers.append(spawn())
+                idle += 1
             for w in [w for w in workers if w.run is None]:
                 if not ledger.queue:
                     break
