@@ -82,7 +82,7 @@ def run_local(
     try:
         while ledger.queue or any(w.run is not None for w in workers):
             idle = sum(w.run is None for w in workers)
-            while len(workers) < opts.workers and len(ledger.queue) > idle:  # after a death: its replacement
+            while len(workers) < opts.workers and len(ledger.queue) > idle:  # at the start, and after a death
                 workers.append(spawn())
                 idle += 1
             for w in [w for w in workers if w.run is None]:
