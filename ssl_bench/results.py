@@ -21,7 +21,7 @@ from typing import Any
 from ssl_bench.config import RunConfig
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ResultsDirError
-from ssl_bench.utils import atomic_write_text, cpu_fields, remove_stale_temps
+from ssl_bench.utils import atomic_write_text, cpu_fields, native_bf16_cpu, remove_stale_temps
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
 RECORD_KEYS = (
@@ -115,7 +115,7 @@ def host_info() -> dict[str, Any]:
     if "model name" in fields:
         info["cpu"] = fields["model name"]
         info["cpu_id"] = " ".join(f"{k} {fields.get(k, '?')}" for k in ("cpu family", "model", "stepping"))
-        info["native_bf16"] = bool({"avx512_bf16", "amx_bf16"} & set(fields.get("flags", "").split()))
+    info["native_bf16"] = native_bf16_cpu()  # what precision = auto went by
     info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return info
 

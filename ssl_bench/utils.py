@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic file writes (with a test-only fault-injection hook) and device resolution."""
+"""Small shared helpers: atomic file writes (with a test-only fault-injection hook), device resolution and copies,
+and what the host CPU is."""
 
 from __future__ import annotations
 
@@ -144,3 +145,11 @@ def cpu_fields() -> dict[str, str]:
     except OSError:
         return {}
     return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast is about twice as fast
+    as fp32 for the paper-scale step; elsewhere torch emulates bf16 and it is several times slower (README, "Speed").
+    ``precision = auto`` and the records' ``host.native_bf16`` both ask this."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's (private) feature tests
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ssl_bench.config import TrainConfig
+from ssl_bench.utils import native_bf16_cpu
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
@@ -57,13 +58,6 @@ class Speed:
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def native_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast is about twice as fast
-    as fp32 for the paper-scale step; elsewhere torch emulates bf16 and it is several times slower (README, "Speed")."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's (private) feature tests
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def auto_precision(device: torch.device) -> str:
