@@ -31,7 +31,7 @@ class DataConfig:
     """Which dataset, where its files are, and how the split is drawn (reference-algorithms.md §1.3)."""
 
     dataset: str = "digits"
-    root: str = "~/.cache/ssl_bench/data"  # torchvision-backed and folder datasets read files below this
+    root: str = "~/.cache/ssl_bench/data"  # torchvision-backed and folder datasets read files here; digits caches
     download: bool = False  # fetch missing files (needs a network); off so runs never download silently
     image_size: int = 0  # resize every image to this side once at load time (bilinear); 0 = native size
     extra: bool = False  # svhn: add the 531,131 'extra' images to the training pool

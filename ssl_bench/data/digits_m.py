@@ -56,7 +56,7 @@ def load_digits_m(cfg: DataConfig) -> ImageDataset:
     Not the official MNIST-M (which blends MNIST with BSDS500 photographs): it is built from scikit-learn's
     digits and sample photographs, image i from digit i, with the train/test split of the ``digits`` dataset.
     """
-    pixels, labels, train_idx, test_idx = digits_arrays()
+    pixels, labels, train_idx, test_idx = digits_arrays(cfg.root)
     images = make_digits_m(pixels)
     return ImageDataset(
         name="digits_m",
