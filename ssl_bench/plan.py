@@ -346,7 +346,7 @@ def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1) -> list[Planne
         split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
         check_pools(run, len(ds.train_labels), split)
         if i == 0:  # model, algorithm, augmentation and datasets are the same for every run of a recipe
-            parts = build_run(run, ds)
+            parts = build_run(run, ds, optimizer=False)
             unsupported = sorted({r.data.setting for r in runs} - set(parts.algorithm.settings))
             if unsupported:
                 raise ConfigError(

@@ -2,6 +2,6 @@
 
 import sys
 
-from ssl_bench.cli import main
+from ssl_bench.cli import script
 
-sys.exit(main())
+sys.exit(script())

@@ -12,6 +12,7 @@ settings): every run seeds its own streams, so a record does not depend on which
 from __future__ import annotations
 
 import dataclasses
+import gc
 import multiprocessing
 import signal
 from collections.abc import Callable
@@ -37,6 +38,7 @@ def _serve(conn: Connection, results_dir: str, sys_path: list[str], threads: int
         # the records are on disk; the outcome alone stays far below a pipe's buffer, so the send never blocks
         conn.send(dataclasses.replace(work(p, results_dir, sys_path, threads), records=[]))
     conn.close()
+    gc.freeze()  # exit without walking the heap, as the ssl-bench script does (cli.script): the driver waits on it
 
 
 def _died(exitcode: int | None) -> str:

@@ -25,7 +25,7 @@ class RunParts:
 
     algorithm: Algorithm  # holds the backbone as ``algorithm.model``
     ema: EMA
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None  # None when built without one (the plan's validation)
     spec: ViewSpec  # the views the algorithm asked for
     policies: dict[str, Policy]  # by view role (weak, strong, none)
     feedback: dict[str, Any]  # policies that learn from probes of the labeled images (CTAugment), by name
@@ -44,10 +44,18 @@ def role_policies(spec: ViewSpec, augment: AugmentConfig, hflip: bool) -> tuple[
 
 
 def build_run(
-    run: RunConfig, ds: ImageDataset, device: torch.device | None = None, channels_last: bool = False
+    run: RunConfig,
+    ds: ImageDataset,
+    device: torch.device | None = None,
+    channels_last: bool = False,
+    optimizer: bool = True,
 ) -> RunParts:
     """Build the parts of ``run`` for data shaped like ``ds`` on ``device`` (NHWC weights with ``channels_last``);
-    the global torch seed is set to ``run.seed`` first, so the initial weights are those of the run."""
+    the global torch seed is set to ``run.seed`` first, so the initial weights are those of the run.
+
+    ``optimizer=False`` leaves the optimizer out: a process that only validates a recipe (the plan, in a driver
+    whose runs train elsewhere) then does not import ``torch._dynamo``, which the first torch.optim optimizer of a
+    process pulls in (≈1.7 s here); the optimizer's settings are checked with the config."""
     torch.manual_seed(run.seed)
     model = create_model(run.model, ds.num_classes, ds.channels, ds.image_size)
     algorithm = get_algorithm(run.algorithm.name)(model, run.algorithm, ds.num_classes)
@@ -56,13 +64,12 @@ def build_run(
         algorithm.to(memory_format=torch.channels_last)
     tc = run.train
     ema = EMA(algorithm.model, tc.ema_decay, tc.ema_warmup, tc.ema_buffers)
-    optimizer = make_optimizer(tc, algorithm)
     spec = algorithm.views()
     policies, by_name = role_policies(spec, run.augment, ds.hflip)
     return RunParts(
         algorithm=algorithm,
         ema=ema,
-        optimizer=optimizer,
+        optimizer=make_optimizer(tc, algorithm) if optimizer else None,
         spec=spec,
         policies=policies,
         # CTAugment learns from probes of the labeled images (§2.2): its state lives with the run, not the algorithm
