@@ -10,15 +10,13 @@ the same.
 from __future__ import annotations
 
 import importlib.metadata
-import io
+import os
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-from ssl_bench.errors import WriteError
-from ssl_bench.utils import atomic_write_bytes
 
 Arrays = dict[str, np.ndarray]
 
@@ -43,10 +41,14 @@ def cached_arrays(path: Path, build: Callable[[], Arrays], check: Callable[[Arra
     if arrays is not None and check(arrays):
         return arrays
     arrays = build()
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    try:
-        atomic_write_bytes(path, buf.getvalue())
-    except WriteError:
-        pass
+    tmp = None
+    try:  # a temp file and a rename, so concurrent loaders never read half a file; not a result, so no fault hook
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return arrays
