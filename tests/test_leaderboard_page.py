@@ -187,3 +187,55 @@ def test_every_plot_has_a_title_and_labeled_axes(tmp_path, monkeypatch):
         "digits: active learning, accuracy as labels are acquired",
         "What one label is worth, in unlabeled images",
     ]
+
+
+def drawn_names(monkeypatch) -> list[str]:
+    """The PNGs a generation draws (rather than copies from the previous one), in order."""
+    from ssl_bench.leaderboard import plots
+
+    names, save = [], plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: names.append(path.name) or save(fig, path))
+    return names
+
+
+def test_a_generation_from_the_same_records_redraws_no_plot(tmp_path, monkeypatch):
+    from ssl_bench.leaderboard.plots import stored_digest
+
+    digits(tmp_path)
+    lb.write_leaderboard(tmp_path)
+    pngs = {p.name: p.read_bytes() for p in tmp_path.glob("*.png")}
+    assert len(pngs) >= 6 and all(len(stored_digest(tmp_path / n) or "") == 64 for n in pngs)
+    drawn = drawn_names(monkeypatch)
+    lb.write_leaderboard(tmp_path)
+    assert drawn == []
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.png")} == pngs
+
+
+def test_a_new_record_redraws_the_plots_of_its_dataset_only(tmp_path, monkeypatch):
+    digits(tmp_path)
+    lb.write_leaderboard(tmp_path)
+    write_record(tmp_path, record("mixmatch", 20, 1, 0.5))
+    drawn = drawn_names(monkeypatch)
+    lb.write_leaderboard(tmp_path)
+    assert sorted(drawn) == ["accuracy_vs_labels_digits.png", "learning_curves_digits.png"]
+
+
+def test_a_png_that_is_not_this_plot_is_redrawn(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from ssl_bench.leaderboard.plots import stored_digest
+
+    digits(tmp_path)
+    lb.write_leaderboard(tmp_path)
+    Image.new("RGB", (4, 4)).save(tmp_path / "accuracy_vs_labels_cifar10.png")  # no digest
+    (tmp_path / "accuracy_vs_labels_svhn.png").write_bytes(PNG_MAGIC + b"cut short")  # half a file
+    curves = tmp_path / "learning_curves_digits.png"
+    (tmp_path / "accuracy_vs_labels_digits.png").write_bytes(curves.read_bytes())  # another plot's digest
+    drawn = drawn_names(monkeypatch)
+    lb.write_leaderboard(tmp_path)
+    assert sorted(drawn) == [
+        "accuracy_vs_labels_cifar10.png",
+        "accuracy_vs_labels_digits.png",
+        "accuracy_vs_labels_svhn.png",
+    ]
+    assert stored_digest(tmp_path / "accuracy_vs_labels_svhn.png") != stored_digest(curves)

@@ -53,10 +53,11 @@ def write_leaderboard(results_dir: Path, csv: Path | None = None, json_path: Pat
 
 
 def _stage_and_move(report: Report, readme: str, page: str, results_dir: Path) -> None:
-    """Write one generation into a staging folder, move its files in (README last), drop plots it did not redraw."""
+    """Write one generation into a staging folder, move its files in (README last), drop plots it did not redraw.
+    A plot whose inputs are those of the previous generation's PNG is copied from it, not redrawn (plots.Plot)."""
     stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=results_dir))
     try:
-        written = [name for name, draw in report.pngs.items() if draw(stage / name) is not None]
+        written = [n for n, plot in report.pngs.items() if plot.write(stage / n, reuse=results_dir / n) is not None]
         (stage / "index.html").write_text(page)
         (stage / "README.md").write_text(readme)
         for name in [*written, "index.html", "README.md"]:

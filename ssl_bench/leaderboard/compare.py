@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard.tables import ROW_KEYS
@@ -76,6 +75,8 @@ def paired(dataset: str, n_labels: int, a: str, b: str, frame_a: pd.DataFrame, f
     low = high = mean
     p_t = p_w = None
     if n >= 2:
+        from scipy import stats  # here, not at import: ≈1 s that a leaderboard without paired rows does not need
+
         half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * d.std(ddof=1) / np.sqrt(n))
         low, high = mean - half, mean + half
         if np.any(d != d[0]):

@@ -55,7 +55,7 @@ class Report:
     rates: pd.DataFrame
     rate_plot: str | None
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file under the results dir, why)
-    pngs: dict[str, Any] = field(default_factory=dict)  # file name -> callable(path) that draws it
+    pngs: dict[str, plots.Plot] = field(default_factory=dict)  # file name -> what draws it
 
 
 def main_job_pairs(part: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -112,11 +112,11 @@ def build_report(results_dir: Path) -> Report:
             frame=ours,
         )
         name = f"accuracy_vs_labels_{plots.slug(dataset)}.png"
-        report.pngs[name] = lambda path, o=ours, p=pub, d=dataset: plots.plot_budgets(o, p, d, path)
+        report.pngs[name] = plots.Plot(plots.plot_budgets, (ours, pub, dataset))
         section.plots.append((name, f"{dataset}: accuracy against label budget"))
         if not ours.empty and ours["history"].map(len).gt(0).any():
             name = f"learning_curves_{plots.slug(dataset)}.png"
-            report.pngs[name] = lambda path, o=ours, d=dataset: plots.plot_curves(o, d, path)
+            report.pngs[name] = plots.Plot(plots.plot_curves, (ours, dataset))
             section.plots.append((name, f"{dataset}: learning curves"))
         (report.sections if section.ours is not None else report.published_only).append(section)
     pub_da = published[published["setting"] != "ssl"]
@@ -127,11 +127,11 @@ def build_report(results_dir: Path) -> Report:
     report.active = active_tables(active)
     for dataset in report.active:
         name = f"active_learning_{plots.slug(dataset)}.png"
-        report.pngs[name] = lambda path, d=dataset: plots.plot_active(active, d, path)
+        report.pngs[name] = plots.Plot(plots.plot_active, (active, dataset))
         report.active_plots[dataset] = name
     if not report.rates.empty and report.rates["label_worth_unlabeled"].notna().any():
         report.rate_plot = "exchange_rate.png"
-        report.pngs[report.rate_plot] = lambda path: plots.plot_exchange(report.rates, path)
+        report.pngs[report.rate_plot] = plots.Plot(plots.plot_exchange, (report.rates,))
     return report
 
 
