@@ -170,6 +170,8 @@ def references(work: Path, names: list[str], jobs: int) -> References:
         before = work / "ref-leaderboard-before"
         shutil.copytree(work / "ref-smoke", before, ignore=shutil.ignore_patterns(".locks"))
         shutil.copytree(work / "ref-da" / "runs", before / "runs", dirs_exist_ok=True)
+        for png in before.glob("*.png"):  # else the new generation copies the plots the DA records leave as they
+            png.unlink()  # were (plots.Plot), and no kill would land while matplotlib draws
         after = work / "ref-leaderboard-after"
         shutil.copytree(before, after)
         t0 = time.monotonic()
@@ -246,6 +248,8 @@ def leaderboard_trial(t: Trial, work: Path, refs: References) -> Outcome:
     args = cli("leaderboard", "--results-dir", str(results))
     seen = []
     for _, phase, u in t.faults:
+        for png in results.glob("*.png"):  # each generation draws every plot, as the timed reference did (a plot
+            png.unlink()  # a killed generation moved in would be copied, not drawn, and the kill land after the end)
         stale = set(results.glob(".leaderboard-*"))  # staging folders of a generation killed before this one
 
         def staged(names: str = "", stale: set[Path] = stale) -> list[Path]:
