@@ -46,6 +46,7 @@ class Outcome:
     records: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
     headline: str = ""  # e.g. "acc_median 0.9660" of the (last) record written
+    record_path: str = ""  # where the record of a finished (non-active) run was written
 
 
 def recorded(results_dir: Path) -> set[tuple[str, int | None]]:
@@ -68,11 +69,13 @@ def run_one(
     stop_at: int | None = None,
     tag: str | None = None,
     dist: Dist = SINGLE,
+    announce: bool = True,
 ) -> Outcome:
     """Train ``p`` under its lock unless it is recorded or another live process trains it.
 
     Under torchrun every rank calls this: rank 0 decides (recorded? locked?) and holds the lock, all ranks train,
-    and rank 0 writes the record.
+    and rank 0 writes the record. ``announce=False`` leaves out the line that ends the run (recorded, skipped):
+    an executor's driver prints its own from the Outcome, under its progress bar.
     """
     results_dir = Path(results_dir)
     chash = p.config_hash
@@ -95,19 +98,26 @@ def run_one(
         skip += recorded_by(results_dir, chash, p.run.recipe.get("name"))
     skip = dist.broadcast(skip)
     if skip is not None:
-        log(f"{tag}: {skip} (config {chash[:12]}), skipped")
+        if announce:
+            log(f"{tag}: {skip} (config {chash[:12]}), skipped")
         return Outcome(tag, chash, "skipped", skip)
     try:
         if lock is not None and lock.stale is not None:
             log(f"{tag}: taking over the lock left by {describe(lock.stale)}, no longer running")
-        return _train(p, results_dir, log, stop_at, tag, dist)
+        return _train(p, results_dir, log, stop_at, tag, dist, announce)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _train(
-    p: PlannedRun, results_dir: Path, log: Callable[[str], None], stop_at: int | None, tag: str, dist: Dist
+    p: PlannedRun,
+    results_dir: Path,
+    log: Callable[[str], None],
+    stop_at: int | None,
+    tag: str,
+    dist: Dist,
+    announce: bool = True,
 ) -> Outcome:
     run, chash = p.run, p.config_hash
     ds = load_data(run.data)
@@ -138,9 +148,10 @@ def _train(
     pin_split()
     path = write_record(results_dir, record)
     remove_checkpoint(ckpt)
-    log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
+    if announce:
+        log(f"{tag}: acc_median {record['acc_median']:.4f} ({result.wall_s:.1f} s) -> {path}")
     head = f"acc_median {record['acc_median']:.4f}"
-    return Outcome(tag, chash, "done", records=[record], wall_s=result.wall_s, headline=head)
+    return Outcome(tag, chash, "done", records=[record], wall_s=result.wall_s, headline=head, record_path=str(path))
 
 
 def quiet(p: PlannedRun) -> PlannedRun:

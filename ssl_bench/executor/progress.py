@@ -25,7 +25,8 @@ class GridProgress:
         detail = out.reason or out.headline
         if out.status == "done" and out.wall_s:
             detail = f"{detail}, {out.wall_s:.1f} s".lstrip(", ")
-        self.bar.write(f"{out.status}: {out.tag}" + (f" ({detail})" if detail else ""), file=sys.stderr)
+        where = f" -> {out.record_path}" if out.record_path else ""
+        self.bar.write(f"{out.status}: {out.tag}" + (f" ({detail})" if detail else "") + where, file=sys.stderr)
         self.bar.update(1)
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ def prepare(sys_path: list[str], plugins: list[str], threads: int) -> None:
 def work(p: PlannedRun, results_dir: str, sys_path: list[str], threads: int) -> Outcome:
     try:
         prepare(sys_path, sorted({m["module"] for m in p.run.plugins}), threads)
-        return run_one(p, Path(results_dir), log=lambda s: print(s, file=sys.stderr, flush=True))
+        # the run's own notes (resuming, a lock taken over) as they happen; its last line comes from the driver
+        return run_one(p, Path(results_dir), log=lambda s: print(s, file=sys.stderr, flush=True), announce=False)
     except Exception as exc:  # noqa: BLE001 - a failed run is reported, the grid goes on
         return Outcome(p.tag, p.config_hash, "failed", one_line(exc))
