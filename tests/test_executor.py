@@ -68,13 +68,19 @@ def kill_once(tmp_path, opts):
         (["--address", "auto"], "--address needs --executor ray"),
         (["--retries", "-1"], "--retries must be >= 0, got -1"),
         (["--cpus-per-run", "-2"], "--cpus-per-run must be >= 1, got -2"),
+        (
+            ["--executor", "ray", "--address", "headnode"],
+            "--address 'headnode' is not auto, HOST:PORT (a cluster's GCS, as `ray start --head` prints it) or "
+            "ray://HOST:PORT (Ray Client)",
+        ),
+        (["--executor", "ray", "--address", "ray://h:99999"], "--address 'ray://h:99999' is not auto, HOST:PORT"),
     ],
 )
 def test_bad_executor_options_are_one_line_errors(tmp_path, capfd, argv, message):
     results = tmp_path / "results"
     assert main(["run", SMOKE, "--results-dir", str(results), *argv]) == 2
     err = capfd.readouterr().err.strip()
-    assert err == f"ssl-bench: error: {message}"
+    assert err.startswith(f"ssl-bench: error: {message}") and len(err.splitlines()) == 1
     assert not results.exists()
 
 
@@ -227,3 +233,36 @@ def test_ray_grid_gives_the_local_records_retries_a_killed_task_and_rerun_skips(
         assert metrics(killed_dir) == metrics(fresh)
     finally:
         ray_mod.shutdown()
+
+
+@needs_ray
+def test_an_address_where_no_cluster_answers_is_an_error_at_once(tmp_path, capfd):
+    """Ray itself retries a refused GCS address for minutes; the run refuses it in one line before any Ray call."""
+    import socket
+
+    with socket.socket() as s:  # a port that nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = tmp_path / "results"
+    started = time.monotonic()
+    assert (
+        main(["run", SMOKE, "--results-dir", str(results), "--executor", "ray", "--address", f"127.0.0.1:{port}"]) == 2
+    )
+    err = capfd.readouterr().err.strip()
+    assert err.startswith(f"ssl-bench: error: --address 127.0.0.1:{port}: no Ray cluster answers at 127.0.0.1:{port}")
+    assert len(err.splitlines()) == 1 and time.monotonic() - started < 30 and not results.exists()
+
+
+@needs_ray
+def test_auto_without_a_cluster_is_one_line(tmp_path, capfd, monkeypatch):
+    import ray as ray_mod
+
+    def no_cluster(*args, **kwargs):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(ray_mod, "init", no_cluster)
+    monkeypatch.setattr(ray_mod, "is_initialized", lambda: False)
+    results = tmp_path / "results"
+    assert main(["run", SMOKE, "--results-dir", str(results), "--executor", "ray", "--address", "auto"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("ssl-bench: error: --address auto: no running Ray cluster found") and "\n" not in err

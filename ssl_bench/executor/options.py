@@ -34,11 +34,26 @@ def check_options(opts: GridOptions) -> None:
         raise ConfigError(f"--gpus-per-run must be >= 0, got {opts.gpus_per_run}")
     if opts.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {opts.retries}")
+    if opts.address is not None:
+        address_endpoint(opts.address)  # the form is checked before anything is planned
     if opts.executor == "local":
         if opts.address is not None:
             raise ConfigError("--address needs --executor ray")
         if opts.gpus_per_run:
             raise ConfigError("--gpus-per-run needs --executor ray (local runs use train.device)")
+
+
+ADDRESS_FORMS = "auto, HOST:PORT (a cluster's GCS, as `ray start --head` prints it) or ray://HOST:PORT (Ray Client)"
+
+
+def address_endpoint(address: str) -> tuple[str, int] | None:
+    """The (host, port) that ``--address`` names, None for ``auto`` (Ray looks the cluster up itself)."""
+    if address == "auto":
+        return None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address!r} is not {ADDRESS_FORMS}")
+    return host.strip("[]"), int(port)
 
 
 def threads_per_run(opts: GridOptions) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ssl_bench.errors import ConfigError
-from ssl_bench.executor.options import GridOptions, driver_path, one_line, threads_per_run
+from ssl_bench.executor.options import GridOptions, address_endpoint, driver_path, one_line, threads_per_run
 from ssl_bench.executor.progress import GridProgress, Ledger
 from ssl_bench.executor.worker import work
 from ssl_bench.plan import PlannedRun
@@ -29,9 +29,35 @@ def start_ray(address: str | None, log: Callable[[str], None]):
     if address is None:
         log("starting a local Ray (no dashboard)")
         ray.init(**kwargs)
-    else:
+        return ray, True
+    check_reachable(address)
+    try:
         ray.init(address=address, **kwargs)
+    except ConnectionError as exc:
+        if address == "auto":
+            raise ConfigError(
+                "--address auto: no running Ray cluster found from this machine (start one with `ray start --head`, "
+                "or leave --address out for a local Ray)"
+            ) from None
+        raise ConfigError(f"--address {address}: {one_line(exc)}") from None
     return ray, True
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A refused or unreachable ``--address`` is an error now: Ray itself would retry it for minutes."""
+    import socket
+
+    endpoint = address_endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"--address {address}: no Ray cluster answers at {endpoint[0]}:{endpoint[1]} ({reason.lower()}); start "
+            "one with `ray start --head`, or leave --address out for a local Ray"
+        ) from None
 
 
 def run_on_ray(
