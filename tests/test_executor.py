@@ -266,3 +266,44 @@ def test_auto_without_a_cluster_is_one_line(tmp_path, capfd, monkeypatch):
     assert main(["run", SMOKE, "--results-dir", str(results), "--executor", "ray", "--address", "auto"]) == 2
     err = capfd.readouterr().err.strip()
     assert err.startswith("ssl-bench: error: --address auto: no running Ray cluster found") and "\n" not in err
+
+
+class StubRay:
+    """What check_fits reads of Ray: the alive nodes and their resources."""
+
+    def __init__(self, *resources: dict) -> None:
+        self._nodes = [{"Alive": True, "Resources": r} for r in resources] + [{"Alive": False, "Resources": {"GPU": 8}}]
+
+    def nodes(self) -> list[dict]:
+        return self._nodes
+
+
+def test_a_run_no_node_can_hold_is_refused_on_a_local_ray_and_warned_of_on_a_cluster():
+    from ssl_bench.errors import ConfigError
+    from ssl_bench.executor.ray_tasks import check_fits
+
+    notes: list[str] = []
+    two_cpus, gpu_node = {"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}
+    check_fits(StubRay(two_cpus, gpu_node), 4, 0.5, None, notes.append)  # fits on the GPU node
+    check_fits(StubRay(two_cpus), 2, 0.0, None, notes.append)
+    assert notes == []
+    with pytest.raises(ConfigError, match=r"asks for 1 CPU\(s\) and 0.5 GPU\(s\).*Ray has 2 CPU\(s\) and 0 GPU\(s\)"):
+        check_fits(StubRay(two_cpus), 1, 0.5, None, notes.append)  # the dead node's 8 GPUs do not count
+    with pytest.raises(ConfigError, match=r"asks for 9 CPU\(s\) \(--cpus-per-run"):
+        check_fits(StubRay(two_cpus, gpu_node), 9, 0.0, None, notes.append)
+    check_fits(StubRay(two_cpus), 1, 1.0, "head:6379", notes.append)  # a cluster's autoscaler may add a node
+    assert notes == ["ssl-bench: warning: no node of the cluster has 1 CPU(s) and 1 GPU(s) now (the largest: 2 CPU(s) "
+                     "and 0 GPU(s)); runs wait for one"]  # fmt: skip
+
+
+@pytest.mark.slow
+@needs_ray
+def test_gpus_per_run_on_a_machine_without_a_gpu_is_an_error_not_a_wait(tmp_path, capfd):
+    results = tmp_path / "results"
+    started = time.monotonic()
+    assert main(["run", SMOKE, "--results-dir", str(results), "--executor", "ray", "--gpus-per-run", "64"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ssl-bench: error: each run asks for 1 CPU(s) and 64 GPU(s)") and err.endswith(
+        "no run could start"
+    )
+    assert time.monotonic() - started < 60 and not results.exists()

@@ -60,16 +60,35 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def check_fits(ray, cpus: int, gpus: float, address: str | None, log: Callable[[str], None]) -> None:
+    """A task that no node can hold waits for ever: on a local Ray that is an error; on a cluster a warning, since
+    an autoscaler may yet add such a node."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        return
+    need = f"{cpus} CPU(s)" + (f" and {gpus:g} GPU(s)" if gpus else "")
+    most = f"{max((r.get('CPU', 0) for r in nodes), default=0):g} CPU(s)"
+    most += f" and {max((r.get('GPU', 0) for r in nodes), default=0):g} GPU(s)"
+    if address is None:
+        raise ConfigError(
+            f"each run asks for {need} (--cpus-per-run, --gpus-per-run), but this machine's Ray has {most}: "
+            "no run could start"
+        )
+    log(f"ssl-bench: warning: no node of the cluster has {need} now (the largest: {most}); runs wait for one")
+
+
 def run_on_ray(
     planned: list[PlannedRun], results_dir: Path, opts: GridOptions, log: Callable[[str], None]
 ) -> list[Outcome]:
     ray, started = start_ray(opts.address, log)
     threads = threads_per_run(opts)
-    task = ray.remote(num_cpus=threads, num_gpus=opts.gpus_per_run, max_retries=0)(work)
-    progress = GridProgress(len(planned), log)
-    ledger = Ledger([quiet(p) for p in planned], opts.retries, progress)
     running: dict[object, PlannedRun] = {}
+    progress = None
     try:
+        check_fits(ray, threads, opts.gpus_per_run, opts.address, log)
+        task = ray.remote(num_cpus=threads, num_gpus=opts.gpus_per_run, max_retries=0)(work)
+        progress = GridProgress(len(planned), log)
+        ledger = Ledger([quiet(p) for p in planned], opts.retries, progress)
         while ledger.queue or running:
             while ledger.queue and len(running) < opts.workers:
                 p = ledger.start()
@@ -85,7 +104,8 @@ def run_on_ray(
     finally:
         for ref in running:
             ray.cancel(ref, force=True)
-        progress.close()
+        if progress is not None:
+            progress.close()
         if started:
             ray.shutdown()
     return ledger.outcomes
