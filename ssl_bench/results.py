@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -51,6 +52,11 @@ def check_results_dir(results_dir: Path) -> None:
         raise ResultsDirError(f"results directory {path} cannot be created: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ResultsDirError(f"results directory {path} is not writable ({probe}: permission denied)")
+    try:  # permission bits are not the whole story (read-only mounts, /proc, root): make and remove a folder there
+        tempfile.TemporaryDirectory(dir=probe, prefix=".ssl-bench-probe-").cleanup()
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise ResultsDirError(f"results directory {path} cannot be created ({probe}: {reason})") from None
 
 
 def manifest_dir(results_dir: Path) -> Path:

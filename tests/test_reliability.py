@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,13 @@ def test_read_only_results_dir(tmp_path, capsys):
         one_line_error(capsys, "is not writable")
     finally:
         ro.chmod(0o700)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no procfs")
+def test_a_results_dir_that_no_folder_can_be_made_in_is_refused_before_training(capsys):
+    """/proc is a folder that root may "write" by its permission bits, yet no folder can be made in it."""
+    assert main(["run", SMOKE, "--results-dir", "/proc/ssl-bench-results"]) == 2
+    one_line_error(capsys, "results directory /proc/ssl-bench-results ")
 
 
 @pytest.mark.parametrize(
