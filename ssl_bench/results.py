@@ -12,7 +12,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -22,7 +21,7 @@ from typing import Any
 from ssl_bench.config import RunConfig
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ResultsDirError
-from ssl_bench.utils import atomic_write_text, cpu_fields, native_bf16_cpu, remove_stale_temps
+from ssl_bench.utils import atomic_write_text, cpu_fields, creation_problem, native_bf16_cpu, remove_stale_temps
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
 RECORD_KEYS = (
@@ -45,18 +44,15 @@ def check_results_dir(results_dir: Path) -> None:
     path = Path(results_dir)
     if path.exists() and not path.is_dir():
         raise ResultsDirError(f"results directory {path} is a file, not a directory; choose another --results-dir")
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ResultsDirError(f"results directory {path} cannot be created: {probe} is a file")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ResultsDirError(f"results directory {path} is not writable ({probe}: permission denied)")
-    try:  # permission bits are not the whole story (read-only mounts, /proc, root): make and remove a folder there
-        tempfile.TemporaryDirectory(dir=probe, prefix=".ssl-bench-probe-").cleanup()
-    except OSError as exc:
-        reason = (exc.strerror or type(exc).__name__).lower()
-        raise ResultsDirError(f"results directory {path} cannot be created ({probe}: {reason})") from None
+    problem = creation_problem(path)
+    if problem is None:
+        return
+    where, reason = problem
+    if reason == "is a file":
+        raise ResultsDirError(f"results directory {path} cannot be created: {where} is a file")
+    if reason == "permission denied":
+        raise ResultsDirError(f"results directory {path} is not writable ({where}: permission denied)")
+    raise ResultsDirError(f"results directory {path} cannot be created ({where}: {reason})")
 
 
 def manifest_dir(results_dir: Path) -> Path:

@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -328,3 +329,29 @@ def test_an_unsafe_dataset_name_in_a_recipe_is_refused(tmp_path, capsys):
     assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), "--set", "data.dataset='../../etc'"]) == 2
     one_line_error(capsys, "")
     assert files_in(tmp_path / "r") == []
+
+
+@pytest.mark.parametrize(
+    "command", [["bench", "train"], ["bench", "augment"], ["leaderboard", "--csv"], ["leaderboard", "--json"]]
+)
+@pytest.mark.parametrize("where", ["below_a_file", "a_folder", "proc"])
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, command, where):
+    """--json / --csv are checked first: not after minutes of timing, nor after a new leaderboard is in place."""
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no procfs")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    dest = {"below_a_file": afile / "out.json", "a_folder": tmp_path, "proc": Path("/proc/out.json")}[where]
+    results = tmp_path / "results"
+    if command[0] == "leaderboard":
+        assert main(["run", SMOKE, "--results-dir", str(results), "--quiet"]) == 0
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    option = "--csv" if command[-1] == "--csv" else "--json"
+    argv = ["leaderboard", "--results-dir", str(results)] if command[0] == "leaderboard" else command
+    started = time.monotonic()
+    assert main([*argv, option, str(dest)]) == 2
+    err = one_line_error(capsys, f"{option} {dest} ")
+    assert ("is a folder, not a file" in err) == (where == "a_folder")
+    assert time.monotonic() - started < 20  # the paper-scale bench train step alone takes seconds
+    assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before

@@ -186,11 +186,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_bench_augment(args: argparse.Namespace) -> int:
     from ssl_bench.bench.augment import bench_augment
-    from ssl_bench.utils import atomic_write_text, resolve_device
+    from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
 
     device = resolve_device(args.device)
     if args.batch < 1 or not 8 <= args.size <= 512:
         raise SSLBenchError("--batch must be >= 1 and --size between 8 and 512")
+    check_output_file(args.json, "--json")
     rows = bench_augment(device, batch=args.batch, size=args.size, min_seconds=args.seconds)
     print(
         f"augmentation throughput, batches of {args.batch} {args.size}x{args.size} RGB uint8 images "
@@ -211,11 +212,12 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from ssl_bench.bench.train import DEFAULT_RECIPE, PHASES, bench_train
     from ssl_bench.config import apply_overrides, read_recipe
     from ssl_bench.plan import plan, recipe_from_dict
-    from ssl_bench.utils import atomic_write_text
+    from ssl_bench.utils import atomic_write_text, check_output_file
 
     load_plugins(args)
     if args.steps < 1 or args.warmup < 0 or args.workers < 0:
         raise SSLBenchError("--steps must be >= 1, --warmup and --workers >= 0")
+    check_output_file(args.json, "--json")  # before minutes of timing, not after
     values = read_recipe(args.recipe) if args.recipe else copy.deepcopy(DEFAULT_RECIPE)
     if args.algorithm:
         values["algorithm"] = {"name": args.algorithm}
