@@ -66,6 +66,7 @@ def kill_once(tmp_path, opts):
         (["--workers", "0"], "--workers must be >= 1, got 0"),
         (["--gpus-per-run", "0.5"], "--gpus-per-run needs --executor ray (local runs use train.device)"),
         (["--address", "auto"], "--address needs --executor ray"),
+        (["--address", "headnode"], "--address needs --executor ray"),  # the option first, then its form
         (["--retries", "-1"], "--retries must be >= 0, got -1"),
         (["--cpus-per-run", "-2"], "--cpus-per-run must be >= 1, got -2"),
         (

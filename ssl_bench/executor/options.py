@@ -34,13 +34,13 @@ def check_options(opts: GridOptions) -> None:
         raise ConfigError(f"--gpus-per-run must be >= 0, got {opts.gpus_per_run}")
     if opts.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {opts.retries}")
-    if opts.address is not None:
-        address_endpoint(opts.address)  # the form is checked before anything is planned
     if opts.executor == "local":
         if opts.address is not None:
             raise ConfigError("--address needs --executor ray")
         if opts.gpus_per_run:
             raise ConfigError("--gpus-per-run needs --executor ray (local runs use train.device)")
+    if opts.address is not None:
+        address_endpoint(opts.address)  # the form is checked before anything is planned
 
 
 ADDRESS_FORMS = "auto, HOST:PORT (a cluster's GCS, as `ray start --head` prints it) or ray://HOST:PORT (Ray Client)"
