@@ -50,7 +50,13 @@ def test_smoke_run_records_skips_and_renders(results_dir, capsys):
     assert rec["recipe"]["name"] == "smoke" and rec["recipe"]["description"]  # shown beside results, outside the hash
     out = capsys.readouterr()
     assert "| supervised" in out.out and "(n=1)" in out.out
-    assert (results_dir / "README.md").read_text().startswith("# Leaderboard")
+    readme = (results_dir / "README.md").read_text()
+    assert readme.startswith("# Leaderboard")
+    # the run prints its tables only: the README's protocol notes, plots and published-only datasets stay there
+    assert "## Published numbers of datasets with no runs here yet" in readme and "![digits" in readme
+    assert "Published numbers" not in out.out and "![" not in out.out and "# Leaderboard" not in out.out
+    assert out.out.splitlines()[-1].endswith(f"{results_dir}/README.md and {results_dir}/index.html")
+    assert len(out.out.splitlines()) < len(readme.splitlines()) / 3
     assert not (results_dir / ".checkpoints").exists() or not files_in(results_dir / ".checkpoints")
     before = files_in(results_dir / "runs")
     assert (

@@ -68,13 +68,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def refresh_leaderboard(results_dir: Path) -> None:
-    """Regenerate and print the leaderboard once the results directory holds a record (a run that failed before
-    its first record leaves no leaderboard behind)."""
-    from ssl_bench.leaderboard import write_leaderboard
+    """Regenerate the leaderboard once the results directory holds a record (a run that failed before its first
+    record leaves no leaderboard behind) and print the tables of its runs (``ssl-bench leaderboard`` prints all)."""
+    from ssl_bench.leaderboard import brief
     from ssl_bench.results import RUNS_DIR
 
     if any((Path(results_dir) / RUNS_DIR).rglob("*.json")):
-        print(write_leaderboard(results_dir))
+        print(brief(results_dir), end="")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

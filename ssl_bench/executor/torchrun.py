@@ -11,7 +11,7 @@ import torch
 from ssl_bench.config import RecipeConfig
 from ssl_bench.errors import ConfigError
 from ssl_bench.executor.options import GridOptions
-from ssl_bench.leaderboard import write_leaderboard
+from ssl_bench.leaderboard import brief
 from ssl_bench.plan import plan
 from ssl_bench.runner import run_planned
 from ssl_bench.train.distributed import Dist, backend_for
@@ -36,7 +36,7 @@ def run_distributed(recipes: list[RecipeConfig], results_dir: Path, opts: GridOp
         run_planned(planned, results_dir, log=log, dist=dist)
         dist.barrier()
         if dist.is_main:
-            print(write_leaderboard(results_dir))
+            print(brief(results_dir), end="")
     finally:
         dist.close()
     return 0

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ssl_bench.errors import ConfigError
-from ssl_bench.leaderboard.markdown import render_markdown
+from ssl_bench.leaderboard.markdown import render_brief, render_markdown
 from ssl_bench.leaderboard.page import render_page
 from ssl_bench.leaderboard.report import Report, build_report, export_rows
 from ssl_bench.locks import exclusive
@@ -28,11 +28,22 @@ def render(results_dir: Path) -> str:
 
 
 def write_leaderboard(results_dir: Path, csv: Path | None = None, json_path: Path | None = None) -> str:
+    """Regenerate the leaderboard of ``results_dir`` (``generate``) and return its README text."""
+    return generate(results_dir, csv, json_path)[1]
+
+
+def brief(results_dir: Path) -> str:
+    """Regenerate the leaderboard of ``results_dir`` and return what ``ssl-bench run`` prints of it: the tables of
+    the runs recorded there and where the whole leaderboard is (``markdown.render_brief``)."""
+    return render_brief(generate(results_dir)[0], str(results_dir))
+
+
+def generate(results_dir: Path, csv: Path | None = None, json_path: Path | None = None) -> tuple[Report, str]:
     """Regenerate ``README.md``, ``index.html`` and the PNGs of ``results_dir`` from one read of its records, and
-    return the README text. Everything is written into a staging folder first and then moved in (plots, page,
-    README last), so each file is either the previous generation's or this one's, complete, and a failure leaves
-    the previous one in place. Generations take turns (a lock in the results directory): concurrent ones never
-    interleave, and the staging folders of killed ones are removed by the next."""
+    return the report and the README text. Everything is written into a staging folder first and then moved in
+    (plots, page, README last), so each file is either the previous generation's or this one's, complete, and a
+    failure leaves the previous one in place. Generations take turns (a lock in the results directory): concurrent
+    ones never interleave, and the staging folders of killed ones are removed by the next."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ConfigError(f"results directory {results_dir} does not exist (run a recipe first, or check the path)")
@@ -49,7 +60,7 @@ def write_leaderboard(results_dir: Path, csv: Path | None = None, json_path: Pat
             raise write_failed(Path(exc.filename) if exc.filename else results_dir, exc) from exc
     if csv is not None or json_path is not None:
         export(report, csv, json_path)
-    return readme
+    return report, readme
 
 
 def _stage_and_move(report: Report, readme: str, page: str, results_dir: Path) -> None:

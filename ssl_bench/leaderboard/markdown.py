@@ -71,7 +71,7 @@ def recipes_line(section: Section) -> list[str]:
     return [f"Recipes: {items}", ""]
 
 
-def section_md(s: Section, level: str = "##") -> list[str]:
+def section_md(s: Section, level: str = "##", images: bool = True) -> list[str]:
     lines = [f"{level} {text(s.dataset)}", ""]
     lines += recipes_line(s)
     if s.ours is not None:
@@ -80,7 +80,8 @@ def section_md(s: Section, level: str = "##") -> list[str]:
         lines += [f"Published ({len(s.published)} rows):", "", table_md(s.published), ""]
     if s.differences:
         lines += [text(s.differences), ""]
-    lines += [f"![{text(alt)}]({name})" for name, alt in s.plots] + ([""] if s.plots else [])
+    if images:
+        lines += [f"![{text(alt)}]({name})" for name, alt in s.plots] + ([""] if s.plots else [])
     if not s.comparisons.empty:
         lines += [f"{level}# {text(s.dataset)}: A vs B", "", COMPARE, "", table_md(s.comparisons), ""]
     return lines
@@ -100,24 +101,7 @@ def render_markdown(report: Report) -> str:
     ]
     if not report.sections and report.da is None and not report.active:
         lines += ["No run records yet.", ""]
-    for s in report.sections:
-        lines += section_md(s)
-    if report.da is not None:
-        lines += ["## Domain adaptation", "", DA_PROTOCOL, "", table_md(report.da), ""]
-    for dataset, table in report.active.items():
-        lines += [f"## {text(dataset)}: active learning", "", ACTIVE_PROTOCOL, "", table_md(table), ""]
-        lines += [f"![{text(dataset)}: active learning]({report.active_plots[dataset]})", ""]
-    if report.rate_plot:
-        lines += [
-            "## What a label is worth",
-            "",
-            "Unlabeled images one label is worth (`ssl-bench exchange-rate`).",
-            "",
-            table_md(report.rates, floatfmt=".3g"),
-            "",
-            f"![what one label is worth in unlabeled images]({report.rate_plot})",
-            "",
-        ]
+    lines += ours_md(report)
     if report.published_only:
         lines += ["## Published numbers of datasets with no runs here yet", "", PUBLISHED, ""]
         for s in report.published_only:
@@ -128,4 +112,44 @@ def render_markdown(report: Report) -> str:
     if report.unreadable:
         lines += ["", f"{len(report.unreadable)} unreadable file(s) under runs/ left out:", ""]
         lines += [f"- `{text(name)}`: {text(why)}" for name, why in report.unreadable]
+    return "\n".join(lines) + "\n"
+
+
+def ours_md(report: Report, images: bool = True) -> list[str]:
+    """The sections that hold runs of ours: per dataset (with its published rows and comparisons), domain
+    adaptation, active learning and the exchange rate; ``images``: with their plots."""
+    lines: list[str] = []
+    for s in report.sections:
+        lines += section_md(s, images=images)
+    if report.da is not None:
+        lines += ["## Domain adaptation", "", DA_PROTOCOL, "", table_md(report.da), ""]
+    for dataset, table in report.active.items():
+        lines += [f"## {text(dataset)}: active learning", "", ACTIVE_PROTOCOL, "", table_md(table), ""]
+        if images:
+            lines += [f"![{text(dataset)}: active learning]({report.active_plots[dataset]})", ""]
+    if report.rate_plot:
+        lines += [
+            "## What a label is worth",
+            "",
+            "Unlabeled images one label is worth (`ssl-bench exchange-rate`).",
+            "",
+            table_md(report.rates, floatfmt=".3g"),
+            "",
+        ]
+        if images:
+            lines += [f"![what one label is worth in unlabeled images]({report.rate_plot})", ""]
+    return lines
+
+
+def render_brief(report: Report, results_dir: str) -> str:
+    """What ``ssl-bench run`` prints once its runs are recorded: the tables of the runs in ``results_dir``, without
+    the protocol notes, the plots and the published numbers of datasets with no runs, which the README holds."""
+    lines = ["Test accuracy (%): mean ± sample std over seeds of each run's median of its last k evaluations.", ""]
+    lines += ours_md(report, images=False)
+    if report.unreadable:
+        lines += [f"{len(report.unreadable)} unreadable file(s) under runs/ left out (listed in the README)", ""]
+    lines.append(
+        f"{len(report.records)} record(s); the whole leaderboard (protocol, plots, published numbers, the records "
+        f"behind every cell): {results_dir}/README.md and {results_dir}/index.html"
+    )
     return "\n".join(lines) + "\n"
