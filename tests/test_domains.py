@@ -116,8 +116,12 @@ def test_digits_m_shapes_labels_and_golden_hash():
     assert torch.equal(dm.train_labels, digits.train_labels) and torch.equal(dm.test_labels, digits.test_labels)
     assert dm.num_classes == 10 and dm.hflip is False and dm.classes == tuple("0123456789")
     assert hashlib.sha256(dm.train_images.contiguous().numpy().tobytes()).hexdigest() == DIGITS_M_TRAIN_SHA256
-    # image i comes from digit i, drawn in order: the first 20 digits alone give the same images
     pixels, _, train_idx, _ = digits_arrays()
+    built = make_digits_m(pixels)[train_idx]  # the construction itself, not a cached copy of it
+    assert hashlib.sha256(np.ascontiguousarray(built.transpose(0, 3, 1, 2)).tobytes()).hexdigest() == (
+        DIGITS_M_TRAIN_SHA256
+    )
+    # image i comes from digit i, drawn in order: the first 20 digits alone give the same images
     head = make_digits_m(pixels[:20])
     rows = np.flatnonzero(train_idx < 20)
     assert len(rows) > 5
@@ -602,7 +606,9 @@ def test_cli_run_uda_and_ssda_records_manifests_leaderboard(tmp_path, results_di
         path = results_dir / "splits" / f"{r['split']}.json"
         assert path.exists() and json.loads(path.read_text())["hash"] == r["split_hash"]
     readme = (results_dir / "README.md").read_text()
-    assert readme == capsys.readouterr().out.rstrip("\n") + "\n"
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith("|")]  # the run prints our tables, as written
+    assert any("digits → digits_m · uda" in line for line in rows) and "\n".join(rows) in readme
     assert "## Domain adaptation" in readme and "## digits-digits_m" not in readme
     header = next(line for line in readme.splitlines() if "digits → digits_m · uda" in line)
     assert header.index("digits → digits_m · uda") < header.index("digits → digits_m · ssda-1")

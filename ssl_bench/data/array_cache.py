@@ -2,9 +2,9 @@
 need not import that library only to rebuild them (importing scikit-learn takes ≈1.8 s on this project's machine,
 more than a whole smoke run trains).
 
-The file's name carries the library's version. A file that does not load, or whose arrays fail the caller's
-check, is rebuilt; one that cannot be written (read-only root, full disk) is skipped: the arrays are returned all
-the same.
+The file's name carries the versions of the libraries that made the arrays. A file that does not load, or whose
+arrays fail the caller's check, is rebuilt; one that cannot be written (read-only root, full disk) is skipped: the
+arrays are returned all the same.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import numpy as np
 Arrays = dict[str, np.ndarray]
 
 
-def cache_path(root: str | Path, name: str, distribution: str) -> Path:
-    """``<root>/<name>-<distribution>-<version>.npz``, e.g. ``digits-scikit-learn-1.9.1.npz``."""
-    version = importlib.metadata.version(distribution)
-    return Path(root).expanduser() / f"{name}-{distribution}-{version}.npz"
+def cache_path(root: str | Path, name: str, *distributions: str) -> Path:
+    """``<root>/<name>-<distribution>-<version>[-...].npz``, e.g. ``digits-scikit-learn-1.9.1.npz``: one file per
+    version of every library whose output the arrays hold."""
+    versions = "-".join(f"{d}-{importlib.metadata.version(d)}" for d in distributions)
+    return Path(root).expanduser() / f"{name}-{versions}.npz"
 
 
 def read_arrays(path: Path) -> Arrays | None:

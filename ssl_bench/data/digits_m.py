@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ssl_bench.config import DataConfig
+from ssl_bench.data.array_cache import cache_path, cached_arrays
 from ssl_bench.data.digits import DIGIT_CLASSES, digits_arrays
 from ssl_bench.data.images import ImageDataset, resize_images, to_uint8_nchw
 from ssl_bench.registry import DATASETS
@@ -49,6 +50,19 @@ def make_digits_m(pixels: np.ndarray, seed: int = DIGITS_M_SEED, size: int = DIG
     return out
 
 
+def digits_m_images(pixels: np.ndarray, root: str) -> np.ndarray:
+    """``make_digits_m(pixels)``, built once per version of the libraries it uses and cached below ``root``
+    (``array_cache``; the construction's seed and size are in the file's name)."""
+    name = f"digits_m-seed{DIGITS_M_SEED}-{DIGITS_M_SIZE}px"
+    path = cache_path(root, name, "scikit-learn", "pillow", "torch", "numpy")
+    shape = (len(pixels), DIGITS_M_SIZE, DIGITS_M_SIZE, 3)
+
+    def check(a: dict[str, np.ndarray]) -> bool:
+        return "images" in a and a["images"].dtype == np.uint8 and a["images"].shape == shape
+
+    return cached_arrays(path, lambda: {"images": make_digits_m(pixels)}, check)["images"]
+
+
 @DATASETS.register("digits_m")
 def load_digits_m(cfg: DataConfig) -> ImageDataset:
     """This project's MNIST-M-style colour digits (32x32 RGB), made offline by ``make_digits_m`` with seed 0.
@@ -57,7 +71,7 @@ def load_digits_m(cfg: DataConfig) -> ImageDataset:
     digits and sample photographs, image i from digit i, with the train/test split of the ``digits`` dataset.
     """
     pixels, labels, train_idx, test_idx = digits_arrays(cfg.root)
-    images = make_digits_m(pixels)
+    images = digits_m_images(pixels, cfg.root)
     return ImageDataset(
         name="digits_m",
         train_images=to_uint8_nchw(images[train_idx], "NHWC"),

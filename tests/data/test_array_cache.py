@@ -74,3 +74,25 @@ def test_a_warm_cache_spares_the_scikit_learn_import(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["1297", "False"]
+
+
+def test_digits_m_images_are_cached_and_the_same_as_built(tmp_path):
+    from ssl_bench.data.digits_m import digits_m_images, make_digits_m
+
+    pixels = digits_arrays(tmp_path)[0]
+    built = make_digits_m(pixels)
+    assert np.array_equal(digits_m_images(pixels, str(tmp_path)), built)
+    (path,) = tmp_path.glob("digits_m-*.npz")
+    assert path.name.startswith("digits_m-seed0-32px-scikit-learn-") and "-pillow-" in path.name
+    assert np.array_equal(read_arrays(path)["images"], built)
+    a = read_arrays(path)
+    np.savez(path, images=a["images"][:, :16])  # a wrong shape is rebuilt
+    assert np.array_equal(digits_m_images(pixels, str(tmp_path)), built)
+    assert read_arrays(path)["images"].shape == built.shape
+    code = (
+        "import sys; from ssl_bench.config import DataConfig; from ssl_bench.data.datasets import load_dataset; "
+        f"ds = load_dataset(DataConfig(dataset='digits_m', root={str(tmp_path)!r})); "
+        "print(tuple(ds.train_images.shape), 'sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "(1297, 3, 32, 32) False"
