@@ -377,6 +377,8 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"recipe {p} is a directory, not a TOML file (e.g. {p}/*.toml for every recipe in it)")
     if not p.is_file():
         raise ConfigError(f"recipe file not found: {p}")
     try:

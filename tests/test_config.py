@@ -67,6 +67,8 @@ def test_config_hash_is_stable_and_order_free():
 def test_missing_and_invalid_recipe_files(tmp_path):
     with pytest.raises(ConfigError, match="recipe file not found"):
         load_recipe(tmp_path / "none.toml")
+    with pytest.raises(ConfigError, match=f"recipe {tmp_path} is a directory, not a TOML file"):
+        load_recipe(tmp_path)
     bad = tmp_path / "bad.toml"
     bad.write_text("not toml [[[")
     with pytest.raises(ConfigError, match="not valid TOML"):

@@ -69,6 +69,7 @@ def kill_once(tmp_path, opts):
         (["--address", "headnode"], "--address needs --executor ray"),  # the option first, then its form
         (["--retries", "-1"], "--retries must be >= 0, got -1"),
         (["--cpus-per-run", "-2"], "--cpus-per-run must be >= 1, got -2"),
+        (["--cpus-per-run", "0", "--workers", "2"], "--cpus-per-run must be >= 1, got 0"),  # 0 is not "the default"
         (
             ["--executor", "ray", "--address", "headnode"],
             "--address 'headnode' is not auto, HOST:PORT (a cluster's GCS, as `ray start --head` prints it) or "

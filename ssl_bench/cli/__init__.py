@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1, help="runs at once (default 1: one after another in this process)")
     g.add_argument("--address", help="ray: address of an existing cluster (default: start a local Ray)")
     g.add_argument(
-        "--cpus-per-run", type=int, default=0, help="CPU threads of each run (default: cores / workers; ray: 1)"
+        "--cpus-per-run", type=int, default=None, help="CPU threads of each run (default: cores / workers; ray: 1)"
     )
     g.add_argument(
         "--gpus-per-run", type=float, default=0.0, help="ray: GPUs of each run, fractions allowed (default 0)"

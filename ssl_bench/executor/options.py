@@ -18,7 +18,7 @@ class GridOptions:
     executor: str = "local"
     workers: int = 1
     address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001", ...); None starts a local Ray
-    cpus_per_run: int = 0  # 0: this machine's cores / workers (local), 1 (ray)
+    cpus_per_run: int | None = None  # None: this machine's cores / workers (local), 1 (ray)
     gpus_per_run: float = 0.0  # ray only; fractions let several small runs share one GPU
     retries: int = 1  # extra attempts of a failed run, each resuming from its last checkpoint
 
@@ -28,7 +28,7 @@ def check_options(opts: GridOptions) -> None:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {opts.executor!r}")
     if opts.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {opts.workers}")
-    if opts.cpus_per_run < 0:
+    if opts.cpus_per_run is not None and opts.cpus_per_run < 1:
         raise ConfigError(f"--cpus-per-run must be >= 1, got {opts.cpus_per_run}")
     if opts.gpus_per_run < 0:
         raise ConfigError(f"--gpus-per-run must be >= 0, got {opts.gpus_per_run}")
@@ -57,7 +57,7 @@ def address_endpoint(address: str) -> tuple[str, int] | None:
 
 
 def threads_per_run(opts: GridOptions) -> int:
-    if opts.cpus_per_run:
+    if opts.cpus_per_run is not None:
         return opts.cpus_per_run
     if opts.executor == "ray":
         return 1
