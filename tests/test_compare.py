@@ -61,6 +61,13 @@ def test_ambiguous_name_asks_for_a_row_key(tmp_path):
     assert p.n == 1 and p.diffs == pytest.approx([-10.0])
 
 
+def test_a_row_against_itself_is_refused(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.9, 0.8], "supervised": [0.8, 0.8]})
+    for b in ("fixmatch", "fixmatch/weak/small_cnn-1/all/100/5"):
+        with pytest.raises(ConfigError, match="name the same row of digits"):
+            compare(frame_of(tmp_path), "fixmatch", b)
+
+
 def test_cli_prints_differences_and_interval(tmp_path, capsys):
     write_table(tmp_path, {"fixmatch": [0.81, 0.82, 0.83, 0.84, 0.85], "supervised": [0.80] * 5})
     write_table(tmp_path, {"fixmatch": [0.9] * 5, "supervised": [0.85] * 5}, n=40)

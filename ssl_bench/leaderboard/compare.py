@@ -116,6 +116,8 @@ def compare(
         for name, rows in ((a, rows_a), (b, rows_b)):
             if len(rows) > 1:
                 raise ConfigError(f"{name!r} names {len(rows)} rows of {ds}; give one row key: {', '.join(rows)}")
+        if rows_a == rows_b:
+            raise ConfigError(f"{a!r} and {b!r} name the same row of {ds} ({rows_a[0]}): compare two different rows")
         in_a, in_b = part[part["row"] == rows_a[0]], part[part["row"] == rows_b[0]]
         budgets = sorted(set(in_a["n_labels"]) & set(in_b["n_labels"]))
         if labels:
