@@ -30,6 +30,7 @@ class PseudoLabelConfig(AlgorithmConfig):
     threshold: float = 0.95  # flag threshold
     wu: float = 1.0  # flag consistency_weight
     warmup: float = 0.4  # flag warmup_pos: the weight ramps up linearly over this fraction of training
+    limits = {"uratio": "[1, inf)", "threshold": "[0, 1]", "wu": "[0, inf)", "warmup": "[0, 1]"}
 
 
 @ALGORITHMS.register("pseudo_label")

@@ -13,10 +13,12 @@ import inspect
 import torch
 
 from ssl_bench.algorithms import Algorithm, get_algorithm
+from ssl_bench.algorithms.base import check_limits
 from ssl_bench.augment import ViewBuilder
 from ssl_bench.augment.views import Batch, to_input
 from ssl_bench.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
 from ssl_bench.data.images import ImageDataset
+from ssl_bench.errors import ConfigError
 from ssl_bench.train import RunParts, build_run
 
 NUM_CLASSES, CHANNELS, SIZE, BATCH = 4, 3, 8, 8
@@ -74,10 +76,15 @@ def _step(algo: Algorithm, batch: Batch, progress: float = 0.5) -> tuple[torch.T
 
 
 def check_config(name: str) -> None:
-    """Defaults construct, round-trip through a plain dict, are frozen, and the config cites its source."""
+    """Defaults construct, round-trip through a plain dict, are frozen, lie within their own ``limits``, and the
+    config cites its source."""
     cls = get_algorithm(name)
     cfg = cls.Config()
     assert cfg.name == name, f"{cls.__name__}.Config().name is {cfg.name!r}, expected {name!r}"
+    try:
+        check_limits(cfg)
+    except (TypeError, ConfigError) as exc:
+        raise AssertionError(f"{cls.__name__}.Config defaults against its limits: {exc}") from None
     assert from_dict(cls.Config, to_dict(cfg), "algorithm") == cfg
     assert dataclasses.is_dataclass(cfg) and cls.Config.__dataclass_params__.frozen, "config must be a frozen dataclass"
     doc = inspect.getdoc(cls.Config) or ""

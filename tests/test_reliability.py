@@ -59,6 +59,56 @@ def test_bad_settings_are_refused_before_anything_is_written(case, tmp_path, cap
     assert files_in(tmp_path / "r") == []
 
 
+# hyper-parameters outside the interval the algorithm is defined on (AlgorithmConfig.limits): each of these once
+# trained (a threshold no prediction reaches, NaN mixup weights) or ended in a traceback (T = 0, ReMixMatch K = 0)
+BAD_HYPER = {
+    "fixmatch threshold 1.5": ("fixmatch", "algorithm.threshold=1.5", "threshold of fixmatch must lie in [0, 1]"),
+    "fixmatch negative wu": ("fixmatch", "algorithm.wu=-1", "algorithm.wu of fixmatch must be >= 0, got -1.0"),
+    "mixmatch T 0": ("mixmatch", "algorithm.T=0", "algorithm.T of mixmatch must be > 0, got 0.0"),
+    "mixmatch alpha -1": ("mixmatch", "algorithm.alpha=-1", "algorithm.alpha of mixmatch must be > 0, got -1.0"),
+    "remixmatch K 0": ("remixmatch", "algorithm.K=0", "algorithm.K of remixmatch must be >= 1, got 0"),
+    "remixmatch decay 1": ("remixmatch", "algorithm.p_data_decay=1", "must lie in [0, 1), got 1.0"),
+    "adamatch tau 2": ("adamatch", "algorithm.tau=2", "algorithm.tau of adamatch must lie in [0, 1], got 2.0"),
+    "adamatch dbuf 0": ("adamatch", "algorithm.dbuf=0", "algorithm.dbuf of adamatch must be >= 1, got 0"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_HYPER))
+def test_bad_hyper_parameters_are_refused_before_anything_is_written(case, tmp_path, capsys):
+    algorithm, setting, message = BAD_HYPER[case]
+    recipe = str(ROOT / f"recipes/digits/{algorithm}.toml")
+    assert main(["run", recipe, "--results-dir", str(tmp_path / "r"), "--set", setting]) == 2
+    one_line_error(capsys, message)
+    assert files_in(tmp_path / "r") == []
+
+
+def test_limits_bounds_are_inclusive_or_exclusive_as_written():
+    from dataclasses import dataclass
+
+    from ssl_bench.algorithms.base import AlgorithmConfig, check_limits
+    from ssl_bench.errors import ConfigError
+
+    @dataclass(frozen=True)
+    class Cfg(AlgorithmConfig):
+        name: str = "x"
+        a: float = 0.5
+        limits = {"a": "(0, 1]"}
+
+    for ok in (1.0, 1e-9, 0.5):
+        check_limits(Cfg(a=ok))
+    for bad in (0.0, 1.0 + 1e-9, -3.0):
+        with pytest.raises(ConfigError, match=r"algorithm.a of x must lie in \(0, 1\]"):
+            check_limits(Cfg(a=bad))
+
+    @dataclass(frozen=True)
+    class Typo(AlgorithmConfig):
+        name: str = "x"
+        limits = {"b": "[0, 1]"}
+
+    with pytest.raises(TypeError, match="not a numeric field"):  # a limit on no field is the plugin author's bug
+        check_limits(Typo())
+
+
 def test_proportional_split_accepts_any_budget(tmp_path):
     from ssl_bench.plan import load_recipe, plan
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
+from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, check_limits
 from ssl_bench.config import from_dict
 from ssl_bench.errors import ConfigError
 from ssl_bench.registry import ALGORITHMS
@@ -18,7 +18,9 @@ def algorithm_config(values: dict[str, Any]) -> AlgorithmConfig:
     name = values.pop("name", None)
     if not isinstance(name, str):
         raise ConfigError('[algorithm] needs a name, e.g. name = "supervised"')
-    return from_dict(get_algorithm(name).Config, {**values, "name": name}, "algorithm")
+    cfg = from_dict(get_algorithm(name).Config, {**values, "name": name}, "algorithm")
+    check_limits(cfg)
+    return cfg
 
 
 # populate the registry

@@ -42,6 +42,8 @@ class AdaMatchConfig(AlgorithmConfig):
     warmup: float = 0.5  # half-cosine 0 -> 1 over this fraction of training, then 1 -> wu over the rest
     dbuf: int = 128  # FIFO of p(unlabeled)
     p_labeled_decay: float = 0.999  # EMA of p(labeled) from weak source predictions
+    limits = {"uratio": "[1, inf)", "tau": "[0, 1]", "wu": "[0, inf)", "warmup": "[0, 1]", "dbuf": "[1, inf)",
+              "p_labeled_decay": "[0, 1)"}  # fmt: skip
 
 
 @ALGORITHMS.register("adamatch")

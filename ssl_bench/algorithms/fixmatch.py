@@ -26,6 +26,7 @@ class FixMatchConfig(AlgorithmConfig):
     uratio: int = 7  # μ: unlabeled images per labeled image (flag uratio)
     threshold: float = 0.95  # τ (flag confidence)
     wu: float = 1.0  # λ_u (flag wu), no ramp-up
+    limits = {"uratio": "[1, inf)", "threshold": "[0, 1]", "wu": "[0, inf)"}
 
 
 @ALGORITHMS.register("fixmatch")

@@ -37,6 +37,7 @@ class MixMatchConfig(AlgorithmConfig):
     alpha: float = 0.75  # Beta(α, α) of mixup (flag beta; 0.25 for SVHN+extra)
     w_match: float = 75.0  # λ_U (250 for SVHN, 50 for STL-10, 150 for CIFAR-100 large)
     rampup: float = 1 / 64  # λ_U ramp length, fraction of training: 1,024 kimg of 65,536 kimg (16,384 steps)
+    limits = {"K": "[1, inf)", "T": "(0, inf)", "alpha": "(0, inf)", "w_match": "[0, inf)", "rampup": "[0, 1]"}
 
 
 @ALGORITHMS.register("mixmatch")

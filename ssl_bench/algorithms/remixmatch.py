@@ -47,6 +47,8 @@ class ReMixMatchConfig(AlgorithmConfig):
     rampup: float = 1 / 64  # warmup_kimg 1,024 of 65,536 (8,192 for CIFAR-10@40 = 1/8)
     dbuf: int = 128  # p_model FIFO length (§1.11)
     p_data_decay: float = 0.999  # p_data EMA of labeled one-hots (§1.11)
+    limits = {"K": "[1, inf)", "T": "(0, inf)", "alpha": "(0, inf)", "w_match": "[0, inf)", "w_kl": "[0, inf)",
+              "w_rot": "[0, inf)", "rampup": "[0, 1]", "dbuf": "[1, inf)", "p_data_decay": "[0, 1)"}  # fmt: skip
 
 
 def rotate_quarters(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
