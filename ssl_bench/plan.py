@@ -132,8 +132,24 @@ def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
     device = resolve_device(tc.device)
     if tc.precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"train.precision = fp16 needs a CUDA device (loss scaling), not {device}; use bf16 or fp32")
+    check_augment(augment)
     for role in ("weak", "strong"):
         create_policy(getattr(augment, role), augment, hflip=True)
+
+
+def check_augment(cfg: AugmentConfig) -> None:
+    """[augment]: every magnitude within its range, whichever policies the recipe uses (a value a policy ignores
+    today is still refused, so that switching policy never starts a run from a silently invalid value)."""
+    if not 0.0 <= cfg.translate < 1.0:
+        raise ConfigError(f"augment.translate is a fraction of the image side in [0, 1), got {cfg.translate}")
+    for key in ("cutout", "ra_prob", "cta_threshold"):
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            raise ConfigError(f"augment.{key} must lie in [0, 1], got {getattr(cfg, key)}")
+    if not 0.0 < cfg.cta_decay < 1.0:
+        raise ConfigError(f"augment.cta_decay must lie in (0, 1), got {cfg.cta_decay}")
+    for key in ("ra_ops", "cta_depth"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"augment.{key} must be >= 1, got {getattr(cfg, key)}")
 
 
 def check_model(cfg: ModelConfig) -> None:

@@ -48,6 +48,11 @@ BAD_SETTINGS = {
     "budget not divisible": ("grid.n_labels=[45]", "45 labels do not divide into 10 classes"),
     "chance warm-up 1.5": ("train.chance_warmup=1.5", "train.chance_warmup is a fraction"),
     "chance evals 0": ("train.chance_evals=0", "train.chance_evals must be positive"),
+    # [augment] magnitudes, refused even where the recipe's policies do not use them (smoke: weak only)
+    "translate 2": ("augment.translate=2", "augment.translate is a fraction of the image side in [0, 1), got 2.0"),
+    "negative cutout": ("augment.cutout=-1", "augment.cutout must lie in [0, 1], got -1.0"),
+    "cta decay 1": ("augment.cta_decay=1", "augment.cta_decay must lie in (0, 1), got 1.0"),
+    "ra ops 0": ("augment.ra_ops=0", "augment.ra_ops must be >= 1, got 0"),
 }
 
 
