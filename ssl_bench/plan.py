@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -349,6 +350,22 @@ def check_world(run: RunConfig, algorithm: type, world: int) -> None:
         )
 
 
+def build_parts(run: RunConfig, ds) -> RunParts:
+    """The run's model, algorithm and augmentation, built once to check them; a model too large for memory is a
+    one-line error naming its size, not the allocator's traceback."""
+    try:
+        return build_run(run, ds, optimizer=False)
+    except (RuntimeError, MemoryError) as exc:
+        wanted = re.search(r"allocate (\d+) bytes", str(exc))
+        if not isinstance(exc, MemoryError) and wanted is None and "out of memory" not in str(exc).lower():
+            raise
+        size = f" ({int(wanted[1]) / 2**30:,.1f} GiB in one tensor)" if wanted else ""
+        raise ConfigError(
+            f"model {run.model.name} at width {run.model.width} does not fit in memory{size}: use a smaller "
+            "model.width or model"
+        ) from None
+
+
 def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1) -> list[PlannedRun]:
     """Every run of ``recipe``, validated before anything is written: the config checks of ``expand`` first, then data
     present, splits drawable, pools large enough, and the run's parts buildable in its setting (and, for
@@ -362,7 +379,7 @@ def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1) -> list[Planne
         split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
         check_pools(run, len(ds.train_labels), split)
         if i == 0:  # model, algorithm, augmentation and datasets are the same for every run of a recipe
-            parts = build_run(run, ds, optimizer=False)
+            parts = build_parts(run, ds)
             unsupported = sorted({r.data.setting for r in runs} - set(parts.algorithm.settings))
             if unsupported:
                 raise ConfigError(

@@ -114,6 +114,21 @@ def test_limits_bounds_are_inclusive_or_exclusive_as_written():
         check_limits(Typo())
 
 
+def overcommits_without_limit() -> bool:
+    try:
+        return Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1"
+    except OSError:
+        return True  # not Linux: unknown, so do not try
+
+
+@pytest.mark.skipif(overcommits_without_limit(), reason="the allocator may hand out the memory and the OOM killer act")
+def test_a_model_too_large_for_memory_is_one_line(tmp_path, capsys):
+    # its first weight alone would be 171,661 GiB: the allocator refuses it at once
+    assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), "--set", "model.width=100000"]) == 2
+    one_line_error(capsys, "model small_cnn at width 100000 does not fit in memory (171,661.4 GiB in one tensor)")
+    assert files_in(tmp_path / "r") == []
+
+
 def test_proportional_split_accepts_any_budget(tmp_path):
     from ssl_bench.plan import load_recipe, plan
 
