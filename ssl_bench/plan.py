@@ -239,6 +239,11 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     check_model(recipe.model)
     if not recipe.grid.n_labels or not recipe.grid.seeds:
         raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
+    for f in dataclasses.fields(recipe.grid):
+        values = getattr(recipe.grid, f.name)
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"grid.{f.name} lists {twice[0]} more than once: each value is one run per grid point")
     if data.setting == "ssl" and min(recipe.grid.n_labels) < 1:
         raise ConfigError(f"grid.n_labels: label budgets must be >= 1, got {min(recipe.grid.n_labels)}")
     for name in recipe.active.acquisitions:

@@ -45,6 +45,8 @@ BAD_SETTINGS = {
     "huge image size": ("data.image_size=100000", "got 100000"),
     "negative n_valid": ("data.n_valid=-1", "data.n_valid must be >= 0"),
     "zero budget": ("grid.n_labels=[0]", "label budgets must be >= 1"),
+    "seed twice": ("grid.seeds=[1,2,1]", "grid.seeds lists 1 more than once"),
+    "budget twice": ("grid.n_labels=[40,40]", "grid.n_labels lists 40 more than once"),
     "budget not divisible": ("grid.n_labels=[45]", "45 labels do not divide into 10 classes"),
     "chance warm-up 1.5": ("train.chance_warmup=1.5", "train.chance_warmup is a fraction"),
     "chance evals 0": ("train.chance_evals=0", "train.chance_evals must be positive"),
