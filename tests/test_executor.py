@@ -309,3 +309,28 @@ def test_gpus_per_run_on_a_machine_without_a_gpu_is_an_error_not_a_wait(tmp_path
         "no run could start"
     )
     assert time.monotonic() - started < 60 and not results.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_local_workers_quietly_and_keeps_their_checkpoints(tmp_path):
+    """Ctrl-C reaches the whole process group: the driver says it was interrupted and exits 130; no worker prints
+    a traceback and no semaphore is left for the resource tracker to warn of; each run's checkpoint stays."""
+    import subprocess
+    import sys
+
+    results = tmp_path / "results"
+    sets = ["train.steps=20000", "train.checkpoint_every=50", "grid.seeds=[1, 2]"]
+    hashes = [p.config_hash for p in planned(results, sets)]
+    argv = [sys.executable, "-m", "ssl_bench.cli", "run", SMOKE, "--results-dir", str(results), "--workers", "2"]
+    argv += [a for s in sets for a in ("--set", s)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not all(checkpoint_path(results, h).exists() for h in hashes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the grid ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "ssl-bench: interrupted"
+    assert "Traceback" not in err and "leaked semaphore" not in err and "SpawnProcess" not in err, err[-2000:]
+    assert all(checkpoint_path(results, h).exists() for h in hashes) and load_records(results) == []

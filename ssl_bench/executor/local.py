@@ -27,7 +27,10 @@ from ssl_bench.runner import Outcome, quiet
 
 
 def _serve(conn: Connection, results_dir: str, sys_path: list[str], threads: int) -> None:
-    """A worker's life: train each run the driver sends until it sends None (or goes away)."""
+    """A worker's life: train each run the driver sends until it sends None (or goes away). Ctrl-C reaches the
+    whole process group: the driver alone acts on it (it stops its workers; their checkpoints stay), so that no
+    worker prints a KeyboardInterrupt traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             p = conn.recv()

@@ -16,8 +16,14 @@ def prepare(sys_path: list[str], plugins: list[str], threads: int) -> None:
     """Make this process able to build the run: the driver's import path (for ``--plugin`` modules that live in
     the working tree), the plugin modules the run's hash names, and ``threads`` intra-op threads."""
     import os
+    import threading
 
     import torch
+    from tqdm import tqdm
+
+    # tqdm's default lock is a multiprocessing semaphore: one left by a worker stopped mid-run (Ctrl-C) makes the
+    # resource tracker warn of "leaked semaphore objects"; a worker's bars need only a thread lock
+    tqdm.set_lock(threading.RLock())
 
     from ssl_bench.plugins import import_plugins, load_entry_points
 
