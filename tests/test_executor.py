@@ -328,7 +328,14 @@ def test_ctrl_c_stops_local_workers_quietly_and_keeps_their_checkpoints(tmp_path
     while not all(checkpoint_path(results, h).exists() for h in hashes) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert proc.poll() is None, "the grid ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)
+    workers = [read_holder(lock_path(results, h))["pid"] for h in hashes]
+    for pid in workers:  # a worker leaves SIGINT to the driver: alone, it changes nothing
+        os.kill(pid, signal.SIGINT)
+    time.sleep(1.0)
+    for pid in workers:
+        os.kill(pid, 0)  # still alive (ProcessLookupError otherwise)
+    assert proc.poll() is None
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.strip().splitlines()[-1] == "ssl-bench: interrupted"
