@@ -341,3 +341,42 @@ def test_ctrl_c_stops_local_workers_quietly_and_keeps_their_checkpoints(tmp_path
     assert err.strip().splitlines()[-1] == "ssl-bench: interrupted"
     assert "Traceback" not in err and "leaked semaphore" not in err and "SpawnProcess" not in err, err[-2000:]
     assert all(checkpoint_path(results, h).exists() for h in hashes) and load_records(results) == []
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_cluster_started_with_ray_start_takes_the_grid_by_auto_and_by_address(tmp_path):
+    """The README's cluster commands against a real `ray start --head` (token authentication on, Ray's default):
+    ``--address auto`` finds it; an explicit HOST:PORT works with RAY_AUTH_MODE=token, and without it is refused in
+    one line that says so."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    head = [ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard=false"]
+    subprocess.run([*head, "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+    try:
+
+        def grid(address, seeds, **extra):
+            argv = [sys.executable, "-m", "ssl_bench.cli", "run", SMOKE, "--results-dir", str(tmp_path / "r")]
+            argv += ["--executor", "ray", "--workers", "2", "--address", address, "--set", f"grid.seeds={seeds}"]
+            argv += ["--set", "train.steps=20", "--set", "train.eval_every=10"]
+            return subprocess.run(argv, env={**env, **extra}, capture_output=True, text=True, timeout=240)
+
+        auto = grid("auto", "[1, 2]")
+        assert auto.returncode == 0 and "runs: done 2 · skipped 0 · failed 0" in auto.stderr, auto.stderr[-2000:]
+        explicit = grid(f"127.0.0.1:{port}", "[1, 2, 3]", RAY_AUTH_MODE="token")
+        assert explicit.returncode == 0 and "runs: done 1 · skipped 2 · failed 0" in explicit.stderr
+        assert len(load_records(tmp_path / "r")) == 3
+        refused = grid(f"127.0.0.1:{port}", "[4]")
+        last = refused.stderr.strip().splitlines()[-1]
+        assert refused.returncode == 2 and last.startswith(f"ssl-bench: error: --address 127.0.0.1:{port}: ")
+        assert "takes an explicit address only with RAY_AUTH_MODE=token" in last and "Traceback" not in refused.stderr
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -39,8 +39,22 @@ def start_ray(address: str | None, log: Callable[[str], None]):
                 "--address auto: no running Ray cluster found from this machine (start one with `ray start --head`, "
                 "or leave --address out for a local Ray)"
             ) from None
-        raise ConfigError(f"--address {address}: {one_line(exc)}") from None
+        raise ConfigError(f"--address {address}: {one_line(exc)}{auth_hint()}") from None
     return ray, True
+
+
+def auth_hint() -> str:
+    """Why an explicit address may refuse a driver that reaches it: Ray sends its token only where RAY_AUTH_MODE
+    says so (it does that by itself for ``auto`` alone), and ``ray start --head`` turns token authentication on."""
+    import os
+
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return (
+        "; a cluster with token authentication (what `ray start --head` sets up unless RAY_AUTH_MODE=disabled) "
+        "takes an explicit address only with RAY_AUTH_MODE=token and its token here (`ray get-auth-token` on the "
+        "head node, as ~/.ray/auth_token or RAY_AUTH_TOKEN), or use --address auto on a node of the cluster"
+    )
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
