@@ -6,14 +6,13 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ssl_bench.errors import ConfigError
+from ssl_bench.values import from_dict
 
 
 @dataclass
@@ -46,6 +45,8 @@ class DataConfig:
     target_labels: int = 0  # ssda: labeled target images per class (uda: 0); set per run from grid.target_labels
     channels: int = 0  # uda/ssda: channels both domains are brought to; 0 = 3 if either domain has colour, else 1
 
+    limits: ClassVar[dict[str, str]] = {"n_valid": "[0, inf)"}  # see check_limits
+
 
 @dataclass
 class ModelConfig:
@@ -58,6 +59,14 @@ class ModelConfig:
     bn_momentum: float = 0.001  # PyTorch convention for TF's decay 0.999 (§1.5)
     bn_eps: float = 0.001  # TF default (§1.5); objax uses 1e-6
     leaky_slope: float = 0.1  # §1.5
+
+    limits: ClassVar[dict[str, str]] = {
+        "width": "[1, inf)",
+        "scales": "[0, inf) 0 = from the image size",
+        "bn_momentum": "(0, 1] PyTorch's convention",
+        "bn_eps": "(0, inf)",
+        "leaky_slope": "[0, inf)",
+    }
 
 
 # augment.flip: whether the weak policy flips horizontally (p = 0.5). "dataset": where the dataset says a flip keeps
@@ -85,6 +94,17 @@ class AugmentConfig:
     cta_cutout: bool = True  # append cutout(v=1) to every CTAugment policy: FixMatch/AdaMatch yes, ReMixMatch no
     cta_translate: str = "pixels"  # pixels: the code's <= 0.3 px (near no-op); fraction: the papers' ±30 % (§2.2)
     cta_rescale: str = "fraction"  # fraction: crop 0.25v of the side (fixmatch code); pixels: 0.25v px (remixmatch)
+
+    # every magnitude, whichever policies the recipe uses: switching policy never starts from an invalid value
+    limits: ClassVar[dict[str, str]] = {
+        "translate": "[0, 1) a fraction of the image side",
+        "cutout": "[0, 1]",
+        "ra_ops": "[1, inf)",
+        "ra_prob": "[0, 1]",
+        "cta_depth": "[1, inf)",
+        "cta_threshold": "[0, 1]",
+        "cta_decay": "(0, 1)",
+    }
 
 
 @dataclass
@@ -123,6 +143,23 @@ class TrainConfig:
     chance_warmup: float = 0.25  # fraction of train.steps before the chance-level check starts
     chance_margin: float = 0.02  # accuracy <= 1/classes + this counts as chance level
 
+    limits: ClassVar[dict[str, str]] = {
+        "steps": "[1, inf)",
+        "batch_size": "[1, inf)",
+        "lr": "(0, inf)",
+        "momentum": "[0, 1)",
+        "weight_decay": "[0, inf)",
+        "ema_decay": "[0, 1)",
+        "eval_every": "[1, inf)",
+        "median_k": "[1, inf)",
+        "eval_batch_size": "[1, inf)",
+        "checkpoint_every": "[0, inf) 0 = at every evaluation",
+        "threads": "[0, inf) 0 = torch's default",
+        "chance_evals": "[1, inf)",
+        "chance_warmup": "[0, 1) a fraction of train.steps",
+        "chance_margin": "[0, 1)",
+    }
+
 
 @dataclass
 class ActiveConfig:
@@ -139,6 +176,14 @@ class ActiveConfig:
     first_interval: int = 0  # training on the start budget before the first acquisition; 0 = interval
     interval_unit: str = "steps"  # steps | images (labeled images seen, the reference's kimg x 1024)
     aug_k: int = 2  # .aug acquisitions average predictions over this many weak augmentations (§7.4)
+
+    limits: ClassVar[dict[str, str]] = {
+        "grow": "[1, inf)",
+        "final": "[1, inf)",
+        "interval": "[1, inf)",
+        "first_interval": "[0, inf) 0 = active.interval",
+        "aug_k": "[1, inf)",
+    }
 
 
 @dataclass
@@ -250,83 +295,6 @@ def run_hash(run: RunConfig) -> str:
             if values[section].get(key) == default:
                 values[section].pop(key)
     return config_hash(values)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# type checking
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-def check_value(value: Any, tp: Any, where: str) -> Any:
-    """Return ``value`` converted to ``tp`` where that is lossless (int -> float), else raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(tp):
-            try:
-                return check_value(value, arm, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if tp is Any:
-        return value
-    if tp is type(None):
-        if value is None:
-            return None
-    elif origin is list:
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, list):
-            return [check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:
-        raise TypeError(f"unsupported config type {tp!r} at {where}")
-    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys and values of the wrong type."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a table of keys, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"unknown key {_join(where, unknown[0])}; valid keys in [{where}]: {', '.join(sorted(known))}"
-        )
-    kwargs = {}
-    for key, value in values.items():
-        tp, meta = hints[key], known[key].metadata
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = from_dict(tp, value, _join(where, key))
-            continue
-        if isinstance(value, bool) and value in meta.get("aliases", {}):
-            value = meta["aliases"][value]
-        kwargs[key] = check_value(value, tp, _join(where, key))
-        choices = meta.get("choices")
-        if choices is not None and kwargs[key] not in choices:
-            aliases = "".join(f", {str(k).lower()} (= {v})" for k, v in meta.get("aliases", {}).items())
-            raise ConfigError(f"{_join(where, key)} must be one of {', '.join(choices)}{aliases}; got {value!r}")
-    return cls(**kwargs)
 
 
 def to_dict(cfg: Any) -> Any:

@@ -13,13 +13,20 @@ import inspect
 import torch
 
 from ssl_bench.algorithms import Algorithm, get_algorithm
-from ssl_bench.algorithms.base import check_limits
 from ssl_bench.augment import ViewBuilder
 from ssl_bench.augment.views import Batch, to_input
-from ssl_bench.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, from_dict, to_dict
+from ssl_bench.config import (
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    to_dict,
+)
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.errors import ConfigError
 from ssl_bench.train import RunParts, build_run
+from ssl_bench.values import check_limits, from_dict
 
 NUM_CLASSES, CHANNELS, SIZE, BATCH = 4, 3, 8, 8
 
@@ -82,7 +89,7 @@ def check_config(name: str) -> None:
     cfg = cls.Config()
     assert cfg.name == name, f"{cls.__name__}.Config().name is {cfg.name!r}, expected {name!r}"
     try:
-        check_limits(cfg)
+        check_limits(cfg, "algorithm", name)
     except (TypeError, ConfigError) as exc:
         raise AssertionError(f"{cls.__name__}.Config defaults against its limits: {exc}") from None
     assert from_dict(cls.Config, to_dict(cfg), "algorithm") == cfg

@@ -25,12 +25,10 @@ from ssl_bench.config import (
     ActiveConfig,
     AugmentConfig,
     DataConfig,
-    ModelConfig,
     RecipeConfig,
     RunConfig,
     TrainConfig,
     build_recipe,
-    check_value,
     read_recipe,
     run_hash,
 )
@@ -45,6 +43,7 @@ from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
 from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
 from ssl_bench.utils import resolve_device
+from ssl_bench.values import check_limits, check_value
 
 # image sides data.image_size may resize to: below 8 px no augmentation or network here is meaningful, and above
 # 512 px a dataset held in memory as float tensors stops fitting (CIFAR-10 at 512 px is ~150 GB)
@@ -96,22 +95,8 @@ class PlannedRun:
 
 
 def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
-    """[train] and [augment]: counts positive, names known, device available, policies buildable."""
-    for key in ("steps", "batch_size", "eval_every", "median_k", "eval_batch_size", "chance_evals"):
-        if getattr(tc, key) <= 0:
-            raise ConfigError(f"train.{key} must be positive, got {getattr(tc, key)}")
-    if not tc.lr > 0:
-        raise ConfigError(f"train.lr must be a positive learning rate, got {tc.lr}")
-    if not tc.weight_decay >= 0:
-        raise ConfigError(f"train.weight_decay must be >= 0, got {tc.weight_decay}")
-    if not 0.0 <= tc.momentum < 1.0:
-        raise ConfigError(f"train.momentum must lie in [0, 1), got {tc.momentum}")
-    if not 0.0 <= tc.chance_warmup < 1.0:
-        raise ConfigError(f"train.chance_warmup is a fraction of train.steps in [0, 1), got {tc.chance_warmup}")
-    if not 0.0 <= tc.chance_margin < 1.0:
-        raise ConfigError(f"train.chance_margin must lie in [0, 1), got {tc.chance_margin}")
-    if not 0.0 <= tc.ema_decay < 1.0:
-        raise ConfigError(f"train.ema_decay must lie in [0, 1), got {tc.ema_decay}")
+    """[train] and [augment] beyond their ranges (``check_ranges``): names known, device available, policies
+    buildable."""
     if tc.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     if tc.lr_schedule not in LR_SCHEDULES:
@@ -128,43 +113,19 @@ def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
     ):
         if getattr(tc, key) not in choices:
             raise ConfigError(f"train.{key} must be one of {', '.join(choices)}, got {getattr(tc, key)!r}")
-    if tc.threads < 0:
-        raise ConfigError(f"train.threads must be >= 0 (0 = torch's default), got {tc.threads}")
     device = resolve_device(tc.device)
     if tc.precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"train.precision = fp16 needs a CUDA device (loss scaling), not {device}; use bf16 or fp32")
-    check_augment(augment)
     for role in ("weak", "strong"):
         create_policy(getattr(augment, role), augment, hflip=True)
 
 
-def check_augment(cfg: AugmentConfig) -> None:
-    """[augment]: every magnitude within its range, whichever policies the recipe uses (a value a policy ignores
-    today is still refused, so that switching policy never starts a run from a silently invalid value)."""
-    if not 0.0 <= cfg.translate < 1.0:
-        raise ConfigError(f"augment.translate is a fraction of the image side in [0, 1), got {cfg.translate}")
-    for key in ("cutout", "ra_prob", "cta_threshold"):
-        if not 0.0 <= getattr(cfg, key) <= 1.0:
-            raise ConfigError(f"augment.{key} must lie in [0, 1], got {getattr(cfg, key)}")
-    if not 0.0 < cfg.cta_decay < 1.0:
-        raise ConfigError(f"augment.cta_decay must lie in (0, 1), got {cfg.cta_decay}")
-    for key in ("ra_ops", "cta_depth"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"augment.{key} must be >= 1, got {getattr(cfg, key)}")
-
-
-def check_model(cfg: ModelConfig) -> None:
-    """[model]: sizes and BatchNorm settings a network can be built with."""
-    if cfg.width < 1:
-        raise ConfigError(f"model.width must be >= 1, got {cfg.width}")
-    if cfg.scales < 0:
-        raise ConfigError(f"model.scales must be >= 0 (0 = from the image size), got {cfg.scales}")
-    if not 0.0 < cfg.bn_momentum <= 1.0:
-        raise ConfigError(f"model.bn_momentum must lie in (0, 1] (PyTorch's convention), got {cfg.bn_momentum}")
-    if not cfg.bn_eps > 0.0:
-        raise ConfigError(f"model.bn_eps must be positive, got {cfg.bn_eps}")
-    if not cfg.leaky_slope >= 0.0:
-        raise ConfigError(f"model.leaky_slope must be >= 0, got {cfg.leaky_slope}")
+def check_ranges(recipe: RecipeConfig) -> None:
+    """Every number of the recipe is finite and lies in the interval its section declares (the ``limits`` of each
+    section's config, ``values.check_limits``; the algorithm's own are checked as its config is built)."""
+    check_finite(recipe)
+    for section in ("data", "model", "augment", "train", "active"):
+        check_limits(getattr(recipe, section), section)
 
 
 def check_finite(recipe: RecipeConfig) -> None:
@@ -183,8 +144,6 @@ def check_data(cfg: DataConfig) -> None:
         raise ConfigError(
             f"data.image_size must be 0 (native size) or between {MIN_SIDE} and {MAX_SIDE} pixels, got {cfg.image_size}"
         )
-    if cfg.n_valid < 0:
-        raise ConfigError(f"data.n_valid must be >= 0, got {cfg.n_valid}")
     if cfg.setting not in SETTINGS:
         raise ConfigError(f"data.setting: unknown setting {cfg.setting!r}; valid: {', '.join(SETTINGS)}")
     if cfg.setting == "ssl":
@@ -205,8 +164,6 @@ def check_data(cfg: DataConfig) -> None:
 
 def check_active(cfg: ActiveConfig, start: int, batch_size: int, eval_every: int) -> list[tuple[int, int]]:
     """The label-growth schedule from ``start`` labels, after checking that every round trains and is evaluated."""
-    if cfg.grow <= 0:
-        raise ConfigError(f"active.grow must be positive, got {cfg.grow}")
     if start > cfg.final:
         raise ConfigError(f"the start budget {start} is above active.final = {cfg.final}")
     if cfg.interval_unit not in INTERVAL_UNITS:
@@ -234,9 +191,8 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     an ssda run with k labels per class.
     """
     data = recipe.data
-    check_finite(recipe)
+    check_ranges(recipe)
     check_train(recipe.train, recipe.augment)
-    check_model(recipe.model)
     if not recipe.grid.n_labels or not recipe.grid.seeds:
         raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
     for f in dataclasses.fields(recipe.grid):

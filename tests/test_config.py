@@ -8,13 +8,13 @@ from ssl_bench.config import (
     TrainConfig,
     apply_overrides,
     config_hash,
-    from_dict,
     parse_override,
     run_hash,
     to_dict,
 )
 from ssl_bench.errors import ConfigError
 from ssl_bench.plan import expand, load_recipe, recipe_from_dict
+from ssl_bench.values import from_dict
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.toml"))
 

@@ -34,7 +34,7 @@ def one_line_error(capsys, message):
 
 
 BAD_SETTINGS = {
-    "negative lr": ("train.lr=-1", "train.lr must be a positive learning rate, got -1.0"),
+    "negative lr": ("train.lr=-1", "train.lr must be > 0, got -1.0"),
     "nan lr": ("train.lr=nan", "train.lr must be a finite number, got nan"),
     "infinite lr": ("train.lr=inf", "train.lr must be a finite number, got inf"),
     "negative weight decay": ("train.weight_decay=-1", "train.weight_decay must be >= 0"),
@@ -48,13 +48,26 @@ BAD_SETTINGS = {
     "seed twice": ("grid.seeds=[1,2,1]", "grid.seeds lists 1 more than once"),
     "budget twice": ("grid.n_labels=[40,40]", "grid.n_labels lists 40 more than once"),
     "budget not divisible": ("grid.n_labels=[45]", "45 labels do not divide into 10 classes"),
-    "chance warm-up 1.5": ("train.chance_warmup=1.5", "train.chance_warmup is a fraction"),
-    "chance evals 0": ("train.chance_evals=0", "train.chance_evals must be positive"),
+    "chance warm-up 1.5": (
+        "train.chance_warmup=1.5",
+        "train.chance_warmup must lie in [0, 1) (a fraction of train.steps), got 1.5",
+    ),
+    "chance evals 0": ("train.chance_evals=0", "train.chance_evals must be >= 1, got 0"),
     # [augment] magnitudes, refused even where the recipe's policies do not use them (smoke: weak only)
-    "translate 2": ("augment.translate=2", "augment.translate is a fraction of the image side in [0, 1), got 2.0"),
+    "translate 2": (
+        "augment.translate=2",
+        "augment.translate must lie in [0, 1) (a fraction of the image side), got 2.0",
+    ),
     "negative cutout": ("augment.cutout=-1", "augment.cutout must lie in [0, 1], got -1.0"),
     "cta decay 1": ("augment.cta_decay=1", "augment.cta_decay must lie in (0, 1), got 1.0"),
     "ra ops 0": ("augment.ra_ops=0", "augment.ra_ops must be >= 1, got 0"),
+    "bn eps 0": ("model.bn_eps=0", "model.bn_eps must be > 0, got 0.0"),
+    # -1 once wrote a checkpoint after every step (step % -1 == 0); aug_k 0 made the .aug acquisitions un-augmented
+    "checkpoint every -1": (
+        "train.checkpoint_every=-1",
+        "train.checkpoint_every must be >= 0 (0 = at every evaluation), got -1",
+    ),
+    "aug_k 0": ("active.aug_k=0", "active.aug_k must be >= 1, got 0"),
 }
 
 
@@ -92,8 +105,9 @@ def test_bad_hyper_parameters_are_refused_before_anything_is_written(case, tmp_p
 def test_limits_bounds_are_inclusive_or_exclusive_as_written():
     from dataclasses import dataclass
 
-    from ssl_bench.algorithms.base import AlgorithmConfig, check_limits
+    from ssl_bench.algorithms.base import AlgorithmConfig
     from ssl_bench.errors import ConfigError
+    from ssl_bench.values import check_limits
 
     @dataclass(frozen=True)
     class Cfg(AlgorithmConfig):
@@ -102,10 +116,10 @@ def test_limits_bounds_are_inclusive_or_exclusive_as_written():
         limits = {"a": "(0, 1]"}
 
     for ok in (1.0, 1e-9, 0.5):
-        check_limits(Cfg(a=ok))
+        check_limits(Cfg(a=ok), "algorithm", "x")
     for bad in (0.0, 1.0 + 1e-9, -3.0):
         with pytest.raises(ConfigError, match=r"algorithm.a of x must lie in \(0, 1\]"):
-            check_limits(Cfg(a=bad))
+            check_limits(Cfg(a=bad), "algorithm", "x")
 
     @dataclass(frozen=True)
     class Typo(AlgorithmConfig):
@@ -113,7 +127,25 @@ def test_limits_bounds_are_inclusive_or_exclusive_as_written():
         limits = {"b": "[0, 1]"}
 
     with pytest.raises(TypeError, match="not a numeric field"):  # a limit on no field is the plugin author's bug
-        check_limits(Typo())
+        check_limits(Typo(), "algorithm", "x")
+
+
+def test_every_section_declares_limits_its_defaults_meet():
+    from ssl_bench.config import ActiveConfig, AugmentConfig, DataConfig, ModelConfig, TrainConfig
+    from ssl_bench.errors import ConfigError
+    from ssl_bench.values import check_limits
+
+    for cls, section in ((DataConfig, "data"), (ModelConfig, "model"), (AugmentConfig, "augment"),
+                         (TrainConfig, "train"), (ActiveConfig, "active")):  # fmt: skip
+        assert cls.limits, f"{cls.__name__} declares no limits"
+        check_limits(cls(), section)  # a TypeError here is a limit on no numeric field
+        # each limit bites: a value far outside, on the open or closed side that the interval names, is refused
+        for key, interval in cls.limits.items():
+            low = float(interval.split(",")[0].strip("[( "))
+            bad = low if interval.startswith("(") else low - 1
+            value = int(bad) if isinstance(getattr(cls(), key), int) else bad
+            with pytest.raises(ConfigError, match=rf"^{section}\.{key} must "):
+                check_limits(cls(**{key: value}), section)
 
 
 def overcommits_without_limit() -> bool:

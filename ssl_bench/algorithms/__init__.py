@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, check_limits
-from ssl_bench.config import from_dict
+from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
 from ssl_bench.errors import ConfigError
 from ssl_bench.registry import ALGORITHMS
+from ssl_bench.values import check_limits, from_dict
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
@@ -19,7 +19,7 @@ def algorithm_config(values: dict[str, Any]) -> AlgorithmConfig:
     if not isinstance(name, str):
         raise ConfigError('[algorithm] needs a name, e.g. name = "supervised"')
     cfg = from_dict(get_algorithm(name).Config, {**values, "name": name}, "algorithm")
-    check_limits(cfg)
+    check_limits(cfg, "algorithm", name)
     return cfg
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -12,37 +9,16 @@ import torch
 from torch import nn
 
 from ssl_bench.augment.views import Batch, ViewSpec
-from ssl_bench.errors import ConfigError
-
-_INTERVAL = re.compile(r"^([\[(])\s*(-inf|-?[0-9.]+)\s*,\s*(inf|-?[0-9.]+)\s*([\])])$")
 
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
     """Base of every algorithm's config; subclasses add hyper-parameters, each default citing its source, and
     ``limits``: the interval each numeric hyper-parameter must lie in, e.g. ``{"T": "(0, inf)", "tau": "[0, 1]"}``,
-    checked when a recipe is read (``check_limits``)."""
+    checked when a recipe is read (``values.check_limits``)."""
 
     name: str = ""
     limits: ClassVar[dict[str, str]] = {}
-
-
-def check_limits(cfg: AlgorithmConfig) -> None:
-    """Every hyper-parameter named in ``cfg.limits`` lies in its interval, else a one-line ConfigError."""
-    names = {f.name for f in dataclasses.fields(cfg)}
-    for key, interval in cfg.limits.items():
-        m = _INTERVAL.match(interval)
-        value = getattr(cfg, key, None)
-        if m is None or key not in names or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{type(cfg).__name__}.limits[{key!r}] = {interval!r}: not a numeric field and an interval")
-        lo_open, lo, hi, hi_open = m[1] == "(", float(m[2]), float(m[3]), m[4] == ")"
-        inside = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-        if not inside:
-            if math.isinf(hi):
-                need = f"be {'>' if lo_open else '>='} {m[2]}"
-            else:
-                need = f"lie in {interval}"
-            raise ConfigError(f"algorithm.{key} of {cfg.name} must {need}, got {value}")
 
 
 class Algorithm(nn.Module):

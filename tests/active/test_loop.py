@@ -15,6 +15,7 @@ from ssl_bench.plan import check_active, expand, load_recipe, split_id
 from ssl_bench.results import load_records
 from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
+from ssl_bench.values import check_limits
 from tests.conftest import ROOT
 
 ACTIVE = str(ROOT / "recipes/digits/active.toml")
@@ -40,8 +41,8 @@ def test_schedule_golden_and_errors():
     assert check_active(cfg, 20, 32, eval_every=50) == schedule(cfg, 20, 32)
     with pytest.raises(ConfigError, match="above active.final"):
         check_active(ActiveConfig(final=10), 20, 32, eval_every=50)
-    with pytest.raises(ConfigError, match="active.grow must be positive"):
-        check_active(ActiveConfig(grow=0), 20, 32, eval_every=50)
+    with pytest.raises(ConfigError, match="active.grow must be >= 1, got 0"):  # before any schedule is drawn
+        check_limits(ActiveConfig(grow=0), "active")
     with pytest.raises(ConfigError, match="at least one step per round"):
         check_active(ActiveConfig(interval=16, interval_unit="images"), 20, 32, eval_every=50)
     # rounds end at 400, 550, 700, ...: with evaluations every 100 steps the round (400, 550] has one at 500, but
@@ -142,7 +143,7 @@ def test_resume_between_the_round_log_and_the_checkpoint_is_exact(tmp_path, monk
 
 BAD = {
     "start above final": (["active.final=10"], "above active.final"),
-    "grow of zero": (["active.grow=0"], "active.grow must be positive"),
+    "grow of zero": (["active.grow=0"], "active.grow must be >= 1"),
     "unknown acquisition": (["active.acquisitions=['nosuch-direct']"], "unknown acquisition measure 'nosuch'"),
     "unknown diversification": (["active.acquisitions=['max-spread']"], "unknown diversification 'spread'"),
     "pool too small": (["active.final=1500", "active.grow=500"], "unlabeled images"),
