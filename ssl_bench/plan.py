@@ -22,6 +22,7 @@ from ssl_bench.active.loop import INTERVAL_UNITS, schedule
 from ssl_bench.algorithms import algorithm_config
 from ssl_bench.augment import create_policy
 from ssl_bench.config import (
+    NON_SEMANTIC,
     ActiveConfig,
     AugmentConfig,
     DataConfig,
@@ -29,7 +30,9 @@ from ssl_bench.config import (
     RunConfig,
     TrainConfig,
     build_recipe,
+    parse_override,
     read_recipe,
+    read_toml,
     run_hash,
 )
 from ssl_bench.data import load_data
@@ -67,7 +70,34 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeC
             f"recipe {path} {empty}: a recipe names its algorithm and data (it would otherwise train the defaults, "
             "WRN-28-2 for 2^20 steps); see recipes/smoke.toml"
         )
-    return recipe_from_dict(values)
+    recipe = recipe_from_dict(values)
+    changed = changed_by(read_toml(path), overrides or [])
+    if changed:  # the file's description no longer says what these runs are: say what changed
+        recipe.description = f"{recipe.description} (changed by --set {' '.join(changed)})".lstrip()
+    return recipe
+
+
+def changed_by(values: dict[str, Any], overrides: list[str]) -> list[str]:
+    """The ``--set`` overrides that change what a run computes from what the recipe file says, last one per key.
+
+    Left out: keys that change where or how visibly a run executes (``NON_SEMANTIC``, e.g. what ``--device`` and
+    ``--quiet`` set), the grid (the rows show budgets and seed counts), the recipe's own name and description, and
+    a value equal to the file's."""
+    out: dict[tuple[str, ...], str] = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        out.pop(tuple(path), None)  # the last override of a key is the one that counts
+        if path[0] in ("grid", "name", "description") or path[-1] in NON_SEMANTIC.get(path[0], ()):
+            continue
+        node: Any = values
+        for part in path:
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node != value:
+            out[tuple(path)] = f"{'.'.join(path)}={text.split('=', 1)[1].strip()}"
+    return list(out.values())
+
+
+_ABSENT = object()
 
 
 def recipe_from_dict(values: dict[str, Any]) -> RecipeConfig:

@@ -47,7 +47,12 @@ def test_smoke_run_records_skips_and_renders(results_dir, capsys):
         assert rec["host"]["native_bf16"] == (
             "avx512_bf16" in cpu["flags"].split() or "amx_bf16" in cpu["flags"].split()
         )
-    assert rec["recipe"]["name"] == "smoke" and rec["recipe"]["description"]  # shown beside results, outside the hash
+    # shown beside results, outside the hash; the file's words, then what --set changed (eval_every: from 20)
+    assert rec["recipe"] == {
+        "name": "smoke",
+        "description": "supervised on digits, 60 steps, one budget, one seed "
+        "(changed by --set train.steps=20 train.eval_every=10)",
+    }
     out = capsys.readouterr()
     assert "| supervised" in out.out and "(n=1)" in out.out
     readme = (results_dir / "README.md").read_text()
@@ -224,3 +229,31 @@ def test_run_plans_each_recipe_once(results_dir, monkeypatch, capsys):
     assert main(args) == 0
     assert calls == ["smoke", "smoke"]  # once per recipe given, none again while running
     assert len(load_records(results_dir)) == 1  # the second copy's run is the same run: recorded once
+
+
+def test_a_run_changed_by_set_says_so_beside_the_recipe_description(results_dir, capsys):
+    """A recipe's description is the file's text ("60 steps"): runs whose --set changed what they compute carry
+    the change with it, so the leaderboard never shows "60 steps" beside rows of 40-step runs."""
+    base = ["run", SMOKE, "--results-dir", str(results_dir), "--quiet", "--set", "train.eval_every=10"]
+    assert main([*base, "--set", "train.steps=20"]) == 0
+    # grid, device and progress choices and a value equal to the file's change nothing a run computes
+    assert main([*base, "--set", "train.steps=40", "--set", "train.steps=20", "--set", "grid.seeds=[2]",
+                 "--device", "cpu", "--set", "model.width=1"]) == 0  # fmt: skip
+    assert main([*base, "--set", "train.steps=40"]) == 0
+    descriptions = {(r["seed"], r["steps"]): r["recipe"]["description"] for r in load_records(results_dir)}
+    plain = "supervised on digits, 60 steps, one budget, one seed"
+    assert descriptions == {
+        (1, 20): f"{plain} (changed by --set train.eval_every=10 train.steps=20)",
+        (2, 20): f"{plain} (changed by --set train.eval_every=10 train.steps=20)",
+        (1, 40): f"{plain} (changed by --set train.eval_every=10 train.steps=40)",
+    }
+    readme = (results_dir / "README.md").read_text()
+    (line,) = [x for x in readme.splitlines() if x.startswith("Recipes:")]
+    assert line == (
+        f"Recipes: `smoke`: {plain} (changed by --set train.eval_every=10 train.steps=20); "
+        f"`smoke`: {plain} (changed by --set train.eval_every=10 train.steps=40)"
+    )
+    assert "train.steps=40" in (results_dir / "index.html").read_text()
+    assert main(["run", SMOKE, "--results-dir", str(results_dir / "plain"), "--quiet", "--set", "train.steps=60"]) == 0
+    (rec,) = load_records(results_dir / "plain")
+    assert rec["recipe"]["description"] == plain

@@ -63,7 +63,7 @@ def recipes_line(section: Section) -> list[str]:
     f = section.frame
     if f is None or f.empty:
         return []
-    named = f[f["recipe"] != ""].drop_duplicates("recipe")
+    named = f[f["recipe"] != ""].drop_duplicates(["recipe", "description"])
     if named.empty:
         return []
     pairs = zip(named["recipe"], named["description"], strict=True)
