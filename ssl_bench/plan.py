@@ -37,7 +37,7 @@ from ssl_bench.config import (
 )
 from ssl_bench.data import load_data
 from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, get_pair
-from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, get_run_split, run_split_id
+from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, check_budget, get_run_split, run_split_id
 from ssl_bench.errors import ConfigError
 from ssl_bench.plugins import import_plugins, provenance
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
@@ -290,13 +290,8 @@ def check_classes(run: RunConfig, num_classes: int) -> None:
     """A classifier needs two classes, and a balanced split exactly n_labels / classes labels of each."""
     if num_classes < 2:
         raise ConfigError(f"dataset {run.dataset} has {num_classes} class(es); a classifier needs at least 2")
-    data = run.data
-    balanced = data.setting == "ssl" and data.class_balance == "balanced"
-    if balanced and data.n_labels >= num_classes and data.n_labels % num_classes:  # fewer: the split says why
-        raise ConfigError(
-            f"{data.n_labels} labels do not divide into {num_classes} classes: a balanced split (data.class_balance) "
-            f"takes exactly labels / classes of each; use a multiple of {num_classes} or class_balance = 'proportional'"
-        )
+    if run.data.setting == "ssl":  # before any split is drawn or read
+        check_budget(run.data.n_labels, num_classes, run.dataset, run.data.class_balance)
 
 
 def check_pools(run: RunConfig, n_train: int, split: Split | DASplit) -> None:

@@ -112,6 +112,27 @@ def test_split_command_is_deterministic(results_dir, capsys):
     assert manifest["split"] == "digits.1@40-100" and len(manifest["labeled"]) == 40
 
 
+def test_split_command_refuses_the_budgets_a_run_refuses(results_dir, capsys):
+    # 41 balanced labels once drew [5, 4, ..., 4] and wrote its manifest, a split no run could use
+    for sid, message in (("digits.1@41-0", "41 labels do not divide into 10 classes"),
+                         ("digits.1@5-0", "label budget 5 is smaller than the 10 classes of digits")):  # fmt: skip
+        assert main(["split", sid, "--results-dir", str(results_dir)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("ssl-bench: error: ") and message in err and "\n" not in err
+        assert (
+            main(
+                ["run", SMOKE, "--results-dir", str(results_dir), "--set", f"grid.n_labels=[{sid.split('@')[1][:-2]}]"]
+            )
+            == 2
+        )
+        assert message in capsys.readouterr().err
+    assert files_in(results_dir) == []
+    assert main(["split", "digits.-1@40-0", "--results-dir", str(results_dir)]) == 2  # not taken for a domain pair
+    assert "invalid split id 'digits.-1@40-0'; expected dataset.seed@labels-valid" in capsys.readouterr().err
+    assert main(["split", "digits.1@41-0", "--class-balance", "proportional", "--results-dir", str(results_dir)]) == 0
+    assert "labeled (41)" in capsys.readouterr().out
+
+
 BAD_RUNS = {
     "unknown algorithm": (["--set", "algorithm.name=nosuch"], "unknown algorithm 'nosuch'; valid choices:"),
     "unknown dataset": (["--set", "data.dataset=nosuch"], "unknown dataset 'nosuch'; valid choices:"),

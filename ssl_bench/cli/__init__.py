@@ -107,16 +107,17 @@ def cmd_split(args: argparse.Namespace) -> int:
     import ssl_bench.data  # noqa: F401
     from ssl_bench.config import DataConfig
     from ssl_bench.data.datasets import load_dataset
-    from ssl_bench.data.splits import SplitId, get_split, manifest_path
+    from ssl_bench.data.splits import SplitId, check_budget, get_split, manifest_path
     from ssl_bench.results import manifest_dir
 
-    if "-" in args.split_id.split("@")[0]:
+    if "-" in args.split_id.split("@")[0].split(".")[0]:  # source-target.seed@...: dataset names have no "-"
         return _print_da_split(args)
     sid = SplitId.parse(args.split_id)
     cfg = DataConfig(dataset=sid.dataset, download=args.download, class_balance=args.class_balance)
     if args.data_root:
         cfg.root = args.data_root
     ds = load_dataset(cfg)
+    check_budget(sid.n_labels, ds.num_classes, ds.name, args.class_balance)  # the budgets a run accepts
     manifests = manifest_dir(args.results_dir)
     split = get_split(ds, sid, args.class_balance, manifests)
     labels = ds.train_labels.numpy()

@@ -67,6 +67,19 @@ def greedy_select(per_class: list[np.ndarray], freq: np.ndarray, n: int) -> tupl
     return picks, npos
 
 
+def check_budget(n_labels: int, num_classes: int, dataset: str, class_balance: str) -> None:
+    """What a run and ``ssl-bench split`` accept: at least one label per class, and for a balanced split exactly
+    n_labels / classes of each. ``draw_split`` itself follows the reference's greedy rule (§1.3), which hands the
+    remainder of an uneven budget to the lowest classes; the suite's balanced splits never have one."""
+    if n_labels < num_classes:
+        raise SplitError(f"label budget {n_labels} is smaller than the {num_classes} classes of {dataset}")
+    if class_balance == "balanced" and n_labels % num_classes:
+        raise SplitError(
+            f"{n_labels} labels do not divide into {num_classes} classes: a balanced split (data.class_balance) "
+            f"takes exactly labels / classes of each; use a multiple of {num_classes} or class_balance = 'proportional'"
+        )
+
+
 def draw_split(labels: np.ndarray, num_classes: int, sid: SplitId, class_balance: str) -> tuple[np.ndarray, np.ndarray]:
     """Labeled and validation indices into the training pool; deterministic in (labels, sid, class_balance).
 
