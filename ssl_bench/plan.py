@@ -38,14 +38,15 @@ from ssl_bench.config import (
 from ssl_bench.data import load_data
 from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, get_pair
 from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, check_budget, get_run_split, run_split_id
-from ssl_bench.errors import ConfigError
+from ssl_bench.errors import ConfigError, SSLBenchError
+from ssl_bench.models import parameter_bytes
 from ssl_bench.plugins import import_plugins, provenance
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
 from ssl_bench.results import manifest_dir
 from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
 from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
-from ssl_bench.utils import resolve_device
+from ssl_bench.utils import available_memory, resolve_device
 from ssl_bench.values import check_limits, check_value
 
 # image sides data.image_size may resize to: below 8 px no augmentation or network here is meaningful, and above
@@ -336,9 +337,33 @@ def check_world(run: RunConfig, algorithm: type, world: int) -> None:
         )
 
 
+def check_model_memory(run: RunConfig, ds) -> None:
+    """Refuse, before allocating any of it, a model whose weights, gradients, EMA copy and optimizer state (four
+    copies of its parameters, five with Adam) exceed the memory free on the run's device: such a run would
+    otherwise be killed by the kernel's OOM killer part-way, with no message. Activations come on top."""
+    device = resolve_device(run.train.device)
+    free = available_memory(device)
+    if free is None:
+        return
+    try:
+        weights = parameter_bytes(run.model, ds.num_classes, ds.channels, ds.image_size)
+    except SSLBenchError:
+        raise
+    except Exception:  # a model that cannot be built on the meta device is checked by building it (build_parts)
+        return
+    need = weights * (5 if run.train.optimizer == "adam" else 4)
+    if need > free:
+        raise ConfigError(
+            f"model {run.model.name} at width {run.model.width} does not fit in memory ({need / 2**30:,.1f} GiB for "
+            f"its weights, gradients, EMA copy and optimizer state; {free / 2**30:,.1f} GiB free on {device}): use "
+            "a smaller model.width or model"
+        )
+
+
 def build_parts(run: RunConfig, ds) -> RunParts:
     """The run's model, algorithm and augmentation, built once to check them; a model too large for memory is a
-    one-line error naming its size, not the allocator's traceback."""
+    one-line error naming its size, not the allocator's traceback or the OOM killer."""
+    check_model_memory(run, ds)
     try:
         return build_run(run, ds, optimizer=False)
     except (RuntimeError, MemoryError) as exc:

@@ -157,10 +157,69 @@ def overcommits_without_limit() -> bool:
 
 @pytest.mark.skipif(overcommits_without_limit(), reason="the allocator may hand out the memory and the OOM killer act")
 def test_a_model_too_large_for_memory_is_one_line(tmp_path, capsys):
-    # its first weight alone would be 171,661 GiB: the allocator refuses it at once
+    # its weights alone are terabytes: refused from their shapes, before anything is allocated
     assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), "--set", "model.width=100000"]) == 2
-    one_line_error(capsys, "model small_cnn at width 100000 does not fit in memory (171,661.4 GiB in one tensor)")
+    err = one_line_error(capsys, "model small_cnn at width 100000 does not fit in memory (")
+    assert "GiB for its weights, gradients, EMA copy and optimizer state" in err and "GiB free on cpu" in err
     assert files_in(tmp_path / "r") == []
+
+
+class FakeData:
+    num_classes, channels, image_size = 10, 3, 32
+
+
+# WRN-28-2 on 32x32x3 images with 10 classes has 1,467,610 parameters (the count the papers' "1.5M" rounds)
+WRN28_2_PARAMS = 1_467_610
+
+
+@pytest.mark.parametrize("optimizer,copies", [("sgd", 4), ("adam", 5)])
+def test_model_memory_needs_four_fp32_copies_of_the_weights_five_with_adam(monkeypatch, optimizer, copies):
+    from types import SimpleNamespace
+
+    from ssl_bench.config import ModelConfig, TrainConfig
+    from ssl_bench.errors import ConfigError
+    from ssl_bench.plan import check_model_memory
+
+    run = SimpleNamespace(
+        model=ModelConfig(name="wrn28", width=2), train=TrainConfig(optimizer=optimizer, device="cpu")
+    )
+    need = WRN28_2_PARAMS * 4 * copies
+    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: need)
+    check_model_memory(run, FakeData())  # exactly enough
+    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: need - 1)
+    with pytest.raises(ConfigError, match=r"model wrn28 at width 2 does not fit in memory \(0\.0 GiB"):
+        check_model_memory(run, FakeData())
+    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: None)  # unknown: not refused
+    check_model_memory(run, FakeData())
+
+
+def test_a_run_refused_for_memory_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: 1000)
+    assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r")]) == 2
+    one_line_error(capsys, "model small_cnn at width 1 does not fit in memory (0.0 GiB for its weights")
+    assert files_in(tmp_path / "r") == []
+
+
+def test_more_wrn_stages_than_the_image_can_halve_is_refused(tmp_path, capsys):
+    # 8 px halves to 4, 2, 1: four stages at most; nine used to allocate until the OOM killer ended the run
+    assert (
+        main(
+            ["run", SMOKE, "--results-dir", str(tmp_path / "r"), "--set", "model.name=wrn28", "--set", "model.scales=9"]
+        )
+        == 2
+    )
+    one_line_error(capsys, "model.scales = 9 halves the 8-px images 8 times: at most 4 stages at 8 px")
+    assert files_in(tmp_path / "r") == []
+    from ssl_bench.config import ModelConfig
+    from ssl_bench.models.wrn import wrn_scales
+
+    assert wrn_scales(ModelConfig(name="wrn28", scales=4), 8) == 4
+    assert wrn_scales(ModelConfig(name="wrn28", scales=6), 32) == 6
+    assert wrn_scales(ModelConfig(name="wrn28", scales=6), 28) == 6  # 28, 14, 7, 4, 2, 1
+    with pytest.raises(Exception, match="at most 6 stages at 28 px"):
+        wrn_scales(ModelConfig(name="wrn28", scales=7), 28)
+    with pytest.raises(Exception, match="at most 6 stages at 32 px"):
+        wrn_scales(ModelConfig(name="wrn28", scales=7), 32)
 
 
 def test_proportional_split_accepts_any_budget(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ssl_bench.config import ModelConfig
 from ssl_bench.errors import ConfigError
@@ -24,6 +26,26 @@ def create_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_siz
             f"unknown model {cfg.name!r}; valid choices: {', '.join(MODELS.names())}, or timm:<name> for any timm model"
         )
     return MODELS.get(cfg.name)(cfg, num_classes, in_channels, image_size)
+
+
+class _NoInitOnMeta(TorchFunctionMode):
+    """In-place ops (a weight initialiser's ``normal_``, ``zero_``, ...) on meta tensors do nothing: their shapes
+    are all that is wanted, and meta ``normal_`` would import torch._dynamo (about 1.7 s) to trace its reference."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes its tensor by keyword
+        if name.endswith("_") and not name.startswith("__") and getattr(target, "is_meta", False):
+            return target
+        return func(*args, **kwargs)
+
+
+def parameter_bytes(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> int:
+    """Bytes of the model's parameters, from their shapes on the meta device: nothing is allocated."""
+    with torch.device("meta"), _NoInitOnMeta():
+        model = create_model(cfg, num_classes, in_channels, image_size)
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def model_names() -> list[str]:

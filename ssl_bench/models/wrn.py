@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ssl_bench.config import ModelConfig
+from ssl_bench.errors import ConfigError
 from ssl_bench.registry import MODELS
 
 
@@ -46,6 +47,13 @@ def batch_norm(channels: int, cfg: ModelConfig) -> nn.BatchNorm2d:
 def wrn_scales(cfg: ModelConfig, image_size: int) -> int:
     """Number of stages: ``cfg.scales`` or the reference default ceil(log2(side)) - 2 (3 at 32 px), at least 1."""
     if cfg.scales > 0:
+        # each stage after the first halves the side (rounding up), until one pixel is left
+        most = (max(image_size, 1) - 1).bit_length() + 1
+        if cfg.scales > most:
+            raise ConfigError(
+                f"model.scales = {cfg.scales} halves the {image_size}-px images {cfg.scales - 1} times: at most "
+                f"{most} stages at {image_size} px (0 = from the image size)"
+            )
         return cfg.scales
     return max(1, math.ceil(math.log2(max(image_size, 1))) - 2)
 

@@ -234,3 +234,23 @@ def test_timm_fixed_size_model_is_built_for_the_image_size() -> None:
 def test_timm_unknown_name(name: str) -> None:
     with pytest.raises(ConfigError, match=r"unknown timm model '.*'; see timm.list_models\(\)"):
         create_model(ModelConfig(name=name), 10, 3, 32)
+
+
+@pytest.mark.parametrize(
+    "name,width,channels,size",
+    [
+        ("small_cnn", 1, 1, 8),
+        ("small_cnn", 3, 3, 16),
+        ("wrn28", 2, 3, 32),
+        ("wrn28", 1, 1, 8),
+        ("timm:resnet18", 1, 3, 32),
+    ],
+)
+def test_parameter_bytes_from_shapes_match_the_built_model(name, width, channels, size):
+    from ssl_bench.models import parameter_bytes
+
+    cfg = ModelConfig(name=name, width=width)
+    built = create_model(cfg, 10, channels, size)
+    assert parameter_bytes(cfg, 10, channels, size) == sum(p.numel() * p.element_size() for p in built.parameters())
+    # the initialiser ran on the real model (the meta build skipped it): the weights are not all zero
+    assert any(p.abs().sum() > 0 for p in built.parameters() if p.dim() > 1)
