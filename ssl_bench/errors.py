@@ -25,6 +25,11 @@ class DivergenceError(SSLBenchError):
     """A run whose loss turned non-finite or whose accuracy sits at chance level: a failure, never a result."""
 
 
+class RunMemoryError(SSLBenchError):
+    """A run that ran out of memory while it trained (its batch, model or evaluation batch too large for the
+    device): a failure of this run, never a result; the last checkpoint is kept."""
+
+
 class ResultsDirError(SSLBenchError):
     """A results directory that is not a directory, cannot be written, or a path that would leave it."""
 

@@ -339,8 +339,9 @@ def check_world(run: RunConfig, algorithm: type, world: int) -> None:
 
 def check_model_memory(run: RunConfig, ds) -> None:
     """Refuse, before allocating any of it, a model whose weights, gradients, EMA copy and optimizer state (four
-    copies of its parameters, five with Adam) exceed the memory free on the run's device: such a run would
-    otherwise be killed by the kernel's OOM killer part-way, with no message. Activations come on top."""
+    copies of its parameters, five with Adam) exceed the memory free on a CPU that trains it: such a run would
+    otherwise be killed by the kernel's OOM killer part-way, with no message (a GPU's allocator raises instead,
+    caught in build_parts and the trainer). Activations come on top."""
     device = resolve_device(run.train.device)
     free = available_memory(device)
     if free is None:

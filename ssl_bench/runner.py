@@ -17,7 +17,7 @@ from ssl_bench.active.loop import run_active
 from ssl_bench.config import RecipeConfig
 from ssl_bench.data import load_data
 from ssl_bench.data.splits import get_run_split
-from ssl_bench.errors import DivergenceError
+from ssl_bench.errors import DivergenceError, RunMemoryError
 from ssl_bench.locks import RunLock, describe
 from ssl_bench.plan import PlannedRun, plan
 from ssl_bench.results import (
@@ -182,12 +182,13 @@ def run_planned(
         tag = f"[{i}/{len(planned)}] {p.tag}"
         try:
             records += run_one(p, results_dir, log, stop_at, tag=tag, dist=dist).records
-        except DivergenceError as exc:  # a failure of this run alone: the others go on
+        except (DivergenceError, RunMemoryError) as exc:  # a failure of this run alone: the others go on
             log(f"{tag}: failed: {exc}")
-            failed.append(f"{tag}: {exc}")
+            failed.append((exc, f"{tag}: {exc}"))
     if failed:
-        raise DivergenceError(
-            f"{len(failed)} of {len(planned)} run(s) diverged, no record written for them: {failed[0]}"
+        what = "diverged" if all(isinstance(e, DivergenceError) for e, _ in failed) else "failed"
+        raise type(failed[0][0])(
+            f"{len(failed)} of {len(planned)} run(s) {what}, no record written for them: {failed[0][1]}"
         )
     return records
 

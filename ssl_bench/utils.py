@@ -162,10 +162,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def available_memory(device: torch.device) -> int | None:
-    """Bytes free for new tensors on ``device``: CUDA's free memory, or the kernel's MemAvailable on the CPU;
-    None where it cannot be known."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+    """Bytes free for new tensors on the CPU (the kernel's MemAvailable); None elsewhere or where it cannot be
+    known. A CPU allocation beyond it is not refused but ends in the OOM killer; a GPU's allocator raises instead,
+    and asking a GPU would create a CUDA context in the process that plans (on GPU 0 for every torchrun rank)."""
     if device.type != "cpu":
         return None
     try:

@@ -286,6 +286,51 @@ def test_a_one_class_folder_dataset_is_refused(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------------------------
+# out of memory while training
+
+
+def fail_at(monkeypatch, step, exc):
+    from ssl_bench.train.trainer import Trainer
+
+    real = Trainer.train_step
+
+    def train_step(self):
+        if self.step + 1 == step:
+            raise exc
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total capacity)"),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried"),
+        MemoryError(),
+    ],
+)
+def test_running_out_of_memory_mid_run_is_one_line_and_keeps_the_checkpoint(tmp_path, capsys, monkeypatch, exc):
+    results = tmp_path / "r"
+    fail_at(monkeypatch, 25, exc)  # after the checkpoint of step 20
+    assert main(["run", SMOKE, "--results-dir", str(results)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ssl-bench: error: 1 of 1 run(s) failed, no record written for them: "), err
+    assert "ran out of cpu memory at step 25 (" in err and "use a smaller train.batch_size" in err
+    assert "Traceback" not in err
+    assert [p.name for p in files_in(results / "runs")] == [] and list(results.rglob("*.pt")) != []
+    monkeypatch.undo()  # the same command again resumes from step 20 and records the run
+    assert main(["run", SMOKE, "--results-dir", str(results)]) == 0
+    assert len(files_in(results / "runs")) == 1
+
+
+def test_another_runtime_error_is_not_taken_for_memory(tmp_path, monkeypatch):
+    fail_at(monkeypatch, 3, RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        main(["run", SMOKE, "--results-dir", str(tmp_path / "r")])
+
+
+# ------------------------------------------------------------------------------------------------------------
 # divergence
 
 
@@ -518,3 +563,13 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(tmp_pa
     assert ("is a folder, not a file" in err) == (where == "a_folder")
     assert time.monotonic() - started < 20  # the paper-scale bench train step alone takes seconds
     assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before
+
+
+def test_available_memory_is_the_kernels_figure_on_a_cpu_and_unknown_on_a_gpu():
+    from ssl_bench.utils import available_memory
+
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    total = int(meminfo["MemTotal"].split()[0]) * 1024
+    free = available_memory(torch.device("cpu"))
+    assert 0 < free <= total
+    assert available_memory(torch.device("cuda")) is None  # asking would create a CUDA context while planning
