@@ -183,6 +183,9 @@ def run_planned(
         try:
             records += run_one(p, results_dir, log, stop_at, tag=tag, dist=dist).records
         except (DivergenceError, RunMemoryError) as exc:  # a failure of this run alone: the others go on
+            if isinstance(exc, RunMemoryError) and dist.active:
+                raise  # one rank alone ran out: the others wait in a collective, so this process ends (torchrun
+                # then stops them) rather than move on to the next run's collectives out of step
             log(f"{tag}: failed: {exc}")
             failed.append((exc, f"{tag}: {exc}"))
     if failed:

@@ -7,6 +7,7 @@ import pickle
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -174,8 +175,6 @@ WRN28_2_PARAMS = 1_467_610
 
 @pytest.mark.parametrize("optimizer,copies", [("sgd", 4), ("adam", 5)])
 def test_model_memory_needs_four_fp32_copies_of_the_weights_five_with_adam(monkeypatch, optimizer, copies):
-    from types import SimpleNamespace
-
     from ssl_bench.config import ModelConfig, TrainConfig
     from ssl_bench.errors import ConfigError
     from ssl_bench.plan import check_model_memory
@@ -573,3 +572,26 @@ def test_available_memory_is_the_kernels_figure_on_a_cpu_and_unknown_on_a_gpu():
     free = available_memory(torch.device("cpu"))
     assert 0 < free <= total
     assert available_memory(torch.device("cuda")) is None  # asking would create a CUDA context while planning
+
+
+def test_under_torchrun_a_rank_out_of_memory_ends_its_process_instead_of_moving_on(monkeypatch):
+    """One rank alone runs out: the others wait in a collective of that run, so this rank must not go on to the
+    next run's collectives; the error ends the process and torchrun stops the rest."""
+    from ssl_bench import runner
+    from ssl_bench.errors import RunMemoryError
+    from ssl_bench.train.distributed import Dist
+
+    calls = []
+
+    def run_one(p, *args, **kwargs):
+        calls.append(p)
+        raise RunMemoryError("ran out of cuda memory at step 7")
+
+    monkeypatch.setattr(runner, "run_one", run_one)
+    planned = [SimpleNamespace(tag="a"), SimpleNamespace(tag="b")]
+    with pytest.raises(RunMemoryError, match="^ran out of cuda memory at step 7$"):
+        runner.run_planned(planned, Path("unused"), log=lambda s: None, dist=Dist(rank=1, world=2))
+    assert len(calls) == 1
+    with pytest.raises(RunMemoryError, match="^2 of 2 run\\(s\\) failed"):  # one process: the next run goes on
+        runner.run_planned(planned, Path("unused"), log=lambda s: None)
+    assert len(calls) == 3
