@@ -169,3 +169,33 @@ def test_torchrun_trains_one_run_and_records_its_world(tmp_path):
     assert refused.returncode != 0
     assert "ssl-bench: error: mixmatch cannot train on 2 processes: its MixUp partners" in refused.stderr
     assert len(load_records(results)) == 1
+
+
+def guard_worker(rank, world, port, out):
+    from ssl_bench.config import TrainConfig
+    from ssl_bench.errors import DivergenceError
+    from ssl_bench.train.divergence import DivergenceGuard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    d = Dist(rank, world, rank)
+    d.init("gloo")
+    try:
+        guard = DivergenceGuard(TrainConfig(), 10, torch.device("cpu"), d)
+        for step in range(1, 6):  # rank 1's shard alone gives a non-finite loss, at step 4
+            guard.watch(step, torch.tensor(float("nan") if (rank, step) == (1, 4) else 0.5))
+        try:
+            guard.check(5, torch.tensor(0.5), [(5, 0.4)])
+            said = "went on"
+        except DivergenceError as exc:
+            said = str(exc)
+        (out / f"rank{rank}.txt").write_text(said)
+    finally:
+        d.close()
+
+
+def test_ranks_agree_on_divergence_that_one_rank_alone_saw(tmp_path):
+    """Rank 1 saw the non-finite loss, rank 0 did not (its shard was finite): both stop at the same evaluation, with
+    the same step, instead of rank 1 alone leaving rank 0 waiting in the next step's all-reduce."""
+    mp.start_processes(guard_worker, args=(2, free_port(), tmp_path), nprocs=2, join=True, start_method="spawn")
+    said = [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)]
+    assert said[0] == said[1] and said[0].startswith("the loss became non-finite at step 4;"), said

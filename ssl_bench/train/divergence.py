@@ -4,6 +4,8 @@ error that names the step and the last finite metrics. No record is written; the
 
 The loss is watched on the device (one ``isfinite`` per step, folded into a tensor that holds the first bad step),
 so the step never waits for the host; the flag is read at each evaluation, where the host synchronises anyway.
+Under torchrun each rank sees its own shard's loss, so the ranks agree on the first bad step (the earliest any rank
+saw) before deciding: they stop together, never one rank alone while the others wait in the next step's collectives.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import torch
 
 from ssl_bench.config import TrainConfig
 from ssl_bench.errors import DivergenceError
+from ssl_bench.train.distributed import SINGLE, Dist
 
 
 class DivergenceGuard:
     """Watches one run (``num_classes`` fixes chance level: 1 / classes)."""
 
-    def __init__(self, cfg: TrainConfig, num_classes: int, device: torch.device) -> None:
-        self.on = cfg.divergence
+    def __init__(self, cfg: TrainConfig, num_classes: int, device: torch.device, dist: Dist = SINGLE) -> None:
+        self.on, self.dist = cfg.divergence, dist
         self.chance = 1.0 / max(num_classes, 1)
         self.margin, self.k = cfg.chance_margin, cfg.chance_evals
         self.warmup_step = math.ceil(cfg.chance_warmup * cfg.steps)
@@ -37,7 +40,7 @@ class DivergenceGuard:
         """At an evaluation: raise DivergenceError if a loss so far was not finite or accuracy sits at chance."""
         if not self.on:
             return
-        bad = int(self.first_bad)
+        bad = self._first_bad()
         if bad >= 0:
             before = [(s, a) for s, a in history if s < bad]  # evaluations after the bad step are not finite metrics
             raise DivergenceError(f"the loss became non-finite at step {bad}; {self._last(before)}")
@@ -48,6 +51,17 @@ class DivergenceGuard:
                 f"test accuracy at chance level ({self.chance:.3f} + {self.margin}) for the last {self.k} "
                 f"evaluations (steps {recent[0][0]}-{recent[-1][0]}); {self._last(history)}"
             )
+
+    def _first_bad(self) -> int:
+        """The first step with a non-finite loss on any rank, -1 if none."""
+        if not self.dist.active:
+            return int(self.first_bad)
+        import torch.distributed as td
+
+        none = torch.iinfo(torch.long).max
+        first = torch.where(self.first_bad < 0, torch.full_like(self.first_bad, none), self.first_bad).reshape(1)
+        td.all_reduce(first, op=td.ReduceOp.MIN)
+        return -1 if int(first) == none else int(first)
 
     def _last(self, history: list[tuple[int, float]]) -> str:
         parts = []

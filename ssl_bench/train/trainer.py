@@ -118,7 +118,7 @@ class Trainer:
         self.step = 0
         self.history: list[tuple[int, float]] = []
         self.wall_s = 0.0
-        self.guard = DivergenceGuard(cfg.train, ds.num_classes, self.device)
+        self.guard = DivergenceGuard(cfg.train, ds.num_classes, self.device, dist)
         self.before_save: Callable[[], None] | None = None  # e.g. pin the split manifest with the first checkpoint
 
     # ------------------------------------------------------------------------------------------------------
