@@ -1,6 +1,12 @@
 """User-facing errors: the CLI prints their message as one line and exits non-zero, without a traceback."""
 
 
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a failure reported inside another message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
 class SSLBenchError(Exception):
     """A mistake in the user's input (config, recipe, split id, data files, checkpoint)."""
 

@@ -46,7 +46,7 @@ from ssl_bench.results import manifest_dir
 from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
 from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
-from ssl_bench.utils import available_memory, resolve_device
+from ssl_bench.utils import available_memory, out_of_memory, resolve_device
 from ssl_bench.values import check_limits, check_value
 
 # image sides data.image_size may resize to: below 8 px no augmentation or network here is meaningful, and above
@@ -368,9 +368,9 @@ def build_parts(run: RunConfig, ds) -> RunParts:
     try:
         return build_run(run, ds, optimizer=False)
     except (RuntimeError, MemoryError) as exc:
-        wanted = re.search(r"allocate (\d+) bytes", str(exc))
-        if not isinstance(exc, MemoryError) and wanted is None and "out of memory" not in str(exc).lower():
+        if not out_of_memory(exc):
             raise
+        wanted = re.search(r"allocate (\d+) bytes", str(exc))
         size = f" ({int(wanted[1]) / 2**30:,.1f} GiB in one tensor)" if wanted else ""
         raise ConfigError(
             f"model {run.model.name} at width {run.model.width} does not fit in memory{size}: use a smaller "

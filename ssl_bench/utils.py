@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import re
 import signal
 import tempfile
 from pathlib import Path
@@ -174,6 +175,18 @@ def available_memory(device: torch.device) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """An allocation that could not be served: torch's OutOfMemoryError (CUDA and other accelerators), Python's
+    MemoryError, or the CPU allocator's refusal ("can't allocate memory", "not enough memory: you tried to allocate
+    N bytes", depending on the torch version)."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("out of memory", "can't allocate memory", "not enough memory")) or bool(
+        re.search(r"allocate \d+ bytes", text)
+    )
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -306,6 +306,7 @@ def fail_at(monkeypatch, step, exc):
     [
         torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total capacity)"),
         RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried"),
+        RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 184320000000 bytes."),
         MemoryError(),
     ],
 )

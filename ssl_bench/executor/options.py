@@ -67,8 +67,3 @@ def threads_per_run(opts: GridOptions) -> int:
 def driver_path() -> list[str]:
     """This process's import path with its working directory spelled out, for tasks that start elsewhere."""
     return [os.getcwd() if entry == "" else entry for entry in sys.path]
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ssl_bench.errors import ConfigError
-from ssl_bench.executor.options import GridOptions, address_endpoint, driver_path, one_line, threads_per_run
+from ssl_bench.errors import ConfigError, one_line
+from ssl_bench.executor.options import GridOptions, address_endpoint, driver_path, threads_per_run
 from ssl_bench.executor.progress import GridProgress, Ledger
 from ssl_bench.executor.worker import work
 from ssl_bench.plan import PlannedRun

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ssl_bench.executor.options import one_line
+from ssl_bench.errors import one_line
 from ssl_bench.plan import PlannedRun
 from ssl_bench.runner import Outcome, run_one
 

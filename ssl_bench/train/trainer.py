@@ -22,7 +22,7 @@ from ssl_bench.augment.views import to_input
 from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import DASplit, Split
-from ssl_bench.errors import CheckpointError, RunMemoryError
+from ssl_bench.errors import CheckpointError, RunMemoryError, one_line
 from ssl_bench.results import TrainResult
 from ssl_bench.train.build import build_run
 from ssl_bench.train.distributed import SINGLE, Dist, device_name, forward_through, shard, sync_batchnorm, wrap
@@ -30,7 +30,7 @@ from ssl_bench.train.divergence import DivergenceGuard
 from ssl_bench.train.feed import Feed
 from ssl_bench.train.optim import decoupled_decay, lr_at
 from ssl_bench.train.speed import apply_process_settings, resolve
-from ssl_bench.utils import atomic_write_bytes, resolve_device
+from ssl_bench.utils import atomic_write_bytes, out_of_memory, resolve_device
 
 CHECKPOINT_FORMAT = 1
 
@@ -54,18 +54,6 @@ def evaluate(
         correct += (logits.argmax(1) == labels[start : start + batch_size]).sum()
     model.train(was_training)
     return int(correct) / max(len(images), 1)
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    """An allocation the device could not serve: torch's OutOfMemoryError (CUDA and other accelerators), the CPU
-    allocator's refusal, or Python's MemoryError."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower()
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
 
 
 def median_last(history: list[tuple[int, float]], k: int) -> float:
@@ -310,7 +298,7 @@ class Trainer:
             if not out_of_memory(exc):
                 raise
             raise RunMemoryError(
-                f"ran out of {self.device.type} memory at step {self.step + 1} ({first_line(exc)}): use a smaller "
+                f"ran out of {self.device.type} memory at step {self.step + 1} ({one_line(exc)}): use a smaller "
                 f"train.batch_size, train.eval_batch_size or model; the last checkpoint is kept"
             ) from None
         finally:
