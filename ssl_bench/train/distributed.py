@@ -191,6 +191,15 @@ def forward_through(algorithm: nn.Module, ddp: nn.Module | None) -> Iterator[Non
         algorithm.model = raw
 
 
+def min_over_ranks(value: torch.Tensor, d: Dist) -> torch.Tensor:
+    """The smallest of a per-rank tensor's values over the ranks, element-wise (``value`` itself on one process)."""
+    if not d.active:
+        return value
+    out = value.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.MIN)
+    return out
+
+
 def mean_over_ranks(value: torch.Tensor, d: Dist) -> torch.Tensor:
     """The mean of a per-rank scalar over the ranks (e.g. a step's loss, for logging)."""
     if not d.active:

@@ -16,7 +16,7 @@ import torch
 
 from ssl_bench.config import TrainConfig
 from ssl_bench.errors import DivergenceError
-from ssl_bench.train.distributed import SINGLE, Dist
+from ssl_bench.train.distributed import SINGLE, Dist, min_over_ranks
 
 
 class DivergenceGuard:
@@ -54,14 +54,9 @@ class DivergenceGuard:
 
     def _first_bad(self) -> int:
         """The first step with a non-finite loss on any rank, -1 if none."""
-        if not self.dist.active:
-            return int(self.first_bad)
-        import torch.distributed as td
-
         none = torch.iinfo(torch.long).max
-        first = torch.where(self.first_bad < 0, torch.full_like(self.first_bad, none), self.first_bad).reshape(1)
-        td.all_reduce(first, op=td.ReduceOp.MIN)
-        return -1 if int(first) == none else int(first)
+        first = int(min_over_ranks(torch.where(self.first_bad < 0, none, self.first_bad), self.dist))
+        return -1 if first == none else first
 
     def _last(self, history: list[tuple[int, float]]) -> str:
         parts = []
