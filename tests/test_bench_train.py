@@ -63,7 +63,11 @@ def test_bench_train_times_both_pipelines_in_turns(tmp_path, capsys):
 
 def test_bench_train_bad_inputs(capsys):
     assert main(["bench", "train", SMOKE, "--steps", "0"]) == 2
-    assert "--steps must be >= 1" in capsys.readouterr().err
+    assert "--steps must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["bench", "train", SMOKE, "--warmup", "-1"]) == 2
+    assert "--warmup must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["bench", "train", SMOKE, "--workers", "-2"]) == 2
+    assert "--workers must be >= 0, got -2" in capsys.readouterr().err
     da = str(ROOT / "recipes/da/digits_m/adamatch.toml")
     assert main(["bench", "train", da, "--pipeline", "reference"]) == 2
     err = capsys.readouterr().err

@@ -216,8 +216,10 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from ssl_bench.utils import atomic_write_text, check_output_file
 
     load_plugins(args)
-    if args.steps < 1 or args.warmup < 0 or args.workers < 0:
-        raise SSLBenchError("--steps must be >= 1, --warmup and --workers >= 0")
+    limits = (("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--workers", args.workers, 0))
+    for flag, value, least in limits:
+        if value < least:
+            raise SSLBenchError(f"{flag} must be >= {least}, got {value}")
     check_output_file(args.json, "--json")  # before minutes of timing, not after
     values = read_recipe(args.recipe) if args.recipe else copy.deepcopy(DEFAULT_RECIPE)
     if args.algorithm:
