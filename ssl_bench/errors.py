@@ -1,10 +1,11 @@
 """User-facing errors: the CLI prints their message as one line and exits non-zero, without a traceback."""
 
 
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, for a failure reported inside another message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+def one_line(exc: BaseException, whole: bool = False) -> str:
+    """``Type: first line of the message`` (``whole``: every line of it, joined), for a failure reported inside
+    another message."""
+    text = " ".join(str(exc).split()) if whole else next(iter(str(exc).strip().splitlines()), "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class SSLBenchError(Exception):

@@ -17,15 +17,10 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-from ssl_bench.errors import ConfigError, SSLBenchError
+from ssl_bench.errors import ConfigError, SSLBenchError, one_line
 
 ENTRY_POINT_GROUP = "ssl_bench.plugins"
 PACKAGE = "ssl_bench"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def import_plugins(modules: Iterable[str]) -> None:
@@ -40,11 +35,11 @@ def import_plugins(modules: Iterable[str]) -> None:
                 raise ConfigError(
                     f"plugin module {name!r} not found: put its folder on PYTHONPATH or install its package"
                 ) from None
-            raise ConfigError(f"plugin module {name!r} failed to import ({_one_line(exc)})") from None
+            raise ConfigError(f"plugin module {name!r} failed to import ({one_line(exc, whole=True)})") from None
         except SSLBenchError:
             raise
         except Exception as exc:  # a plugin's own bug (syntax error, duplicate name, ...): one line, no traceback
-            raise ConfigError(f"plugin module {name!r} failed to import ({_one_line(exc)})") from None
+            raise ConfigError(f"plugin module {name!r} failed to import ({one_line(exc, whole=True)})") from None
 
 
 _ENTRY_POINTS_LOADED = False
@@ -61,7 +56,7 @@ def load_entry_points() -> None:
             ep.load()
         except Exception as exc:
             where = f"entry point {ep.name} = {ep.value}{dist} (group {ENTRY_POINT_GROUP})"
-            raise ConfigError(f"{where} failed to load ({_one_line(exc)})") from None
+            raise ConfigError(f"{where} failed to load ({one_line(exc, whole=True)})") from None
     _ENTRY_POINTS_LOADED = True
 
 

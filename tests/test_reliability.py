@@ -596,3 +596,18 @@ def test_under_torchrun_a_rank_out_of_memory_ends_its_process_instead_of_moving_
     with pytest.raises(RunMemoryError, match="^2 of 2 run\\(s\\) failed"):  # one process: the next run goes on
         runner.run_planned(planned, Path("unused"), log=lambda s: None)
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    "exc, whole, expected",
+    [
+        (RuntimeError("CUDA out of memory.\nTried to allocate 2.00 GiB"), False, "RuntimeError: CUDA out of memory."),
+        (ValueError("name 'x' taken:\n  by my_pkg.a\n"), True, "ValueError: name 'x' taken: by my_pkg.a"),
+        (KeyError(), False, "KeyError"),
+        (OSError("disk full:"), False, "OSError: disk full:"),  # the message's own colon stays
+    ],
+)
+def test_one_line_keeps_the_type_and_the_first_or_every_line(exc, whole, expected):
+    from ssl_bench.errors import one_line
+
+    assert one_line(exc, whole=whole) == expected
