@@ -165,6 +165,27 @@ def test_a_model_too_large_for_memory_is_one_line(tmp_path, capsys):
     assert files_in(tmp_path / "r") == []
 
 
+def test_an_allocation_failure_while_building_the_model_is_one_line(tmp_path, capsys, monkeypatch):
+    # a model the meta-device count cannot size is checked by building it: the allocator's refusal names the size
+    def no_meta_count(*args):
+        raise NotImplementedError("no meta kernel")
+
+    def allocator_refuses(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+            "you tried to allocate 3221225472 bytes."
+        )
+
+    monkeypatch.setattr("ssl_bench.plan.parameter_bytes", no_meta_count)
+    monkeypatch.setattr("ssl_bench.plan.build_run", allocator_refuses)
+    assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r")]) == 2
+    one_line_error(capsys, "model small_cnn at width 1 does not fit in memory (3.0 GiB in one tensor): use a smaller")
+    assert files_in(tmp_path / "r") == []
+    monkeypatch.setattr("ssl_bench.plan.build_run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape bug")))
+    with pytest.raises(RuntimeError, match="shape bug"):  # any other failure is not called a memory problem
+        main(["run", SMOKE, "--results-dir", str(tmp_path / "r")])
+
+
 class FakeData:
     num_classes, channels, image_size = 10, 3, 32
 
