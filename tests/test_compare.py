@@ -83,12 +83,15 @@ def test_cli_prints_differences_and_interval(tmp_path, capsys):
     "argv, message",
     [
         (["compare", "fixmatch", "supervised", "--dataset", "cifar10"], "--dataset 'cifar10': no records"),
-        (["compare", "fixmatch", "remixmatch"], "no budget where both"),
+        (["compare", "fixmatch", "remixmatch"], "no budget where both"),  # remixmatch has only 40 labels
+        (["compare", "fixmatch", "nope"], "'nope' names no recorded row: algorithms recorded: fixmatch, remixmatch"),
+        (["compare", "nope/weak", "fixmatch", "--dataset", "digits"], "'nope/weak' names no recorded row of digits"),
         (["compare", "fixmatch", "supervised", "--labels", "250"], "at --labels 250"),
     ],
 )
 def test_cli_bad_requests_are_one_line_errors(tmp_path, capsys, argv, message):
     write_table(tmp_path, {"fixmatch": [0.9, 0.9], "supervised": [0.8, 0.8]})
+    write_table(tmp_path, {"remixmatch": [0.9, 0.9]}, n=40)
     assert main([*argv, "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -108,6 +108,14 @@ def compare(
             raise ConfigError(f"--dataset {dataset!r}: no records; datasets recorded: {sorted(set(ssl['dataset']))}")
         ssl = ssl[ssl["dataset"] == dataset]
     ssl = ssl.assign(row=[row_key(r) for _, r in ssl.iterrows()])
+    for name in (a, b):
+        if not select_rows(ssl, name):
+            algorithms = sorted({r.split(KEY_SEP)[0] for r in ssl["row"]})
+            where = f" of {dataset}" if dataset else ""
+            raise ConfigError(
+                f"{name!r} names no recorded row{where}: algorithms recorded: {', '.join(algorithms)} "
+                "(or give a whole row key, as the leaderboard prints it)"
+            )
     out = []
     for ds, part in ssl.groupby("dataset", sort=True):
         rows_a, rows_b = select_rows(part, a), select_rows(part, b)
