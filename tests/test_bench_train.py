@@ -68,6 +68,16 @@ def test_bench_train_bad_inputs(capsys):
     assert "--warmup must be >= 0, got -1" in capsys.readouterr().err
     assert main(["bench", "train", SMOKE, "--workers", "-2"]) == 2
     assert "--workers must be >= 0, got -2" in capsys.readouterr().err
+    for flag, value, message in (
+        ("--batch", "0", "--batch must be >= 1, got 0"),
+        ("--size", "4", "--size must be between 8 and 512, got 4"),
+        ("--seconds", "nan", "--seconds must be more than 0 and less than 3600, got nan"),
+        ("--seconds", "inf", "--seconds must be more than 0 and less than 3600, got inf"),
+        ("--seconds", "0", "--seconds must be more than 0 and less than 3600, got 0.0"),
+    ):
+        assert main(["bench", "augment", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
     da = str(ROOT / "recipes/da/digits_m/adamatch.toml")
     assert main(["bench", "train", da, "--pipeline", "reference"]) == 2
     err = capsys.readouterr().err

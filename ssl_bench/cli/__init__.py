@@ -190,8 +190,12 @@ def cmd_bench_augment(args: argparse.Namespace) -> int:
     from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
 
     device = resolve_device(args.device)
-    if args.batch < 1 or not 8 <= args.size <= 512:
-        raise SSLBenchError("--batch must be >= 1 and --size between 8 and 512")
+    if args.batch < 1:
+        raise SSLBenchError(f"--batch must be >= 1, got {args.batch}")
+    if not 8 <= args.size <= 512:
+        raise SSLBenchError(f"--size must be between 8 and 512, got {args.size}")
+    if not 0 < args.seconds < 3600:  # also refuses nan; inf would time forever
+        raise SSLBenchError(f"--seconds must be more than 0 and less than 3600, got {args.seconds}")
     check_output_file(args.json, "--json")
     rows = bench_augment(device, batch=args.batch, size=args.size, min_seconds=args.seconds)
     print(
