@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.augment.ops import apply_ops, check_images, count_values
+from ssl_bench.augment.host import count_values
+from ssl_bench.augment.ops import apply_ops, check_images
 from ssl_bench.errors import ConfigError
 
 # FixMatch's RandAugment op list (§2.1)

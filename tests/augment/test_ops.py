@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from ssl_bench.augment import ops
+from ssl_bench.augment import geometry, host, ops, pixel
 from ssl_bench.errors import ConfigError
 
 SHAPES = [(3, 32), (1, 8), (1, 96)]  # (channels, side)
@@ -115,7 +115,7 @@ NEAREST = 0
 def warp_one_op(images: torch.Tensor, name: str, params: torch.Tensor, fill: int, mode: int = NEAREST):
     h, w = images.shape[-2:]
     matrices = ops.OPS[name].fn(params, h, w)
-    return ops.warp(images, matrices, fill, torch.full((len(images),), mode))
+    return geometry.warp(images, matrices, fill, torch.full((len(images),), mode))
 
 
 GEOMETRIC_CASES = {
@@ -174,7 +174,7 @@ def test_rescale_equals_pil_crop_resize(method, c, side):
     px = torch.tensor([0.0, 0.5, 1.0, 2.5, 3.0, 4.0, 6.0, 8.0]) * side / 32
     px = px.clamp(max=side / 2 - 1)
     images = smooth_images(len(px), c, side, seed=method)
-    out = warp_one_op(images, "rescale", px, fill=0, mode=ops.RESCALE_MODES[method])
+    out = warp_one_op(images, "rescale", px, fill=0, mode=geometry.RESCALE_MODES[method])
     expected = pil_batch(
         images, px, lambda im, p: im.crop((p, p, side - p, side - p)).resize((side, side), RESAMPLE[method])
     )
@@ -185,8 +185,8 @@ def test_rescale_equals_pil_crop_resize(method, c, side):
 def test_interpolating_warp_fills_exactly_the_uncovered_pixels():
     """Bilinear coverage is PIL's (sample point inside the image), not a blur of zero padding into the border."""
     images = torch.full((1, 3, 16, 16), 200, dtype=torch.uint8)
-    matrices = ops.rotate_matrix(torch.tensor([30.0]), 16, 16)
-    out = ops.warp(images, matrices, 0, torch.tensor([1]))
+    matrices = geometry.rotate_matrix(torch.tensor([30.0]), 16, 16)
+    out = geometry.warp(images, matrices, 0, torch.tensor([1]))
     expected = from_pil(to_pil(images[0]).rotate(30, resample=Image.BILINEAR, fillcolor=(0, 0, 0)))
     assert torch.equal(out[0] == 0, expected == 0)
     assert set(out.unique().tolist()) == {0, 200}
@@ -233,7 +233,7 @@ def test_cutout_equals_reference(c, side):
     cy[0], cx[0] = 0, side - 1  # clipped at two borders
     sides = torch.tensor([16, 16, 0, 2, 4, 5, 8, 1, side, 2 * side, 16, 3]).clamp(max=2 * side)
     for fill in (128, 127, 0):
-        out = ops.cutout(images, cy, cx, sides, fill)
+        out = pixel.cutout(images, cy, cx, sides, fill)
         for i in range(n):
             ref = reference_cutout(images[i].numpy(), int(cy[i]), int(cx[i]), int(sides[i]), fill)
             assert np.array_equal(out[i].numpy(), ref)
@@ -285,9 +285,9 @@ def test_identity_parameter_leaves_images_unchanged(name, c, side):
 def test_identity_matrix_samples_skip_the_warp():
     images = random_images(6, 3, 32, seed=8)
     degrees = torch.tensor([0.0, 17.0, 0.0, -30.0, 360.0, 0.0])
-    matrices = ops.rotate_matrix(degrees, 32, 32)
+    matrices = geometry.rotate_matrix(degrees, 32, 32)
     for mode in (0, 1, 2):
-        out = ops.warp(images, matrices, 128, torch.full((6,), mode))
+        out = geometry.warp(images, matrices, 128, torch.full((6,), mode))
         still = degrees % 360 == 0
         assert torch.equal(out[still], images[still])
         assert not torch.equal(out[1], images[1])
@@ -375,7 +375,7 @@ EXECUTOR_OPS = sorted({*PIXEL_CASES, *GEOMETRIC_CASES, "cutout"})
 
 def run_path(host_path: bool, fn, *args, **kwargs):
     """``fn`` on the CPU path (grouped, host reads) or on the accelerator path (masked, no host reads)."""
-    with contextlib.nullcontext() if host_path else ops.no_host_reads():
+    with contextlib.nullcontext() if host_path else host.no_host_reads():
         return fn(*args, **kwargs)
 
 
@@ -531,4 +531,4 @@ def test_non_contiguous_inputs():
 def test_warp_rejects_unknown_modes():
     images = random_images(2, 3, 8, seed=0)
     with pytest.raises(ConfigError, match=r"0 \(nearest\), 1 \(bilinear\) or 2 \(bicubic\), got \[0, 3\]"):
-        ops.warp(images, ops.rotate_matrix(torch.tensor([10.0, 20.0]), 8, 8), 0, torch.tensor([0, 3]))
+        geometry.warp(images, geometry.rotate_matrix(torch.tensor([10.0, 20.0]), 8, 8), 0, torch.tensor([0, 3]))
