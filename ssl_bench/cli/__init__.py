@@ -9,17 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from ssl_bench.cli.args import plugin_arg, results_arg
+from ssl_bench.cli.args import load_plugins, plugin_arg, results_arg
+from ssl_bench.cli.bench import add_bench_parsers
 from ssl_bench.cli.reports import add_report_parsers
 from ssl_bench.errors import SSLBenchError
-
-
-def load_plugins(args: argparse.Namespace) -> None:
-    """Installed packages' ssl_bench.plugins entry points, then every --plugin module."""
-    from ssl_bench.plugins import import_plugins, load_entry_points
-
-    load_entry_points()
-    import_plugins(args.plugin)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -185,80 +178,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_bench_augment(args: argparse.Namespace) -> int:
-    from ssl_bench.bench.augment import bench_augment
-    from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
-
-    device = resolve_device(args.device)
-    if args.batch < 1:
-        raise SSLBenchError(f"--batch must be >= 1, got {args.batch}")
-    if not 8 <= args.size <= 512:
-        raise SSLBenchError(f"--size must be between 8 and 512, got {args.size}")
-    if not 0 < args.seconds < 3600:  # also refuses nan; inf would time forever
-        raise SSLBenchError(f"--seconds must be more than 0 and less than 3600, got {args.seconds}")
-    check_output_file(args.json, "--json")
-    rows = bench_augment(device, batch=args.batch, size=args.size, min_seconds=args.seconds)
-    print(
-        f"augmentation throughput, batches of {args.batch} {args.size}x{args.size} RGB uint8 images "
-        f"(batched on {device}, PIL per image on the CPU, {rows[0]['threads']} torch threads)"
-    )
-    print(f"{'policy':<12} {'batched img/s':>14} {'PIL img/s':>12} {'ratio':>8}")
-    for r in rows:
-        print(f"{r['policy']:<12} {r['batched_img_s']:>14,.0f} {r['pil_img_s']:>12,.0f} {r['ratio']:>7.1f}x")
-    if args.json:
-        atomic_write_text(Path(args.json), json.dumps(rows, indent=1) + "\n")
-    return 0
-
-
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    import copy
-    import tempfile
-
-    from ssl_bench.bench.train import DEFAULT_RECIPE, PHASES, bench_train
-    from ssl_bench.config import apply_overrides, read_recipe
-    from ssl_bench.plan import plan, recipe_from_dict
-    from ssl_bench.utils import atomic_write_text, check_output_file
-
-    load_plugins(args)
-    limits = (("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--workers", args.workers, 0))
-    for flag, value, least in limits:
-        if value < least:
-            raise SSLBenchError(f"{flag} must be >= {least}, got {value}")
-    check_output_file(args.json, "--json")  # before minutes of timing, not after
-    values = read_recipe(args.recipe) if args.recipe else copy.deepcopy(DEFAULT_RECIPE)
-    if args.algorithm:
-        values["algorithm"] = {"name": args.algorithm}
-    if args.model:
-        values.setdefault("model", {})["name"] = args.model
-    overrides = [*(args.set or []), f"train.device={json.dumps(args.device)}", "train.progress=false"]
-    recipe = recipe_from_dict(apply_overrides(values, overrides))
-    with tempfile.TemporaryDirectory() as nowhere:  # validated like a run; no manifest is read or written
-        run = plan(recipe, Path(nowhere))[0].run
-    reference = args.pipeline == "reference"
-    out = bench_train(run, args.plugin + recipe.plugins, args.steps, args.warmup, reference, args.workers)
-    first = next(iter(out["pipelines"].values()))
-    print(
-        f"bench train: {out['algorithm']} on {out['dataset']}, {out['model']}-{out['model_width']}, batch "
-        f"{out['batch_size']}, {first['images_per_step']} images per step, on {out['device']}; median of "
-        f"{args.steps} timed steps after {args.warmup} warm-up, one step at a time in turns"
-    )
-    phases = " ".join(f"{p + ' ms':>10}" for p in PHASES)
-    header = f"{'pipeline':<10} {'steps/s':>8} {'images/s':>9} {'ms/step':>9} {phases}"
-    print(f"{header} {'peak MB':>8} {'faults/step':>11} {'sys %':>6}  switches")
-    for name, r in out["pipelines"].items():
-        switches = ", ".join(f"{k} {v}" for k, v in r["speed"].items())
-        print(
-            f"{name:<10} {r['steps_per_s']:>8.3f} {r['images_per_s']:>9,.0f} {r['ms_per_step']:>9,.1f} "
-            + " ".join(f"{r['ms'][p]:>10,.1f}" for p in PHASES)
-            + f" {r['peak_mb']:>8,.0f} {r['minor_faults_per_step']:>11,.0f} {r['sys_pct']:>6.1f}  {switches}"
-        )
-    if reference:
-        print(f"ratio ours / reference (steps/s): {out['ratio']:.2f}x")
-    if args.json:
-        atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-bench", description="Semi-supervised learning benchmark suite.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -334,49 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugin_arg(p)
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("bench", help="benchmarks that print numbers (bench augment)")
-    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    b = bench.add_parser(
-        "augment",
-        help="images/s of weak, randaugment and ctaugment: batched vs per-image PIL",
-        description="Images/s of the batched weak, randaugment and ctaugment policies next to a "
-        "per-image PIL pipeline doing the same work, measured in the same run.",
-    )
-    b.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    b.add_argument("--json", type=Path, help="also write the results as a JSON list to this file")
-    b.add_argument("--batch", type=int, default=448, help="images per batch (default 448, one FixMatch step)")
-    b.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
-    b.add_argument("--seconds", type=float, default=2.0, help="minimum timing per measurement (default 2)")
-    b.set_defaults(func=cmd_bench_augment)
-    b = bench.add_parser(
-        "train",
-        help="steps/s of the trainer's real training step (default: FixMatch, WRN-28-2, 64 + 7x64 images of 32x32)",
-        description="Time real training steps of the project's trainer (the code path of ssl-bench run) after "
-        "warm-up: steps/s, images/s, ms per step split into data/augmentation, CTAugment probes and "
-        "model/optimizer, peak memory, page faults. Without RECIPE: FixMatch, WRN-28-2, batch 64, mu = 7, "
-        "RandAugment on random 32x32 RGB images (the synthetic dataset). Unless --pipeline ours, the same "
-        "algorithm step is also fed the way today's ports feed it (DataLoader workers applying per-image PIL "
-        "augmentation, fp32, NCHW, no compile), in turns with ours, and the ratio is printed.",
-    )
-    b.add_argument("recipe", nargs="?", type=Path, help="time the first run of this recipe instead of the default")
-    b.add_argument("--algorithm", help="replace the recipe's algorithm (with its default config)")
-    b.add_argument("--model", help="replace the recipe's backbone, e.g. small_cnn, wrn28, timm:resnet18")
-    b.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    b.add_argument("--steps", type=int, default=3, help="timed steps per pipeline (default 3)")
-    b.add_argument("--warmup", type=int, default=1, help="untimed steps per pipeline first (default 1)")
-    b.add_argument(
-        "--pipeline",
-        choices=["reference", "ours"],
-        default="reference",
-        help="reference (default): ours and the peer-style DataLoader + PIL pipeline in turns, and their ratio; "
-        "ours: ours only",
-    )
-    b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the reference")
-    b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
-    b.add_argument("--json", type=Path, help="also write the results as JSON to this file")
-    plugin_arg(b)
-    b.set_defaults(func=cmd_bench_train)
-
+    add_bench_parsers(sub)
     add_report_parsers(sub)
     return parser
 

@@ -25,3 +25,11 @@ def plugin_arg(p: argparse.ArgumentParser) -> None:
         metavar="MODULE",
         help="import this module first, so that what it registers can be used (repeatable), e.g. my_pkg.my_algo",
     )
+
+
+def load_plugins(args: argparse.Namespace) -> None:
+    """Installed packages' ssl_bench.plugins entry points, then every --plugin module."""
+    from ssl_bench.plugins import import_plugins, load_entry_points
+
+    load_entry_points()
+    import_plugins(args.plugin)
