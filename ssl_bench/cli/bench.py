@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 from pathlib import Path
 
 from ssl_bench.cli.args import load_plugins, plugin_arg
@@ -85,8 +86,46 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_grid(args: argparse.Namespace) -> int:
+    import importlib.util
+    import tempfile
+
+    from ssl_bench.bench.grid import bench_grid, parse_variants
+    from ssl_bench.plan import load_recipe, plan
+    from ssl_bench.utils import atomic_write_text, check_output_file
+
+    variants = parse_variants(args.executors)
+    if args.rounds < 1:
+        raise SSLBenchError(f"--rounds must be >= 1, got {args.rounds}")
+    if any(v.executor == "ray" for v in variants) and importlib.util.find_spec("ray") is None:
+        raise SSLBenchError("--executors names ray, which is not installed: pip install 'ssl_bench[ray]'")
+    check_output_file(args.json, "--json")
+    load_plugins(args)
+    with tempfile.TemporaryDirectory() as nowhere:  # every recipe validated, and its data loaded, before any timing
+        n_runs = sum(len(plan(load_recipe(r, args.set), Path(nowhere))) for r in args.recipe)
+    print(
+        f"bench grid: {' '.join(map(str, args.recipe))}{''.join(f' --set {o}' for o in args.set or [])}: {n_runs} "
+        f"run{'s' if n_runs != 1 else ''}; each executor trains them in a fresh ssl-bench run into an empty "
+        f"results directory, then reruns them (all skipped); {args.rounds} round(s) in turns, {os.cpu_count()} cores"
+    )
+    out = bench_grid(args.recipe, args.set or [], args.plugin, variants, n_runs, args.rounds, args.address)
+    print(f"{'executor':<10} {'wall s (median)':>16} {'busy CPU s':>11} {'CPU s / cores':>14} {'rerun s':>8} "
+          f"{'speed-up':>9}  (vs {variants[0].name}; busy CPU is the whole machine's)")  # fmt: skip
+    for v in out["variants"]:
+        cpu = v["busy_cpu_median_s"]
+        bound = "n/a" if cpu is None else f"{cpu / out['cores']:.2f}"
+        print(
+            f"{v['executor'] + ':' + str(v['workers']):<10} {v['wall_median_s']:>16.2f} "
+            f"{'n/a' if cpu is None else f'{cpu:.2f}':>11} {bound:>14} {statistics.median(v['rerun_s']):>8.2f} "
+            f"{v['speedup_vs_first']:>8.2f}x"
+        )
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
+    return 0
+
+
 def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks that print numbers (bench augment, bench train)")
+    p = sub.add_parser("bench", help="benchmarks that print numbers (bench augment, bench train, bench grid)")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     b = bench.add_parser(
         "augment",
@@ -128,3 +167,23 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     plugin_arg(b)
     b.set_defaults(func=cmd_bench_train)
+    b = bench.add_parser(
+        "grid",
+        help="wall time of one grid under several executors (local workers, Ray), in turns",
+        description="Train the grid of RECIPE(s) under each executor of --executors: a fresh ssl-bench run into "
+        "an empty results directory, then the same command again (every run skipped), the executors in turns for "
+        "--rounds rounds. Prints the wall time, the CPU time the whole machine spent busy (Linux; it counts Ray's "
+        "own processes too) and that divided by the cores, which no executor can beat.",
+    )
+    b.add_argument("recipe", nargs="+", type=Path, help="recipe file(s), e.g. recipes/smoke.toml")
+    b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
+    b.add_argument(
+        "--executors",
+        default="local:1,local:2,ray:2",
+        help="EXECUTOR:WORKERS,... to compare, the first the baseline of the speed-up (default local:1,local:2,ray:2)",
+    )
+    b.add_argument("--rounds", type=int, default=2, help="times each executor trains the grid (default 2)")
+    b.add_argument("--address", help="ray: the cluster to submit to (default: a local Ray started by each run)")
+    b.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    plugin_arg(b)
+    b.set_defaults(func=cmd_bench_grid)
