@@ -44,12 +44,13 @@ run-da:
 leaderboard:
 	$(BIN)/ssl-bench leaderboard
 
-# the figures of the README's "Speed" and "Augmentation" sections (minutes on a 2-core CPU)
+# the figures of the README's "Speed", "Augmentation" and "Grids and many processes" sections (minutes on 2 cores)
 bench:
 	$(BIN)/ssl-bench bench augment --json bench-augment.json
 	$(BIN)/ssl-bench bench train --steps 5 --json bench-train-wrn.json
 	$(BIN)/ssl-bench bench train recipes/digits/fixmatch.toml --steps 30 --warmup 5 \
 		--set train.memory_format=auto --json bench-train-digits.json
+	$(BIN)/ssl-bench bench grid recipes/smoke.toml --set 'grid.seeds=[1,2,3,4]' --json bench-grid.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
