@@ -50,7 +50,7 @@ def test_smoke_run_records_skips_and_renders(results_dir, capsys):
     # shown beside results, outside the hash; the file's words, then what --set changed (eval_every: from 20)
     assert rec["recipe"] == {
         "name": "smoke",
-        "description": "supervised on digits, 60 steps, one budget, one seed "
+        "description": "supervised on digits, 60 steps: the smallest end-to-end run "
         "(changed by --set train.steps=20 train.eval_every=10)",
     }
     out = capsys.readouterr()
@@ -262,7 +262,7 @@ def test_a_run_changed_by_set_says_so_beside_the_recipe_description(results_dir,
                  "--device", "cpu", "--set", "model.width=1"]) == 0  # fmt: skip
     assert main([*base, "--set", "train.steps=40"]) == 0
     descriptions = {(r["seed"], r["steps"]): r["recipe"]["description"] for r in load_records(results_dir)}
-    plain = "supervised on digits, 60 steps, one budget, one seed"
+    plain = "supervised on digits, 60 steps: the smallest end-to-end run"
     assert descriptions == {
         (1, 20): f"{plain} (changed by --set train.eval_every=10 train.steps=20)",
         (2, 20): f"{plain} (changed by --set train.eval_every=10 train.steps=20)",
