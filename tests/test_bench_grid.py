@@ -109,3 +109,5 @@ def test_bench_grid_times_a_real_grid(tmp_path, capsys):
     # a fresh process imports torch and trains, so the whole machine was busy for part of it (Linux)
     assert row["busy_cpu_s"][0] is None or row["busy_cpu_s"][0] > 0.5
     assert "round 1/1 local:1:" in printed and "1.00x" in printed
+    # the machine and commit the figures came from
+    assert result["host"]["cores"] == os.cpu_count() and len(result["git_commit"]) == 40

@@ -4,6 +4,7 @@ it, and what the reference feeds (PIL views in the model's input range)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -59,6 +60,7 @@ def test_bench_train_times_both_pipelines_in_turns(tmp_path, capsys):
     assert ref["speed"]["memory_format"] == "contiguous" and ref["speed"]["precision"] == "fp32"
     assert result["algorithm"] == "fixmatch" and f"{result['ratio']:.2f}x" in printed
     assert ours["peak_mb"] > 0 and ours["steps_per_s"] > 0
+    assert result["host"]["cores"] == os.cpu_count() and "cpu_capability" in result["host"]
 
 
 def test_bench_train_bad_inputs(capsys):

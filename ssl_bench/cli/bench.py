@@ -8,6 +8,7 @@ import os
 import statistics
 from pathlib import Path
 
+from ssl_bench.bench import provenance
 from ssl_bench.cli.args import load_plugins, plugin_arg
 from ssl_bench.errors import SSLBenchError
 
@@ -82,7 +83,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     if reference:
         print(f"ratio ours / reference (steps/s): {out['ratio']:.2f}x")
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
+        atomic_write_text(Path(args.json), json.dumps({**out, **provenance()}, indent=1) + "\n")
     return 0
 
 
@@ -120,7 +121,7 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
             f"{v['speedup_vs_first']:>8.2f}x"
         )
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
+        atomic_write_text(Path(args.json), json.dumps({**out, **provenance()}, indent=1) + "\n")
     return 0
 
 
