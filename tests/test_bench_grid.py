@@ -111,3 +111,4 @@ def test_bench_grid_times_a_real_grid(tmp_path, capsys):
     assert "round 1/1 local:1:" in printed and "1.00x" in printed
     # the machine and commit the figures came from
     assert result["host"]["cores"] == os.cpu_count() and len(result["git_commit"]) == 40
+    assert f"on {result['host']['cpu']}, {os.cpu_count()} cores" in printed.splitlines()[0]

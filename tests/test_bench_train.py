@@ -61,6 +61,8 @@ def test_bench_train_times_both_pipelines_in_turns(tmp_path, capsys):
     assert result["algorithm"] == "fixmatch" and f"{result['ratio']:.2f}x" in printed
     assert ours["peak_mb"] > 0 and ours["steps_per_s"] > 0
     assert result["host"]["cores"] == os.cpu_count() and "cpu_capability" in result["host"]
+    if result["device"] == "cpu":  # the printed figures name the CPU they come from
+        assert f"on cpu ({result['host']['cpu']}, {os.cpu_count()} cores" in printed
 
 
 def test_bench_train_bad_inputs(capsys):

@@ -65,9 +65,10 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     reference = args.pipeline == "reference"
     out = bench_train(run, args.plugin + recipe.plugins, args.steps, args.warmup, reference, args.workers)
     first = next(iter(out["pipelines"].values()))
+    cpu = f" ({machine()})" if out["device"] == "cpu" else ""
     print(
         f"bench train: {out['algorithm']} on {out['dataset']}, {out['model']}-{out['model_width']}, batch "
-        f"{out['batch_size']}, {first['images_per_step']} images per step, on {out['device']}; median of "
+        f"{out['batch_size']}, {first['images_per_step']} images per step, on {out['device']}{cpu}; median of "
         f"{args.steps} timed steps after {args.warmup} warm-up, one step at a time in turns"
     )
     phases = " ".join(f"{p + ' ms':>10}" for p in PHASES)
@@ -85,6 +86,14 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_text(Path(args.json), json.dumps({**out, **provenance()}, indent=1) + "\n")
     return 0
+
+
+def machine() -> str:
+    """'AMD EPYC, 2 cores, cpu family 25 model 1 stepping 1, AVX2': the CPU that figures printed here come from."""
+    from ssl_bench.results import host_info
+
+    h = host_info()
+    return ", ".join(str(x) for x in (h["cpu"], f"{h['cores']} cores", h.get("cpu_id"), h["cpu_capability"]) if x)
 
 
 def cmd_bench_grid(args: argparse.Namespace) -> int:
@@ -107,7 +116,7 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
     print(
         f"bench grid: {' '.join(map(str, args.recipe))}{''.join(f' --set {o}' for o in args.set or [])}: {n_runs} "
         f"run{'s' if n_runs != 1 else ''}; each executor trains them in a fresh ssl-bench run into an empty "
-        f"results directory, then reruns them (all skipped); {args.rounds} round(s) in turns, {os.cpu_count()} cores"
+        f"results directory, then reruns them (all skipped); {args.rounds} round(s) in turns, on {machine()}"
     )
     out = bench_grid(args.recipe, args.set or [], args.plugin, variants, n_runs, args.rounds, args.address)
     print(f"{'executor':<10} {'wall s (median)':>16} {'busy CPU s':>11} {'CPU s / cores':>14} {'rerun s':>8} "
