@@ -223,8 +223,11 @@ def test_a_new_record_redraws_the_plots_of_its_dataset_only(tmp_path, monkeypatc
 def test_a_png_that_is_not_this_plot_is_redrawn(tmp_path, monkeypatch):
     from PIL import Image
 
+    from ssl_bench.leaderboard import plots
     from ssl_bench.leaderboard.plots import stored_digest
 
+    (tmp_path / "home").write_text("")  # no kept copies of published-only plots: their folder cannot be made
+    monkeypatch.setattr(plots, "shared_dir", lambda: tmp_path / "home/.cache/ssl_bench/plots")
     digits(tmp_path)
     lb.write_leaderboard(tmp_path)
     Image.new("RGB", (4, 4)).save(tmp_path / "accuracy_vs_labels_cifar10.png")  # no digest
@@ -239,3 +242,31 @@ def test_a_png_that_is_not_this_plot_is_redrawn(tmp_path, monkeypatch):
         "accuracy_vs_labels_svhn.png",
     ]
     assert stored_digest(tmp_path / "accuracy_vs_labels_svhn.png") != stored_digest(curves)
+
+
+def test_published_only_plots_are_drawn_once_for_every_results_directory(tmp_path, monkeypatch):
+    """A dataset with no runs of ours has the same plot in every results directory: the first generation keeps it
+    (named by its digest), later ones in new results directories copy it; a kept copy that is not that plot is
+    drawn again; plots of our records are never kept."""
+    from ssl_bench.leaderboard import plots
+    from ssl_bench.leaderboard.plots import stored_digest
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(plots, "shared_dir", lambda: cache)
+    drawn = drawn_names(monkeypatch)
+    lb.write_leaderboard(digits(tmp_path / "a"))
+    published = sorted(n for n in drawn if not n.endswith("_digits.png"))
+    assert len(published) >= 4 and "accuracy_vs_labels_cifar10.png" in published
+    kept = {stored_digest(tmp_path / "a" / n): n for n in published}
+    assert sorted(p.stem for p in cache.glob("*.png")) == sorted(kept)  # no digits plot, nothing else
+    drawn.clear()
+    lb.write_leaderboard(digits(tmp_path / "b"))
+    assert sorted(drawn) == ["accuracy_vs_labels_digits.png", "learning_curves_digits.png"]
+    for n in published:
+        assert (tmp_path / "b" / n).read_bytes() == (tmp_path / "a" / n).read_bytes()
+    digest = stored_digest(tmp_path / "a" / "accuracy_vs_labels_svhn.png")
+    (cache / f"{digest}.png").write_bytes((tmp_path / "a" / "accuracy_vs_labels_cifar10.png").read_bytes())
+    drawn.clear()
+    lb.write_leaderboard(digits(tmp_path / "c"))
+    assert "accuracy_vs_labels_svhn.png" in drawn and "accuracy_vs_labels_cifar10.png" not in drawn
+    assert stored_digest(cache / f"{digest}.png") == digest == stored_digest(tmp_path / "c/accuracy_vs_labels_svhn.png")

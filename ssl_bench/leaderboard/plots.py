@@ -9,7 +9,9 @@
 
 Every function returns the path it wrote, or None when there is nothing to draw. A generation draws each through
 a ``Plot``, which copies the previous generation's PNG instead when that one was drawn from the same inputs by
-the same code: a rerun that adds no record redraws nothing and never imports matplotlib.
+the same code: a rerun that adds no record redraws nothing and never imports matplotlib. A plot of published
+numbers alone (a dataset with no runs of ours) is the same in every results directory, so it is also kept in
+``shared_dir()`` and copied from there into the next new results directory instead of being drawn again.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import importlib.metadata
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +52,21 @@ DIGEST_KEY = "ssl_bench inputs"  # the PNG text chunk that names what a plot was
 _METADATA: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("png_metadata", default=None)
 
 
+def shared_dir() -> Path:
+    """Where plots drawn from published numbers alone are kept for every results directory:
+    ``$XDG_CACHE_HOME/ssl_bench/plots``, by default ``~/.cache/ssl_bench/plots``. One PNG per dataset, code and
+    matplotlib version, named by its digest; nothing depends on it being there or writable."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "ssl_bench" / "plots"
+
+
 @dataclass
 class Plot:
-    """One PNG of a generation: a plot function of this module and its inputs (all but the path)."""
+    """One PNG of a generation: a plot function of this module and its inputs (all but the path). ``shared``: its
+    inputs hold no record of ours (published numbers only), so every results directory has the same PNG."""
 
     draw: Callable[..., Path | None]
     args: tuple
+    shared: bool = False
 
     def digest(self) -> str:
         """sha256 of the function's name, this module's source, matplotlib's version and the inputs."""
@@ -66,16 +79,37 @@ class Plot:
         return h.hexdigest()
 
     def write(self, path: Path, reuse: Path | None = None) -> Path | None:
-        """Draw into ``path``, or copy ``reuse`` there when its digest is this plot's; the path, or None."""
+        """Draw into ``path``, or copy there ``reuse`` or (a shared plot) the kept copy, whichever carries this
+        plot's digest; the path, or None."""
         digest = self.digest()
-        if reuse is not None and stored_digest(reuse) == digest:
-            shutil.copyfile(reuse, path)
-            return path
+        kept = shared_dir() / f"{digest}.png" if self.shared else None
+        for source in (reuse, kept):
+            if source is not None and stored_digest(source) == digest:
+                shutil.copyfile(source, path)
+                return path
         token = _METADATA.set({DIGEST_KEY: digest})
         try:
-            return self.draw(*self.args, path)
+            out = self.draw(*self.args, path)
         finally:
             _METADATA.reset(token)
+        if out is not None and kept is not None:
+            _keep(out, kept)
+        return out
+
+
+def _keep(drawn: Path, kept: Path) -> None:
+    """Copy ``drawn`` to ``kept`` through a temp file and a rename (concurrent generations never read half a PNG);
+    a cache that cannot be written (read-only home, full disk) is skipped."""
+    tmp = None
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=kept.parent, prefix=f".{kept.stem}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(drawn.read_bytes())
+        os.replace(tmp, kept)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def stored_digest(path: Path) -> str | None:

@@ -112,7 +112,7 @@ def build_report(results_dir: Path) -> Report:
             frame=ours,
         )
         name = f"accuracy_vs_labels_{plots.slug(dataset)}.png"
-        report.pngs[name] = plots.Plot(plots.plot_budgets, (ours, pub, dataset))
+        report.pngs[name] = plots.Plot(plots.plot_budgets, (ours, pub, dataset), shared=ours.empty)
         section.plots.append((name, f"{dataset}: accuracy against label budget"))
         if not ours.empty and ours["history"].map(len).gt(0).any():
             name = f"learning_curves_{plots.slug(dataset)}.png"
