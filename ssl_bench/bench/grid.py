@@ -123,8 +123,16 @@ def bench_grid(recipes: list[Path], overrides: list[str], plugins: list[str], va
         cpus = [c for c in row["busy_cpu_s"] if c is not None]
         row["busy_cpu_median_s"] = round(statistics.median(cpus), 2) if cpus else None
         row["speedup_vs_first"] = round(first / row["wall_median_s"], 3)
-    return {"recipes": [str(p) for p in recipes], "overrides": overrides, "runs": n_runs, "rounds": rounds,
-            "cores": os.cpu_count(), "load_average_before": load, "variants": list(rows.values())}  # fmt: skip
+    return {
+        "recipes": [str(p) for p in recipes],
+        "overrides": overrides,
+        "runs": n_runs,
+        "rounds": rounds,
+        "address": address,
+        "cores": os.cpu_count(),
+        "load_average_before": load,
+        "variants": list(rows.values()),
+    }
 
 
 def _fmt(value: float | None) -> str:

@@ -120,7 +120,8 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
     )
     out = bench_grid(args.recipe, args.set or [], args.plugin, variants, n_runs, args.rounds, args.address)
     print(f"{'executor':<10} {'wall s (median)':>16} {'busy CPU s':>11} {'CPU s / cores':>14} {'rerun s':>8} "
-          f"{'speed-up':>9}  (vs {variants[0].name}; busy CPU is the whole machine's)")  # fmt: skip
+          f"{'speed-up':>9}  (vs {variants[0].name}; busy CPU is this whole machine's"
+          f"{', not the cluster' if args.address else ''})")  # fmt: skip
     for v in out["variants"]:
         cpu = v["busy_cpu_median_s"]
         bound = "n/a" if cpu is None else f"{cpu / out['cores']:.2f}"
@@ -193,7 +194,11 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         help="EXECUTOR:WORKERS,... to compare, the first the baseline of the speed-up (default local:1,local:2,ray:2)",
     )
     b.add_argument("--rounds", type=int, default=2, help="times each executor trains the grid (default 2)")
-    b.add_argument("--address", help="ray: the cluster to submit to (default: a local Ray started by each run)")
+    b.add_argument(
+        "--address",
+        help="ray: the cluster to submit to (default: a local Ray started by each run); busy CPU then counts this "
+        "machine only",
+    )
     b.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     plugin_arg(b)
     b.set_defaults(func=cmd_bench_grid)
