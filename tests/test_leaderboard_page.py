@@ -270,3 +270,12 @@ def test_published_only_plots_are_drawn_once_for_every_results_directory(tmp_pat
     lb.write_leaderboard(digits(tmp_path / "c"))
     assert "accuracy_vs_labels_svhn.png" in drawn and "accuracy_vs_labels_cifar10.png" not in drawn
     assert stored_digest(cache / f"{digest}.png") == digest == stored_digest(tmp_path / "c/accuracy_vs_labels_svhn.png")
+
+
+def test_without_a_home_directory_published_plots_are_drawn(tmp_path, monkeypatch):
+    from ssl_bench.leaderboard import plots
+
+    monkeypatch.setattr(plots, "shared_dir", lambda: None)
+    drawn = drawn_names(monkeypatch)
+    lb.write_leaderboard(digits(tmp_path))
+    assert "accuracy_vs_labels_cifar10.png" in drawn and (tmp_path / "accuracy_vs_labels_cifar10.png").exists()

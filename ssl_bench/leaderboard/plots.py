@@ -52,11 +52,15 @@ DIGEST_KEY = "ssl_bench inputs"  # the PNG text chunk that names what a plot was
 _METADATA: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("png_metadata", default=None)
 
 
-def shared_dir() -> Path:
+def shared_dir() -> Path | None:
     """Where plots drawn from published numbers alone are kept for every results directory:
-    ``$XDG_CACHE_HOME/ssl_bench/plots``, by default ``~/.cache/ssl_bench/plots``. One PNG per dataset, code and
-    matplotlib version, named by its digest; nothing depends on it being there or writable."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "ssl_bench" / "plots"
+    ``$XDG_CACHE_HOME/ssl_bench/plots``, by default ``~/.cache/ssl_bench/plots`` (None without a home directory).
+    One PNG per dataset, code and matplotlib version, named by its digest; nothing depends on it being there or
+    writable."""
+    try:
+        return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "ssl_bench" / "plots"
+    except RuntimeError:  # no HOME and no passwd entry
+        return None
 
 
 @dataclass
@@ -82,7 +86,8 @@ class Plot:
         """Draw into ``path``, or copy there ``reuse`` or (a shared plot) the kept copy, whichever carries this
         plot's digest; the path, or None."""
         digest = self.digest()
-        kept = shared_dir() / f"{digest}.png" if self.shared else None
+        cache = shared_dir() if self.shared else None
+        kept = cache / f"{digest}.png" if cache is not None else None
         for source in (reuse, kept):
             if source is not None and stored_digest(source) == digest:
                 shutil.copyfile(source, path)
