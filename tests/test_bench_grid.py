@@ -12,18 +12,23 @@ from ssl_bench.bench import grid
 from ssl_bench.bench.grid import Variant, busy_seconds, parse_variants
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError, SSLBenchError
+from ssl_bench.executor.options import EXECUTORS
 from tests.conftest import ROOT
 
 SMOKE = str(ROOT / "recipes/smoke.toml")
 
 
 def test_executor_specs():
-    assert parse_variants("local:1, ray:2,local:4") == [Variant("local", 1), Variant("ray", 2), Variant("local", 4)]
+    assert parse_variants("local:1, ray:2,local:4", EXECUTORS) == [
+        Variant("local", 1),
+        Variant("ray", 2),
+        Variant("local", 4),
+    ]
     for bad in ("dask:2", "local:0", "local", "local:x", "ray:-1", ""):
         with pytest.raises(ConfigError, match="is not EXECUTOR:WORKERS"):
-            parse_variants(bad)
+            parse_variants(bad, EXECUTORS)
     with pytest.raises(ConfigError, match="names local:2 twice"):
-        parse_variants("local:2,ray:2,local:2")
+        parse_variants("local:2,ray:2,local:2", EXECUTORS)
 
 
 def test_busy_seconds_counts_all_but_idle_and_iowait():
@@ -54,7 +59,7 @@ def test_executors_take_turns_and_the_first_is_the_baseline(monkeypatch, tmp_pat
 
     monkeypatch.setattr(grid, "_timed", timed)
     monkeypatch.setattr(grid, "load_records", lambda _: [{}] * 4)
-    variants = parse_variants("local:1,local:2,ray:2")
+    variants = parse_variants("local:1,local:2,ray:2", EXECUTORS)
     out = grid.bench_grid([tmp_path / "r.toml"], [], [], variants, n_runs=4, rounds=3, log=lambda _: None)
     # each round starts with the next executor, so none always runs first
     assert order == ["local:1", "local:2", "ray:2", "local:2", "ray:2", "local:1", "ray:2", "local:1", "local:2"]

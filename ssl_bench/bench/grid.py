@@ -26,8 +26,6 @@ from typing import Any
 from ssl_bench.errors import ConfigError, SSLBenchError
 from ssl_bench.results import load_records
 
-EXECUTORS = ("local", "ray")
-DEFAULT_VARIANTS = "local:1,local:2,ray:2"
 # /proc/stat's first line: cpu user nice system idle iowait irq softirq steal ..., in clock ticks; busy is all
 # but idle and iowait (guest time is already inside user)
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
@@ -43,14 +41,15 @@ class Variant:
         return f"{self.executor}:{self.workers}"
 
 
-def parse_variants(text: str) -> list[Variant]:
-    """``"local:1,local:2,ray:2"`` -> the executors to compare, each ``EXECUTOR:WORKERS``, in that order."""
+def parse_variants(text: str, executors: tuple[str, ...]) -> list[Variant]:
+    """``"local:1,local:2,ray:2"`` -> the executors to compare, each ``EXECUTOR:WORKERS`` with EXECUTOR one of
+    ``executors`` (``ssl-bench run --executor``'s), in that order."""
     out: list[Variant] = []
     for item in (part.strip() for part in text.split(",")):
         executor, _, workers = item.partition(":")
-        if executor not in EXECUTORS or not workers.isdigit() or int(workers) < 1:
+        if executor not in executors or not workers.isdigit() or int(workers) < 1:
             raise ConfigError(
-                f"--executors: {item!r} is not EXECUTOR:WORKERS with EXECUTOR one of {', '.join(EXECUTORS)} and "
+                f"--executors: {item!r} is not EXECUTOR:WORKERS with EXECUTOR one of {', '.join(executors)} and "
                 "WORKERS >= 1, e.g. local:1,local:2,ray:2"
             )
         variant = Variant(executor, int(workers))

@@ -12,6 +12,8 @@ from ssl_bench.bench import provenance
 from ssl_bench.cli.args import load_plugins, plugin_arg
 from ssl_bench.errors import SSLBenchError
 
+GRID_EXECUTORS = "local:1,local:2,ray:2"  # what bench grid compares by default
+
 
 def cmd_bench_augment(args: argparse.Namespace) -> int:
     from ssl_bench.bench.augment import bench_augment
@@ -101,10 +103,11 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
     import tempfile
 
     from ssl_bench.bench.grid import bench_grid, parse_variants
+    from ssl_bench.executor.options import EXECUTORS
     from ssl_bench.plan import load_recipe, plan
     from ssl_bench.utils import atomic_write_text, check_output_file
 
-    variants = parse_variants(args.executors)
+    variants = parse_variants(args.executors, EXECUTORS)
     if args.rounds < 1:
         raise SSLBenchError(f"--rounds must be >= 1, got {args.rounds}")
     if any(v.executor == "ray" for v in variants) and importlib.util.find_spec("ray") is None:
@@ -190,8 +193,8 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
     b.add_argument(
         "--executors",
-        default="local:1,local:2,ray:2",
-        help="EXECUTOR:WORKERS,... to compare, the first the baseline of the speed-up (default local:1,local:2,ray:2)",
+        default=GRID_EXECUTORS,
+        help=f"EXECUTOR:WORKERS,... to compare, the first the baseline of the speed-up (default {GRID_EXECUTORS})",
     )
     b.add_argument("--rounds", type=int, default=2, help="times each executor trains the grid (default 2)")
     b.add_argument(
