@@ -20,7 +20,7 @@ from typing import Any
 
 from ssl_bench.config import RunConfig
 from ssl_bench.data.splits import DASplit, Split
-from ssl_bench.errors import ResultsDirError
+from ssl_bench.errors import ConfigError, ResultsDirError
 from ssl_bench.utils import atomic_write_text, cpu_fields, creation_problem, native_bf16_cpu, remove_stale_temps
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
@@ -53,6 +53,15 @@ def check_results_dir(results_dir: Path) -> None:
     if reason == "permission denied":
         raise ResultsDirError(f"results directory {path} is not writable ({where}: permission denied)")
     raise ResultsDirError(f"results directory {path} cannot be created ({where}: {reason})")
+
+
+def require_results_dir(results_dir: Path) -> None:
+    """Refuse, for a command that reads records, a results directory that is missing or is a file."""
+    path = Path(results_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"results directory {path} is a file, not a directory; pass the --results-dir a run wrote")
+    if not path.is_dir():
+        raise ConfigError(f"results directory {path} does not exist (run a recipe first, or check the path)")
 
 
 def manifest_dir(results_dir: Path) -> Path:

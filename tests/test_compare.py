@@ -99,5 +99,5 @@ def test_cli_bad_requests_are_one_line_errors(tmp_path, capsys, argv, message):
 
 def test_cli_missing_results_dir(tmp_path, capsys):
     assert main(["compare", "a", "b", "--results-dir", str(tmp_path / "none")]) == 2
-    assert "no such directory" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()

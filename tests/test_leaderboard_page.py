@@ -140,6 +140,22 @@ def test_missing_results_dir_is_refused(tmp_path, capsys):
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["leaderboard"], ["compare", "fixmatch", "supervised", "--dataset", "digits"], ["exchange-rate"]],
+    ids=["leaderboard", "compare", "exchange-rate"],
+)
+def test_commands_that_read_records_name_a_missing_or_file_results_dir(tmp_path, capsys, argv):
+    (tmp_path / "README.md").write_text("not a results directory")
+    for name, why in [("README.md", "is a file, not a directory"), ("none", "does not exist")]:
+        assert main([*argv, "--results-dir", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ssl-bench: error: results directory {tmp_path / name} {why}")
+        assert err.count("\n") == 1
+    assert (tmp_path / "README.md").read_text() == "not a results directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+
+
 def test_export_csv_and_json_one_row_per_record(tmp_path):
     digits(tmp_path)
     write_record(tmp_path, record("fixmatch", 20, 1, 0.5, round=1, acquisition="random", config_hash="r" * 64))

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ssl_bench.cli.args import results_arg
-from ssl_bench.errors import ConfigError, SSLBenchError
+from ssl_bench.errors import SSLBenchError
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -22,10 +22,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ssl_bench.leaderboard.compare import compare, format_paired
     from ssl_bench.leaderboard.tables import records_frame
-    from ssl_bench.results import load_records
+    from ssl_bench.results import load_records, require_results_dir
 
-    if not Path(args.results_dir).is_dir():
-        raise ConfigError(f"--results-dir {args.results_dir}: no such directory")
+    require_results_dir(args.results_dir)
     found = compare(records_frame(load_records(args.results_dir)), args.a, args.b, args.dataset, args.labels)
     print("\n\n".join(format_paired(p) for p in found))
     return 0
@@ -34,8 +33,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_exchange_rate(args: argparse.Namespace) -> int:
     from ssl_bench.leaderboard.active import exchange_rates
     from ssl_bench.leaderboard.plots import plot_exchange
-    from ssl_bench.results import load_records
+    from ssl_bench.results import load_records, require_results_dir
 
+    require_results_dir(args.results_dir)
     rates = exchange_rates(load_records(args.results_dir))
     if rates.empty:
         raise SSLBenchError(

@@ -10,11 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard.markdown import render_brief, render_markdown
 from ssl_bench.leaderboard.page import render_page
 from ssl_bench.leaderboard.report import Report, build_report, export_rows
 from ssl_bench.locks import exclusive
+from ssl_bench.results import require_results_dir
 from ssl_bench.utils import atomic_write_text, write_failed
 
 # plots a generation writes: one of an older generation that this one does not redraw is removed
@@ -45,8 +45,7 @@ def generate(results_dir: Path, csv: Path | None = None, json_path: Path | None 
     failure leaves the previous one in place. Generations take turns (a lock in the results directory): concurrent
     ones never interleave, and the staging folders of killed ones are removed by the next."""
     results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise ConfigError(f"results directory {results_dir} does not exist (run a recipe first, or check the path)")
+    require_results_dir(results_dir)
     with exclusive(results_dir, "leaderboard"):
         for stale in results_dir.glob(f"{STAGE_PREFIX}*"):  # left by a killed generation: no live one holds it
             shutil.rmtree(stale, ignore_errors=True)
