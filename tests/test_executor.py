@@ -165,12 +165,23 @@ def test_local_workers_are_reused_from_run_to_run(tmp_path, monkeypatch):
     assert len(load_records(tmp_path / "r")) == 4
 
 
+def test_a_dead_workers_reason_names_the_signal_and_the_oom_killer_for_sigkill():
+    from ssl_bench.executor.local import _died
+
+    assert _died(-9) == (
+        "worker process killed by SIGKILL (the kernel's OOM killer sends it when memory runs out: try fewer --workers)"
+    )
+    assert _died(-15) == "worker process killed by SIGTERM"
+    assert _died(-200) == "worker process killed by signal 200"
+    assert _died(3) == "worker process exited with code 3 before reporting"
+
+
 @pytest.mark.slow
 def test_local_worker_killed_mid_run_is_retried_from_its_checkpoint(tmp_path, capfd):
     out, killed_dir, fresh = kill_once(tmp_path, GridOptions(cpus_per_run=1, retries=1))
     assert out.status == "done"
     err = capfd.readouterr().err
-    assert "failed (worker process killed by SIGKILL); retry 1 of 1" in err
+    assert "failed (worker process killed by SIGKILL (the kernel's OOM killer" in err and "retry 1 of 1" in err
     assert "resuming from" in err and "taking over the lock left by pid" in err
     assert metrics(killed_dir) == metrics(fresh)
 

@@ -45,6 +45,12 @@ def _serve(conn: Connection, results_dir: str, sys_path: list[str], threads: int
 
 
 def _died(exitcode: int | None) -> str:
+    """Why a worker ended without reporting; SIGKILL names its likeliest sender, Linux's OOM killer."""
+    if exitcode == -signal.SIGKILL:
+        return (
+            "worker process killed by SIGKILL (the kernel's OOM killer sends it when memory runs out: "
+            "try fewer --workers)"
+        )
     if exitcode is not None and exitcode < 0:
         try:
             return f"worker process killed by {signal.Signals(-exitcode).name}"
