@@ -337,11 +337,12 @@ def check_world(run: RunConfig, algorithm: type, world: int) -> None:
         )
 
 
-def check_model_memory(run: RunConfig, ds) -> None:
+def check_model_memory(run: RunConfig, ds, at_once: int = 1) -> None:
     """Refuse, before allocating any of it, a model whose weights, gradients, EMA copy and optimizer state (four
-    copies of its parameters, five with Adam) exceed the memory free on a CPU that trains it: such a run would
-    otherwise be killed by the kernel's OOM killer part-way, with no message (a GPU's allocator raises instead,
-    caught in build_parts and the trainer). Activations come on top."""
+    copies of its parameters, five with Adam), times the ``at_once`` runs training together on this machine
+    (``--workers``), exceed the memory free on a CPU that trains it: such a run would otherwise be killed by the
+    kernel's OOM killer part-way, with no message (a GPU's allocator raises instead, caught in build_parts and the
+    trainer). Activations come on top."""
     device = resolve_device(run.train.device)
     free = available_memory(device)
     if free is None:
@@ -353,18 +354,21 @@ def check_model_memory(run: RunConfig, ds) -> None:
     except Exception:  # a model that cannot be built on the meta device is checked by building it (build_parts)
         return
     need = weights * (5 if run.train.optimizer == "adam" else 4)
-    if need > free:
+    if need * at_once > free:
+        runs = "" if at_once == 1 else f" for each of {at_once} runs at once"
+        fewer = "" if at_once == 1 else "fewer --workers, "
         raise ConfigError(
             f"model {run.model.name} at width {run.model.width} does not fit in memory ({need / 2**30:,.1f} GiB for "
-            f"its weights, gradients, EMA copy and optimizer state; {free / 2**30:,.1f} GiB free on {device}): use "
-            "a smaller model.width or model"
+            f"its weights, gradients, EMA copy and optimizer state{runs}; {free / 2**30:,.1f} GiB free on {device}): "
+            f"use {fewer}a smaller model.width or model"
         )
 
 
-def build_parts(run: RunConfig, ds) -> RunParts:
-    """The run's model, algorithm and augmentation, built once to check them; a model too large for memory is a
-    one-line error naming its size, not the allocator's traceback or the OOM killer."""
-    check_model_memory(run, ds)
+def build_parts(run: RunConfig, ds, at_once: int = 1) -> RunParts:
+    """The run's model, algorithm and augmentation, built once to check them; a model too large for memory (for
+    ``at_once`` runs together) is a one-line error naming its size, not the allocator's traceback or the OOM
+    killer."""
+    check_model_memory(run, ds, at_once)
     try:
         return build_run(run, ds, optimizer=False)
     except (RuntimeError, MemoryError) as exc:
@@ -378,11 +382,12 @@ def build_parts(run: RunConfig, ds) -> RunParts:
         ) from None
 
 
-def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1) -> list[PlannedRun]:
+def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1, at_once: int = 1) -> list[PlannedRun]:
     """Every run of ``recipe``, validated before anything is written: the config checks of ``expand`` first, then data
     present, splits drawable, pools large enough, and the run's parts buildable in its setting (and, for
-    ``world`` > 1 processes, splittable). Each run carries the provenance of any plugin code it uses, which enters
-    its config hash."""
+    ``world`` > 1 processes, splittable; for ``at_once`` runs training together on this machine, fitting in its
+    memory side by side). Each run carries the provenance of any plugin code it uses, which enters its config
+    hash."""
     runs = expand(recipe)
     planned = []
     for i, run in enumerate(runs):
@@ -391,7 +396,7 @@ def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1) -> list[Planne
         split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
         check_pools(run, len(ds.train_labels), split)
         if i == 0:  # model, algorithm, augmentation and datasets are the same for every run of a recipe
-            parts = build_parts(run, ds)
+            parts = build_parts(run, ds, min(at_once, len(runs)))
             unsupported = sorted({r.data.setting for r in runs} - set(parts.algorithm.settings))
             if unsupported:
                 raise ConfigError(

@@ -235,7 +235,9 @@ def test_run_plans_each_recipe_once(results_dir, monkeypatch, capsys):
 
     calls = []
     original = ssl_bench.plan.plan
-    monkeypatch.setattr(ssl_bench.plan, "plan", lambda recipe, rd: calls.append(recipe.name) or original(recipe, rd))
+    monkeypatch.setattr(
+        ssl_bench.plan, "plan", lambda recipe, rd, **kw: calls.append(recipe.name) or original(recipe, rd, **kw)
+    )
     args = [
         "run",
         SMOKE,

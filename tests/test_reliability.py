@@ -213,6 +213,42 @@ def test_model_memory_needs_four_fp32_copies_of_the_weights_five_with_adam(monke
     check_model_memory(run, FakeData())
 
 
+def test_model_memory_counts_every_run_that_trains_at_once(monkeypatch):
+    from ssl_bench.config import ModelConfig, TrainConfig
+    from ssl_bench.errors import ConfigError
+    from ssl_bench.plan import check_model_memory
+
+    run = SimpleNamespace(model=ModelConfig(name="wrn28", width=2), train=TrainConfig(device="cpu"))
+    need = WRN28_2_PARAMS * 4 * 4
+    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: 3 * need)
+    check_model_memory(run, FakeData(), at_once=3)  # exactly enough for three
+    with pytest.raises(ConfigError) as refused:
+        check_model_memory(run, FakeData(), at_once=4)
+    assert "state for each of 4 runs at once; 0.1 GiB free on cpu): use fewer --workers, a smaller" in str(
+        refused.value
+    )
+
+
+def test_workers_that_would_not_fit_side_by_side_are_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    from ssl_bench.config import ModelConfig
+    from ssl_bench.errors import ConfigError
+    from ssl_bench.models import parameter_bytes
+
+    need = parameter_bytes(ModelConfig(name="small_cnn", width=1), 10, 1, 8) * 4  # the smoke recipe's model
+    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: 3 * need)
+    four = ["--set", "grid.seeds=[1,2,3,4]", "--workers", "4"]
+    assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), *four]) == 2
+    one_line_error(capsys, "model small_cnn at width 1 does not fit in memory (0.0 GiB for its weights")
+    assert files_in(tmp_path / "r") == []
+    from ssl_bench.plan import load_recipe, plan
+
+    three = load_recipe(SMOKE, ["grid.seeds=[1,2,3]"])  # three runs: at most three train at once
+    assert len(plan(three, tmp_path / "r", at_once=4)) == 3
+    with pytest.raises(ConfigError, match="for each of 4 runs at once"):
+        plan(load_recipe(SMOKE, ["grid.seeds=[1,2,3,4]"]), tmp_path / "r", at_once=4)
+    assert files_in(tmp_path / "r") == []
+
+
 def test_a_run_refused_for_memory_writes_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: 1000)
     assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r")]) == 2
