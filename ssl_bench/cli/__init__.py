@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ssl_bench.executor.torchrun import run_distributed
 
         return run_distributed(recipes, args.results_dir, opts, dist)
-    here = opts.executor == "local" or opts.address is None  # runs that train side by side on this machine
+    here = opts.executor == "local" or opts.address is None  # local workers or a Ray started here: side by side
     at_once = opts.workers if here else 1
     planned = [p for recipe in recipes for p in plan(recipe, args.results_dir, at_once=at_once)]  # all validated first
     if opts.executor == "local" and opts.workers == 1:  # in this process, one run after another
