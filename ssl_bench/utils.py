@@ -149,16 +149,17 @@ def remove_stale_temps(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the first CUDA device if one is usable, else the CPU."""
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """``auto`` -> the first CUDA device if one is usable, else the CPU. ``key`` names the setting in errors (the
+    bench commands pass their ``--device``)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"{key}: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but no CUDA device is available; use auto or cpu")
+        raise ConfigError(f"{key} is {name!r} but no CUDA device is available; use auto or cpu")
     return device
 
 

@@ -86,3 +86,13 @@ def test_bench_train_bad_inputs(capsys):
     assert main(["bench", "train", da, "--pipeline", "reference"]) == 2
     err = capsys.readouterr().err
     assert "ssl setting only" in err and err.count("\n") == 1
+
+
+def test_bench_device_errors_name_the_flag_typed(capsys):
+    """A bench command's bad --device is reported as --device, not as the train.device it becomes."""
+    for argv in (["bench", "train", SMOKE, "--device", "cuda:x"], ["bench", "augment", "--device", "cuda:x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == "ssl-bench: error: --device: unknown device 'cuda:x'; use auto, cpu, cuda or cuda:N\n"
+    assert main(["run", SMOKE, "--set", 'train.device="cuda:x"', "--results-dir", "/nonexistent/never"]) == 2
+    assert "train.device: unknown device 'cuda:x'" in capsys.readouterr().err

@@ -19,7 +19,7 @@ def cmd_bench_augment(args: argparse.Namespace) -> int:
     from ssl_bench.bench.augment import bench_augment
     from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     if args.batch < 1:
         raise SSLBenchError(f"--batch must be >= 1, got {args.batch}")
     if not 8 <= args.size <= 512:
@@ -47,9 +47,10 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from ssl_bench.bench.train import DEFAULT_RECIPE, PHASES, bench_train
     from ssl_bench.config import apply_overrides, read_recipe
     from ssl_bench.plan import plan, recipe_from_dict
-    from ssl_bench.utils import atomic_write_text, check_output_file
+    from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
 
     load_plugins(args)
+    resolve_device(args.device, "--device")  # refused in the words the user typed, before train.device takes it
     limits = (("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--workers", args.workers, 0))
     for flag, value, least in limits:
         if value < least:
