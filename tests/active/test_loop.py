@@ -28,6 +28,9 @@ TINY = [
     "train.eval_every=10",
     "train.batch_size=16",
     "train.progress=false",
+    # 60 steps with bn_momentum 0.01 leave the BN statistics near their start, so test accuracy can sit at chance
+    # on one CPU and not another; these tests are about rounds and resume, the detector has its own tests
+    "train.divergence=false",
 ]
 
 
