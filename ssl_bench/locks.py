@@ -57,7 +57,7 @@ class RunLock:
     def acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as for every file we write
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -112,7 +112,7 @@ def exclusive(results_dir: Path, name: str) -> Iterator[None]:
     stays in place, so every process locks the same inode; a killed holder's lock is released by the kernel."""
     path = Path(results_dir) / LOCK_DIR / f"{name}.flock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as for every file we write
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

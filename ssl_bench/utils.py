@@ -78,6 +78,34 @@ def write_failed(path: Path, exc: OSError) -> WriteError:
     return WriteError(f"could not write {path}: {reason}")
 
 
+def umask() -> int:
+    """This process's umask, read without changing it where Linux shows it (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file ``.<name>.<random>.tmp`` beside ``path``, for a write and a rename, as (fd, its path). Its
+    mode is what ``open`` would give a new file (0666 less the umask): ``mkstemp`` alone makes it 0600, and the
+    rename would carry that over, so that nobody else could read the records of a results directory shared by a
+    group."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+    except OSError:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and a rename: readers never see a partial file.
 
@@ -88,7 +116,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = temp_beside(path)
         with os.fdopen(fd, "wb") as fh:
             if _FAULT is not None:
                 _FAULT.strike(path, fh, data)

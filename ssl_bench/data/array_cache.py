@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from ssl_bench.utils import temp_beside
 
 Arrays = dict[str, np.ndarray]
 
@@ -45,7 +46,7 @@ def cached_arrays(path: Path, build: Callable[[], Arrays], check: Callable[[Arra
     tmp = None
     try:  # a temp file and a rename, so concurrent loaders never read half a file; not a result, so no fault hook
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = temp_beside(path)
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, path)

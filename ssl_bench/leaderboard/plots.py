@@ -22,7 +22,6 @@ import importlib.metadata
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from ssl_bench.leaderboard.tables import ROW_KEYS
+from ssl_bench.utils import temp_beside
 
 ACC_LABEL = "test accuracy (%), median of the last k evaluations"
 
@@ -108,7 +108,7 @@ def _keep(drawn: Path, kept: Path) -> None:
     tmp = None
     try:
         kept.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=kept.parent, prefix=f".{kept.stem}.", suffix=".tmp")
+        fd, tmp = temp_beside(kept)
         with os.fdopen(fd, "wb") as fh:
             fh.write(drawn.read_bytes())
         os.replace(tmp, kept)
