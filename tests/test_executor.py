@@ -68,6 +68,13 @@ def kill_once(tmp_path, opts):
         (["--address", "auto"], "--address needs --executor ray"),
         (["--address", "headnode"], "--address needs --executor ray"),  # the option first, then its form
         (["--retries", "-1"], "--retries must be >= 0, got -1"),
+        *(
+            (
+                ["--executor", "ray", "--gpus-per-run", g],
+                f"--gpus-per-run must be a number >= 0 in steps of 0.0001 (e.g. 0.25), got {g}",
+            )
+            for g in ["-1.0", "nan", "inf", "1e-05"]
+        ),
         (["--cpus-per-run", "-2"], "--cpus-per-run must be >= 1, got -2"),
         (["--cpus-per-run", "0", "--workers", "2"], "--cpus-per-run must be >= 1, got 0"),  # 0 is not "the default"
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ def check_options(opts: GridOptions) -> None:
         raise ConfigError(f"--workers must be >= 1, got {opts.workers}")
     if opts.cpus_per_run is not None and opts.cpus_per_run < 1:
         raise ConfigError(f"--cpus-per-run must be >= 1, got {opts.cpus_per_run}")
-    if opts.gpus_per_run < 0:
-        raise ConfigError(f"--gpus-per-run must be >= 0, got {opts.gpus_per_run}")
+    g = opts.gpus_per_run
+    if not math.isfinite(g) or g < 0 or (g and round(g, 4) != g):  # Ray keeps resource fractions to 0.0001
+        raise ConfigError(f"--gpus-per-run must be a number >= 0 in steps of 0.0001 (e.g. 0.25), got {g}")
     if opts.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {opts.retries}")
     if opts.executor == "local":
