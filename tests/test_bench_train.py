@@ -49,8 +49,18 @@ def test_bench_train_times_both_pipelines_in_turns(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = ["bench", "train", str(ROOT / "recipes/digits/fixmatch.toml"), "--steps", "2", "--warmup", "1"]
     assert main([*args, "--pipeline", "reference", "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     result = json.loads(out.read_text())
+    # progress on stderr, one line after the warm-up and one per round of timed steps, naming both pipelines
+    progress = [line for line in captured.err.splitlines() if line.startswith("bench train: ")]
+    assert [line.split(":")[1].strip().split(" (")[0] for line in progress] == [
+        "warm-up",
+        "timed step 1/2",
+        "timed step 2/2",
+    ]
+    assert all("ours " in line and "reference " in line for line in progress)
+    assert "bench train: " not in printed.split("\n", 1)[1]  # stdout: the header line, then figures only
     ours, ref = result["pipelines"]["ours"], result["pipelines"]["reference"]
     # FixMatch at batch 32, mu 7: 32 labeled + 224 unlabeled x (weak, strong) views
     assert ours["images_per_step"] == ref["images_per_step"] == 32 + 2 * 7 * 32

@@ -14,6 +14,7 @@ import multiprocessing
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -172,11 +173,19 @@ def summarize(times: list[dict[str, float]], info: dict, stats: dict) -> dict[st
 
 
 def bench_train(
-    run: RunConfig, plugins: list[str], steps: int, warmup: int, reference: bool, workers: int, settle: float = 0.5
+    run: RunConfig,
+    plugins: list[str],
+    steps: int,
+    warmup: int,
+    reference: bool,
+    workers: int,
+    settle: float = 0.5,
+    log: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
     """Time ``steps`` steps per pipeline after ``warmup`` untimed ones, alternating one step at a time between
     ours and (with ``reference``) the peer-style pipeline, which gets ``settle`` seconds after each of its steps
-    for its workers' prefetching to finish before the next turn of ours."""
+    for its workers' prefetching to finish before the next turn of ours. ``log`` gets a line after the warm-up and
+    after each round of timed steps (a CPU step of the default recipe takes seconds)."""
     if reference:
         check_reference(run)
     ctx = multiprocessing.get_context("spawn")
@@ -184,14 +193,21 @@ def bench_train(
     try:
         if reference:
             children.append(_Child(ctx, "reference", run, plugins, workers))
+        took = {}
         for child in children:
+            start = time.perf_counter()
             child.ask("steps", warmup, False)
+            took[child.name] = time.perf_counter() - start
+        if warmup:
+            log(f"warm-up ({warmup} step(s) each): " + ", ".join(f"{n} {t:.1f} s" for n, t in took.items()))
         times: dict[str, list] = {c.name: [] for c in children}
         for i in range(steps):
             for child in children if i % 2 == 0 else children[::-1]:
                 times[child.name] += child.ask("steps", 1, True)
                 if child.name == "reference":
                     time.sleep(settle)
+            step_s = ", ".join(f"{c.name} {sum(times[c.name][-1].values()):.2f} s" for c in children)
+            log(f"timed step {i + 1}/{steps}: {step_s}")
         out: dict[str, Any] = {
             "algorithm": run.algorithm.name,
             "dataset": run.dataset,

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 from pathlib import Path
 
 from ssl_bench.bench import provenance
@@ -66,7 +67,9 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as nowhere:  # validated like a run; no manifest is read or written
         run = plan(recipe, Path(nowhere))[0].run
     reference = args.pipeline == "reference"
-    out = bench_train(run, args.plugin + recipe.plugins, args.steps, args.warmup, reference, args.workers)
+    out = bench_train(
+        run, args.plugin + recipe.plugins, args.steps, args.warmup, reference, args.workers, log=progress_line
+    )
     first = next(iter(out["pipelines"].values()))
     cpu = f" ({machine()})" if out["device"] == "cpu" else ""
     print(
@@ -89,6 +92,11 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_text(Path(args.json), json.dumps({**out, **provenance()}, indent=1) + "\n")
     return 0
+
+
+def progress_line(line: str) -> None:
+    """Progress of a bench on stderr, so that stdout holds only its figures."""
+    print(f"bench train: {line}", file=sys.stderr, flush=True)
 
 
 def machine() -> str:
