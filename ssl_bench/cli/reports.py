@@ -32,7 +32,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_exchange_rate(args: argparse.Namespace) -> int:
     from ssl_bench.leaderboard.active import exchange_rates
-    from ssl_bench.leaderboard.plots import plot_exchange
+    from ssl_bench.leaderboard.plots import Plot, plot_exchange
     from ssl_bench.results import load_records, require_results_dir
 
     require_results_dir(args.results_dir)
@@ -43,7 +43,8 @@ def cmd_exchange_rate(args: argparse.Namespace) -> int:
             "unlabeled pool sizes (data.n_unlabeled) first, e.g. recipes/digits/exchange_rate.toml"
         )
     print(rates.to_markdown(index=False, floatfmt=".3g"))
-    path = plot_exchange(rates, args.results_dir / "exchange_rate.png")
+    # drawn as the leaderboard draws it (its digest chunk included), so that the next generation keeps this file
+    path = Plot(plot_exchange, (rates,)).write(args.results_dir / "exchange_rate.png")
     print(f"plot: {path}" if path else "no plot: no budget had two pool sizes with a gain from more unlabeled data")
     return 0
 

@@ -191,6 +191,11 @@ def test_exchange_rate_from_records(tmp_path, capsys):
     assert np.isnan(rates.loc[40, "acc_per_label"]) or rates.loc[40, "acc_per_label"] is None
     assert main(["exchange-rate", "--results-dir", str(tmp_path)]) == 0
     assert "45" in capsys.readouterr().out
+    # the plot is the leaderboard's own: a generation afterwards keeps the file instead of drawing it again
+    png = tmp_path / "exchange_rate.png"
+    drawn = png.read_bytes()
+    assert main(["leaderboard", "--results-dir", str(tmp_path)]) == 0
+    assert png.read_bytes() == drawn
     assert main(["exchange-rate", "--results-dir", str(tmp_path / "none")]) == 2
 
 
