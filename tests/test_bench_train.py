@@ -106,3 +106,20 @@ def test_bench_device_errors_name_the_flag_typed(capsys):
         assert err == "ssl-bench: error: --device: unknown device 'cuda:x'; use auto, cpu, cuda or cuda:N\n"
     assert main(["run", SMOKE, "--set", 'train.device="cuda:x"', "--results-dir", "/nonexistent/never"]) == 2
     assert "train.device: unknown device 'cuda:x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train"], ["augment"], ["grid", SMOKE]], ids=["train", "augment", "grid"])
+def test_benches_refuse_torchrun(monkeypatch, capsys, tmp_path, argv):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun --nproc_per_node 2 sets in each rank
+    assert main(["bench", *argv, "--json", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"ssl-bench: error: bench {argv[0]} times one process; under torchrun (WORLD_SIZE=2) every rank would time "
+        "its own copy: run it without torchrun\n"
+    )
+    assert not (tmp_path / "b.json").exists()
+    from ssl_bench.cli.bench import one_process
+
+    for world in ("1", ""):  # torchrun --nproc_per_node 1, and an empty variable: one process, not refused
+        monkeypatch.setenv("WORLD_SIZE", world)
+        one_process(argv[0])

@@ -16,10 +16,22 @@ from ssl_bench.errors import SSLBenchError
 GRID_EXECUTORS = "local:1,local:2,ray:2"  # what bench grid compares by default
 
 
+def one_process(name: str) -> None:
+    """Refuse a bench started under torchrun: every rank would time a copy of its own, one thread each, and print
+    figures that describe neither one process nor a distributed step."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.strip() not in ("", "0", "1"):
+        raise SSLBenchError(
+            f"bench {name} times one process; under torchrun (WORLD_SIZE={world}) every rank would time its own "
+            "copy: run it without torchrun"
+        )
+
+
 def cmd_bench_augment(args: argparse.Namespace) -> int:
     from ssl_bench.bench.augment import bench_augment
     from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
 
+    one_process("augment")
     device = resolve_device(args.device, "--device")
     if args.batch < 1:
         raise SSLBenchError(f"--batch must be >= 1, got {args.batch}")
@@ -50,6 +62,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from ssl_bench.plan import plan, recipe_from_dict
     from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
 
+    one_process("train")
     load_plugins(args)
     resolve_device(args.device, "--device")  # refused in the words the user typed, before train.device takes it
     limits = (("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--workers", args.workers, 0))
@@ -116,6 +129,7 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
     from ssl_bench.plan import load_recipe, plan
     from ssl_bench.utils import atomic_write_text, check_output_file
 
+    one_process("grid")
     variants = parse_variants(args.executors, EXECUTORS)
     if args.rounds < 1:
         raise SSLBenchError(f"--rounds must be >= 1, got {args.rounds}")
