@@ -99,10 +99,8 @@ def temp_beside(path: Path) -> tuple[int, str]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~umask())
-    except OSError:
-        os.close(fd)
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError:  # a filesystem without Unix modes (vfat, some network mounts): the file keeps mkstemp's mode
+        pass
     return fd, tmp
 
 

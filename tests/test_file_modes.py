@@ -40,6 +40,16 @@ def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path, mask):
     assert mode(tmp_path / "atomic.json") == mode(plain)
 
 
+def test_a_filesystem_that_refuses_modes_still_gets_the_write(tmp_path, monkeypatch):
+    def refuse(fd, mode):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refuse)  # as vfat or a CIFS mount answer a chmod
+    atomic_write_text(tmp_path / "r.json", "{}\n")
+    assert (tmp_path / "r.json").read_text() == "{}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+
+
 @pytest.mark.parametrize("run_mask", [0o027, 0o002], ids=["027", "002"])
 def test_a_run_writes_every_file_with_the_umask_mode(tmp_path, monkeypatch, run_mask):
     """Under 027 the group reads every file; under 002 it may also write them (the leaderboard's lock file, which
