@@ -111,6 +111,7 @@ def test_bench_device_errors_name_the_flag_typed(capsys):
 @pytest.mark.parametrize("argv", [["train"], ["augment"], ["grid", SMOKE]], ids=["train", "augment", "grid"])
 def test_benches_refuse_torchrun(monkeypatch, capsys, tmp_path, argv):
     monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun --nproc_per_node 2 sets in each rank
+    monkeypatch.setenv("RANK", "1")
     assert main(["bench", *argv, "--json", str(tmp_path / "b.json")]) == 2
     err = capsys.readouterr().err
     assert err == (

@@ -19,8 +19,10 @@ GRID_EXECUTORS = "local:1,local:2,ray:2"  # what bench grid compares by default
 def one_process(name: str) -> None:
     """Refuse a bench started under torchrun: every rank would time a copy of its own, one thread each, and print
     figures that describe neither one process nor a distributed step."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    if world.strip() not in ("", "0", "1"):
+    from ssl_bench.train.distributed import Dist
+
+    world = Dist.from_env().world  # as ssl-bench run reads torchrun's environment
+    if world > 1:
         raise SSLBenchError(
             f"bench {name} times one process; under torchrun (WORLD_SIZE={world}) every rank would time its own "
             "copy: run it without torchrun"

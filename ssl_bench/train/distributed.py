@@ -45,7 +45,7 @@ class Dist:
 
     @classmethod
     def from_env(cls) -> Dist:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = int(os.environ.get("WORLD_SIZE", "").strip() or 1)  # unset or empty: one process
         if world <= 1:
             return cls()
         return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
