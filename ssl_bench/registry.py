@@ -29,6 +29,9 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         if not name or name != name.strip():
             raise ValueError(f"invalid {self.kind} name {name!r}")
+        if name in (".", "..") or any(c in name for c in "/\\\0"):
+            # algorithm and dataset names become folders of the results directory (results.record_path)
+            raise ValueError(f"invalid {self.kind} name {name!r}: names become file names, so no '/', '\\' or '..'")
         if name in self._items:
             raise ValueError(f"duplicate {self.kind} name {name!r}: already registered as {self._items[name]!r}")
         self._items[name] = obj

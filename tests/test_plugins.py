@@ -211,6 +211,11 @@ BAD_PLUGINS = {
         "duplicate algorithm name 'fixmatch'",
     ),
     "not a module name": ("../evil", None, "plugins: '../evil' is not a module name"),
+    "a name that leaves the results directory": (
+        "evil_name",
+        "from ssl_bench.registry import ALGORITHMS\nALGORITHMS.register('../evil')(object)\n",
+        "invalid algorithm name '../evil'",
+    ),
 }
 
 

@@ -19,6 +19,17 @@ def test_duplicate_name_is_an_error():
         reg.add("a", 2)
 
 
+@pytest.mark.parametrize("name", ["..", ".", "../evil", "a/b", "a\\b", "a\0b"])
+def test_a_name_that_is_not_a_file_name_is_refused(name):
+    """Algorithm and dataset names become folders of the results directory: refused when registered, before a
+    plugin's run can train and only then fail to write its record."""
+    reg: Registry = Registry("widget")
+    with pytest.raises(ValueError, match="invalid widget name"):
+        reg.add(name, 1)
+    assert name not in reg
+    reg.add("a.b-c_d:e", 1)  # dots, dashes and colons are fine
+
+
 def test_unknown_name_lists_choices():
     reg: Registry = Registry("widget")
     reg.add("alpha", 1)
