@@ -25,8 +25,8 @@ PUBLISHED = (
 COMPARE = (
     "Paired on the splits both rows ran on (`ssl-bench compare A B`): mean of the per-seed differences A − B in "
     'points, its 95 % Student-t interval and the paired t-test; "not distinguishable" when the interval contains 0. '
-    "Each SSL row against the supervised row of its protocol at every budget, and every pair of SSL rows at the "
-    "smallest budget."
+    "Each SSL row against the supervised row of its protocol at every budget, and every pair of SSL rows of one "
+    "protocol (model, unlabeled pool, steps and k) at the smallest budget."
 )
 
 DA_PROTOCOL = (
