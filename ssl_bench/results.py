@@ -131,33 +131,74 @@ def host_info() -> dict[str, Any]:
     return info
 
 
-def git_state(results_dir: Path | None = None) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout this package runs from; records and generated tables do not count as dirty."""
-    here = Path(__file__).resolve().parent
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        excludes = [":(exclude)leaderboard"]
+@dataclass(frozen=True)
+class Checkout:
+    """The git checkout this package runs from, as read at one moment: its HEAD and its changed tracked paths."""
+
+    top: Path
+    head: str
+    changed: tuple[str, ...]
+
+    def dirty(self, results_dir: Path | None) -> bool:
+        """Whether a tracked file outside ``leaderboard/`` and ``results_dir`` differs from HEAD."""
+        skip = [Path("leaderboard")]
         if results_dir is not None:
             try:
-                excludes.append(f":(exclude){Path(results_dir).resolve().relative_to(top)}")
+                skip.append(Path(results_dir).resolve().relative_to(self.top))
             except ValueError:
                 pass
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes],
-            cwd=top,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-        return commit, bool(status.strip())
+        return any(not any(Path(p).is_relative_to(s) for s in skip) for p in self.changed)
+
+
+def read_checkout(where: Path | None = None) -> Checkout | None:
+    """The checkout holding ``where`` (default: this package) now, from ``git rev-parse`` and ``git status``; None
+    outside a git checkout or without git."""
+    here = Path(where) if where is not None else Path(__file__).resolve().parent
+
+    def git(*args: str, cwd: Path) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=10).stdout
+
+    try:
+        top = Path(git("rev-parse", "--show-toplevel", cwd=here).strip())
+        head = git("rev-parse", "HEAD", cwd=top).strip()
+        entries = git("status", "--porcelain=v1", "-z", "--untracked-files=no", cwd=top).split("\0")
     except (OSError, subprocess.SubprocessError):
+        return None
+    changed, i = [], 0
+    while i < len(entries):
+        entry = entries[i]
+        if entry:
+            changed.append(entry[3:])
+            if entry[0] in "RC":  # a rename or copy: its source path follows
+                i += 1
+                changed.append(entries[i])
+        i += 1
+    return Checkout(top, head, tuple(changed))
+
+
+_UNREAD = object()
+_code_checkout: Checkout | None | object = _UNREAD
+
+
+def note_code_checkout() -> None:
+    """Read the checkout once per process, when it first trains: the code this process imported and runs. Records
+    name that commit (``git_state``), so a commit or an edit during a long grid cannot make a record name code that
+    did not train it."""
+    global _code_checkout
+    if _code_checkout is _UNREAD:
+        _code_checkout = read_checkout()
+
+
+def git_state(results_dir: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the code this process runs: the commit it started training at (``note_code_checkout``;
+    otherwise now), dirty if any tracked file outside ``leaderboard/`` and ``results_dir`` differed from it then, or
+    differs now, or HEAD has moved since. Records and generated tables do not count as dirty."""
+    now = read_checkout()
+    start = now if _code_checkout is _UNREAD else _code_checkout
+    if start is None or now is None:
         return None, None
+    assert isinstance(start, Checkout)
+    return start.head, start.dirty(results_dir) or now.dirty(results_dir) or now.head != start.head
 
 
 def now_iso() -> str:

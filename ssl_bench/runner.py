@@ -25,6 +25,7 @@ from ssl_bench.results import (
     load_records,
     make_record,
     manifest_dir,
+    note_code_checkout,
     quarantine,
     remove_checkpoint,
     tensorboard_dir,
@@ -120,6 +121,7 @@ def _train(
     announce: bool = True,
 ) -> Outcome:
     run, chash = p.run, p.config_hash
+    note_code_checkout()  # the commit this process's code came from, for its records
     ds = load_data(run.data)
     # the split is drawn (or read and verified) now; its manifest is written with the run's first file
     split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
