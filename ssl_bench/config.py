@@ -154,7 +154,7 @@ class TrainConfig:
         "median_k": "[1, inf)",
         "eval_batch_size": "[1, inf)",
         "checkpoint_every": "[0, inf) 0 = at every evaluation",
-        "threads": "[0, inf) 0 = torch's default",
+        "threads": "[0, 1024] 0 = torch's default",
         "chance_evals": "[1, inf)",
         "chance_warmup": "[0, 1) a fraction of train.steps",
         "chance_margin": "[0, 1)",

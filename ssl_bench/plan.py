@@ -159,14 +159,20 @@ def check_ranges(recipe: RecipeConfig) -> None:
         check_limits(getattr(recipe, section), section)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the numbers of a recipe meet float32 tensors (lr and decay in the optimizer)
+
+
 def check_finite(recipe: RecipeConfig) -> None:
-    """No number of the recipe is nan or infinite (TOML allows both)."""
+    """No number of the recipe is nan, infinite (TOML allows both) or beyond float32's range, where torch's in-place
+    updates fail on it ("value cannot be converted to type float without overflow")."""
     for section in ("data", "model", "augment", "train", "active", "algorithm"):
         part = getattr(recipe, section)
         for f in dataclasses.fields(part):
             value = getattr(part, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
+            if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+                raise ConfigError(f"{section}.{f.name} must be within float32's range (±3.4e38), got {value:g}")
 
 
 def check_data(cfg: DataConfig) -> None:
@@ -256,8 +262,8 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
         raise ConfigError(f"data.n_unlabeled (grid.n_unlabeled) must be >= 0, got {min(pools)}")
     for variant, pool in itertools.product(variants, pools):
         for seed in recipe.grid.seeds:
-            if seed < 0:
-                raise ConfigError(f"grid.seeds: seeds must be >= 0, got {seed}")
+            if not 0 <= seed < 2**32:
+                raise ConfigError(f"grid.seeds: seeds must lie in [0, 4294967295] (numpy's seed range), got {seed}")
             for acquisition in recipe.active.acquisitions or [None]:
                 train = recipe.train
                 if acquisition is not None:

@@ -69,6 +69,12 @@ BAD_SETTINGS = {
         "train.checkpoint_every must be >= 0 (0 = at every evaluation), got -1",
     ),
     "aug_k 0": ("active.aug_k=0", "active.aug_k must be >= 1, got 0"),
+    # past float32's range torch's in-place optimizer update raised a RuntimeError; numpy refused seeds >= 2^32;
+    # 5,000 threads brought the machine to a halt and 100,000 crashed the process
+    "lr beyond float32": ("train.lr=1e39", "train.lr must be within float32's range (±3.4e38), got 1e+39"),
+    "weight decay beyond float32": ("train.weight_decay=1e300", "train.weight_decay must be within float32's range"),
+    "seed 2^32": ("grid.seeds=[4294967296]", "grid.seeds: seeds must lie in [0, 4294967295] (numpy's seed range)"),
+    "5000 threads": ("train.threads=5000", "train.threads must lie in [0, 1024] (0 = torch's default), got 5000"),
 }
 
 
