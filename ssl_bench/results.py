@@ -21,6 +21,7 @@ from typing import Any
 from ssl_bench.config import RunConfig
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ConfigError, ResultsDirError
+from ssl_bench.locks import LOCK_DIR
 from ssl_bench.utils import atomic_write_text, cpu_fields, creation_problem, native_bf16_cpu, remove_stale_temps
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
@@ -39,11 +40,18 @@ CHECKPOINT_DIR = ".checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 
 
+RESULTS_FOLDERS = (RUNS_DIR, SPLITS_DIR, CHECKPOINT_DIR, LOCK_DIR)  # what a run writes below the results directory
+
+
 def check_results_dir(results_dir: Path) -> None:
-    """Refuse a results directory that is a file, lies below a file, or cannot be written (before anything runs)."""
+    """Refuse a results directory that is a file, lies below a file, holds a file where one of its folders goes, or
+    cannot be written (before anything runs)."""
     path = Path(results_dir)
     if path.exists() and not path.is_dir():
         raise ResultsDirError(f"results directory {path} is a file, not a directory; choose another --results-dir")
+    for name in RESULTS_FOLDERS:
+        if (path / name).exists() and not (path / name).is_dir():
+            raise ResultsDirError(f"{path / name} is a file where the results directory's folder {name}/ goes; move it")
     problem = creation_problem(path)
     if problem is None:
         return

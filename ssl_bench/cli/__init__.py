@@ -12,7 +12,7 @@ from pathlib import Path
 from ssl_bench.cli.args import load_plugins, plugin_arg, results_arg
 from ssl_bench.cli.bench import add_bench_parsers
 from ssl_bench.cli.reports import add_report_parsers
-from ssl_bench.errors import SSLBenchError
+from ssl_bench.errors import ConfigError, SSLBenchError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -108,6 +108,8 @@ def cmd_split(args: argparse.Namespace) -> int:
     if "-" in args.split_id.split("@")[0].split(".")[0]:  # source-target.seed@...: dataset names have no "-"
         return _print_da_split(args)
     sid = SplitId.parse(args.split_id)
+    if args.image_size:
+        raise ConfigError("--image-size applies to domain-adaptation split ids (source-target.seed@uda|ssdaK) only")
     cfg = DataConfig(dataset=sid.dataset, download=args.download, class_balance=args.class_balance)
     if args.data_root:
         cfg.root = args.data_root
@@ -136,6 +138,7 @@ def _print_da_split(args: argparse.Namespace) -> int:
     from ssl_bench.config import DataConfig
     from ssl_bench.data.pairs import load_pair
     from ssl_bench.data.splits import DASplitId, get_da_split, manifest_path
+    from ssl_bench.plan import MAX_SIDE, MIN_SIDE
     from ssl_bench.results import manifest_dir
 
     sid = DASplitId.parse(args.split_id)
@@ -143,6 +146,8 @@ def _print_da_split(args: argparse.Namespace) -> int:
     if args.data_root:
         cfg.root = args.data_root
     if args.image_size:
+        if not MIN_SIDE <= args.image_size <= MAX_SIDE:  # the sides a run accepts (data.image_size)
+            raise ConfigError(f"--image-size must be between {MIN_SIDE} and {MAX_SIDE} pixels, got {args.image_size}")
         cfg.image_size = args.image_size
     ds = load_pair(cfg)
     manifests = manifest_dir(args.results_dir)

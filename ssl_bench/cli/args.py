@@ -8,11 +8,19 @@ from pathlib import Path
 DEFAULT_RESULTS = "leaderboard"
 
 
+def path_arg(text: str) -> Path:
+    """A path flag's value; an empty one is refused (``Path("")`` is the current folder, where a results directory
+    would write its README.md over whatever README.md is there)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a path")
+    return Path(text)
+
+
 def results_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--results-dir",
         default=DEFAULT_RESULTS,
-        type=Path,
+        type=path_arg,
         help=f"where run records and split manifests live (default: {DEFAULT_RESULTS}/)",
     )
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ssl_bench.bench import provenance
-from ssl_bench.cli.args import load_plugins, plugin_arg
+from ssl_bench.cli.args import load_plugins, path_arg, plugin_arg
 from ssl_bench.errors import SSLBenchError
 
 GRID_EXECUTORS = "local:1,local:2,ray:2"  # what bench grid compares by default
@@ -173,7 +173,7 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         "per-image PIL pipeline doing the same work, measured in the same run.",
     )
     b.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    b.add_argument("--json", type=Path, help="also write the results as a JSON list to this file")
+    b.add_argument("--json", type=path_arg, help="also write the results as a JSON list to this file")
     b.add_argument("--batch", type=int, default=448, help="images per batch (default 448, one FixMatch step)")
     b.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     b.add_argument("--seconds", type=float, default=2.0, help="minimum timing per measurement (default 2)")
@@ -203,7 +203,7 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the reference")
     b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
-    b.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    b.add_argument("--json", type=path_arg, help="also write the results as JSON to this file")
     plugin_arg(b)
     b.set_defaults(func=cmd_bench_train)
     b = bench.add_parser(
@@ -227,6 +227,6 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         help="ray: the cluster to submit to (default: a local Ray started by each run); busy CPU then counts this "
         "machine only",
     )
-    b.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    b.add_argument("--json", type=path_arg, help="also write the results as JSON to this file")
     plugin_arg(b)
     b.set_defaults(func=cmd_bench_grid)

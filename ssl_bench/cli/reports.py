@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssl_bench.cli.args import results_arg
-from ssl_bench.errors import SSLBenchError
+from ssl_bench.cli.args import path_arg, results_arg
+from ssl_bench.errors import ConfigError, SSLBenchError
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -15,8 +15,26 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     check_output_file(args.csv, "--csv")  # before the generation: no new leaderboard beside a failed export
     check_output_file(args.json, "--json")
+    check_exports(args.results_dir, {"--csv": args.csv, "--json": args.json})
     print(write_leaderboard(args.results_dir, csv=args.csv, json_path=args.json))
     return 0
+
+
+def check_exports(results_dir: Path, exports: dict[str, Path | None]) -> None:
+    """Refuse an export that would overwrite a file of the generation (README.md, index.html, a plot) or the other
+    export, before anything is written."""
+    seen: dict[Path, str] = {}
+    for option, path in exports.items():
+        if path is None:
+            continue
+        where = Path(path).resolve()
+        if where in seen:
+            raise ConfigError(f"{option} and {seen[where]} name the same file {path}: give each its own")
+        seen[where] = option
+        if where.parent == Path(results_dir).resolve() and (
+            where.name in ("README.md", "index.html") or where.suffix == ".png"
+        ):
+            raise ConfigError(f"{option} {path} would overwrite the leaderboard's {where.name}: choose another file")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -83,6 +101,6 @@ def add_report_parsers(sub: argparse._SubParsersAction) -> None:
         "records behind every cell) and the PNG plots; print the README.",
     )
     results_arg(p)
-    p.add_argument("--csv", type=Path, metavar="F", help="also write one row per record to the CSV file F")
-    p.add_argument("--json", type=Path, metavar="F", help="also write one row per record to the JSON file F")
+    p.add_argument("--csv", type=path_arg, metavar="F", help="also write one row per record to the CSV file F")
+    p.add_argument("--json", type=path_arg, metavar="F", help="also write one row per record to the JSON file F")
     p.set_defaults(func=cmd_leaderboard)
