@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_bench.config import RunConfig
+from ssl_bench.data.pairs import SETTINGS
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ConfigError, ResultsDirError
 from ssl_bench.locks import LOCK_DIR
@@ -302,6 +303,9 @@ def write_record(results_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
+_SECTIONS = ("data", "model", "augment", "train", "active", "algorithm")  # the tables of a record's config
+
+
 def check_record(rec: Any) -> str | None:
     """Why ``rec`` is not a valid run record (one short reason), or None if it follows the schema."""
     if not isinstance(rec, dict):
@@ -315,18 +319,38 @@ def check_record(rec: Any) -> str | None:
     acc = rec["acc_median"]
     if isinstance(acc, bool) or not isinstance(acc, int | float) or not 0.0 <= acc <= 1.0:
         return f"acc_median {acc!r} is not an accuracy in [0, 1]"
-    for key in ("n_labels", "seed", "steps"):
-        if isinstance(rec[key], bool) or not isinstance(rec[key], int):
-            return f"{key} {rec[key]!r} is not an integer"
+    for key, least in (("n_labels", 0), ("seed", 0), ("steps", 0), ("median_k", 1)):
+        value = rec[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            return f"{key} {value!r} is not an integer >= {least}"
+    wall = rec["wall_s"]
+    if isinstance(wall, bool) or not isinstance(wall, int | float) or not 0 <= wall < float("inf"):
+        return f"wall_s {wall!r} is not a number of seconds"
+    if rec["setting"] not in SETTINGS:
+        return f"setting {rec['setting']!r} is none of {', '.join(SETTINGS)}"
+    config = rec["config"]
+    if not isinstance(config, dict) or any(not isinstance(v, dict) for k, v in config.items() if k in _SECTIONS):
+        return "config is not a table of sections"
+    for key, kind, word in (
+        ("recipe", dict, "a table"),
+        ("augmentation", str, "a string"),
+        ("n_unlabeled", int, "an integer"),
+    ):
+        value = rec.get(key)  # optional: older records lack them
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            return f"{key} {value!r} is not {word}"
     h = rec["config_hash"]
     if not isinstance(h, str) or len(h) < 12:
         return f"config_hash {h!r} is not a config hash"
     hist = rec["acc_history"]
     if not isinstance(hist, list) or any(not isinstance(x, list) or len(x) != 2 for x in hist):
         return "acc_history is not a list of [step, accuracy] pairs"
-    for key in ("dataset", "algorithm", "split"):
-        if not isinstance(rec[key], str) or not rec[key]:
-            return f"{key} {rec[key]!r} is not a name"
+    for key in ("dataset", "algorithm", "split", "model"):
+        value = rec[key]
+        if not isinstance(value, str) or not value:
+            return f"{key} {value!r} is not a name"
+        if key != "model" and (value in (".", "..") or "/" in value or "\\" in value):  # folders of runs/
+            return f"{key} {value!r} is not a name"
     return None
 
 

@@ -489,6 +489,17 @@ def test_a_truncated_record_is_moved_aside_before_the_run_trains_again(recorded,
         (lambda r: r.update(record_version=99), "record_version 99 is not one this ssl_bench reads"),
         (lambda r: r.update(seed="1"), "seed '1' is not an integer"),
         (lambda r: r.update(acc_history=[[1, 0.5, 3]]), "acc_history is not a list of [step, accuracy] pairs"),
+        # each of these crashed leaderboard, compare or exchange-rate with a traceback, or showed a bogus column
+        (lambda r: r.update(config="x"), "config is not a table of sections"),
+        (lambda r: r["config"].update(data="x"), "config is not a table of sections"),
+        (lambda r: r.update(recipe="x"), "recipe 'x' is not a table"),
+        (lambda r: r.update(wall_s="x"), "wall_s 'x' is not a number of seconds"),
+        (lambda r: r.update(median_k="x"), "median_k 'x' is not an integer >= 1"),
+        (lambda r: r.update(augmentation=[1]), "augmentation [1] is not a string"),
+        (lambda r: r.update(n_unlabeled="lots"), "n_unlabeled 'lots' is not an integer"),
+        (lambda r: r.update(setting="bogus"), "setting 'bogus' is none of ssl, uda, ssda"),
+        (lambda r: r.update(n_labels=-40), "n_labels -40 is not an integer >= 0"),
+        (lambda r: r.update(dataset="../../evil"), "dataset '../../evil' is not a name"),
     ],
 )
 def test_records_are_validated_against_the_schema(recorded, change, reason):
@@ -500,6 +511,23 @@ def test_records_are_validated_against_the_schema(recorded, change, reason):
     scan = scan_records(results)
     assert scan.records == [] and len(scan.unreadable) == 1
     assert scan.unreadable[0][0] == path and scan.unreadable[0][1].startswith(reason)
+
+
+@pytest.mark.parametrize(
+    "argv, purpose",
+    [(["compare", "supervised", "supervised"], "the comparison"), (["exchange-rate"], "the exchange rates")],
+)
+def test_compare_and_exchange_rate_name_the_records_they_leave_out(recorded, capsys, argv, purpose):
+    """They dropped unreadable records in silence (compare then reported fewer shared splits)."""
+    results, path = recorded
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "config": "x"}))
+    capsys.readouterr()
+    main([*argv, "--results-dir", str(results)])  # exit 2 here: no runs left to compare or rate
+    err = capsys.readouterr().err
+    why = "config is not a table of sections"
+    assert f"ssl-bench: warning: {path}: unreadable record ({why}), left out of {purpose}" in err
+    assert "Traceback" not in err
 
 
 def test_a_record_without_version_is_version_1(recorded):

@@ -38,23 +38,22 @@ def check_exports(results_dir: Path, exports: dict[str, Path | None]) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from ssl_bench.leaderboard import read_records
     from ssl_bench.leaderboard.compare import compare, format_paired
     from ssl_bench.leaderboard.tables import records_frame
-    from ssl_bench.results import load_records, require_results_dir
 
-    require_results_dir(args.results_dir)
-    found = compare(records_frame(load_records(args.results_dir)), args.a, args.b, args.dataset, args.labels)
+    records = read_records(args.results_dir, "the comparison")
+    found = compare(records_frame(records), args.a, args.b, args.dataset, args.labels)
     print("\n\n".join(format_paired(p) for p in found))
     return 0
 
 
 def cmd_exchange_rate(args: argparse.Namespace) -> int:
+    from ssl_bench.leaderboard import read_records
     from ssl_bench.leaderboard.active import exchange_rates
     from ssl_bench.leaderboard.plots import Plot, plot_exchange
-    from ssl_bench.results import load_records, require_results_dir
 
-    require_results_dir(args.results_dir)
-    rates = exchange_rates(load_records(args.results_dir))
+    rates = exchange_rates(read_records(args.results_dir, "the exchange rates"))
     if rates.empty:
         raise SSLBenchError(
             f"no records with n_unlabeled under {args.results_dir}: run a recipe at several label budgets and "

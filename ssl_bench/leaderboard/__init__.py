@@ -14,7 +14,7 @@ from ssl_bench.leaderboard.markdown import render_brief, render_markdown
 from ssl_bench.leaderboard.page import render_page
 from ssl_bench.leaderboard.report import Report, build_report, export_rows
 from ssl_bench.locks import exclusive
-from ssl_bench.results import require_results_dir
+from ssl_bench.results import require_results_dir, scan_records
 from ssl_bench.utils import atomic_write_text, write_failed
 
 # plots a generation writes: one of an older generation that this one does not redraw is removed
@@ -81,6 +81,16 @@ def _stage_and_move(report: Report, readme: str, page: str, results_dir: Path) -
 
 def warn(message: str) -> None:
     print(f"ssl-bench: warning: {message}", file=sys.stderr)
+
+
+def read_records(results_dir: Path, purpose: str) -> list[dict]:
+    """The valid records of ``results_dir`` for a command other than the leaderboard; a file under ``runs/`` that is
+    not one is named on stderr with its reason, as the leaderboard names it, never dropped in silence."""
+    require_results_dir(results_dir)
+    scan = scan_records(results_dir)
+    for path, why in scan.unreadable:
+        warn(f"{path}: unreadable record ({why}), left out of {purpose}")
+    return [rec for _, rec in scan.records]
 
 
 def export(report: Report, csv: Path | None, json_path: Path | None) -> None:
