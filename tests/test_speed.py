@@ -103,7 +103,7 @@ BAD = {
     "fp16 on cpu": (["train.precision=fp16", "train.device=cpu"], "train.precision = fp16 needs a CUDA device"),
     "unknown format": (["train.memory_format=nhwc"], "train.memory_format must be one of auto, contiguous"),
     "unknown compile": (["train.compile=step"], "train.compile must be one of none, model, got 'step'"),
-    "negative threads": (["train.threads=-1"], "train.threads must be >= 0"),
+    "negative threads": (["train.threads=-1"], "train.threads must lie in [0, 1024] (0 = torch's default), got -1"),
 }
 
 
