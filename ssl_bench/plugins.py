@@ -38,6 +38,8 @@ def import_plugins(modules: Iterable[str]) -> None:
             raise ConfigError(f"plugin module {name!r} failed to import ({one_line(exc, whole=True)})") from None
         except SSLBenchError:
             raise
+        except SystemExit as exc:  # else `check` of its algorithm would exit 0, having checked nothing
+            raise ConfigError(f"plugin module {name!r} called sys.exit({exc.code!r}) while being imported") from None
         except Exception as exc:  # a plugin's own bug (syntax error, duplicate name, ...): one line, no traceback
             raise ConfigError(f"plugin module {name!r} failed to import ({one_line(exc, whole=True)})") from None
 
@@ -54,7 +56,7 @@ def load_entry_points() -> None:
         dist = f" of {ep.dist.name}" if ep.dist is not None else ""
         try:
             ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             where = f"entry point {ep.name} = {ep.value}{dist} (group {ENTRY_POINT_GROUP})"
             raise ConfigError(f"{where} failed to load ({one_line(exc, whole=True)})") from None
     _ENTRY_POINTS_LOADED = True

@@ -211,6 +211,11 @@ BAD_PLUGINS = {
         "duplicate algorithm name 'fixmatch'",
     ),
     "not a module name": ("../evil", None, "plugins: '../evil' is not a module name"),
+    "exits on import": (
+        "exits",
+        "import sys\nsys.exit(0)\n",
+        "plugin module 'exits' called sys.exit(0) while being imported",
+    ),
     "a name that leaves the results directory": (
         "evil_name",
         "from ssl_bench.registry import ALGORITHMS\nALGORITHMS.register('../evil')(object)\n",
@@ -232,3 +237,18 @@ def test_bad_plugins_are_one_line_errors(case, tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("ssl-bench: error: ")
     assert message in proc.stderr
     assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.slow
+def test_a_plugin_that_takes_a_built_in_name_is_refused_in_one_line_whatever_imports_first(tmp_path):
+    """On `list --plugin` the plugin was imported before the built-in algorithms: their own registration then raised
+    the duplicate-name ValueError with a traceback."""
+    (tmp_path / "dupe_first.py").write_text(
+        "from ssl_bench.registry import ALGORITHMS\nALGORITHMS.register('supervised')(object)\n"
+    )
+    for command in (["list"], ["list", "algorithms"], ["check", "supervised"]):
+        proc = cli(*command, "--plugin", "dupe_first", pythonpath=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert "plugin module 'dupe_first' failed to import" in proc.stderr
+        assert "duplicate algorithm name 'supervised'" in proc.stderr

@@ -36,7 +36,12 @@ def plugin_arg(p: argparse.ArgumentParser) -> None:
 
 
 def load_plugins(args: argparse.Namespace) -> None:
-    """Installed packages' ssl_bench.plugins entry points, then every --plugin module."""
+    """Installed packages' ssl_bench.plugins entry points, then every --plugin module, after the built-in components:
+    a plugin that registers a built-in name is then the one refused (duplicate name), in one line."""
+    import ssl_bench.algorithms
+    import ssl_bench.augment
+    import ssl_bench.data
+    import ssl_bench.models  # noqa: F401
     from ssl_bench.plugins import import_plugins, load_entry_points
 
     load_entry_points()
