@@ -241,6 +241,8 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
         raise ConfigError(f"grid.n_labels: label budgets must be >= 1, got {min(recipe.grid.n_labels)}")
     for name in recipe.active.acquisitions:
         Acquisition.parse(name)
+        if recipe.active.acquisitions.count(name) > 1:
+            raise ConfigError(f"active.acquisitions lists {name!r} more than once: each is one run per seed")
     if data.setting == "ssl" or data.setting not in SETTINGS:
         check_data(data)
         if recipe.grid.target_labels:

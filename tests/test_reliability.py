@@ -69,6 +69,10 @@ BAD_SETTINGS = {
         "train.checkpoint_every must be >= 0 (0 = at every evaluation), got -1",
     ),
     "aug_k 0": ("active.aug_k=0", "active.aug_k must be >= 1, got 0"),
+    "acquisition twice": (  # the second was reported as 'already recorded ... skipped', exit 0
+        'active.acquisitions=["random","random"]',
+        "active.acquisitions lists 'random' more than once",
+    ),
     # past float32's range torch's in-place optimizer update raised a RuntimeError; numpy refused seeds >= 2^32;
     # 5,000 threads brought the machine to a halt and 100,000 crashed the process
     "lr beyond float32": ("train.lr=1e39", "train.lr must be within float32's range (±3.4e38), got 1e+39"),
