@@ -347,6 +347,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"recipe {p} is a directory, not a TOML file (e.g. {p}/*.toml for every recipe in it)")
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"recipe {p} is not a regular file (a device, pipe or socket): give a TOML file")
     if not p.is_file():
         raise ConfigError(f"recipe file not found: {p}")
     try:

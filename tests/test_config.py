@@ -69,6 +69,8 @@ def test_missing_and_invalid_recipe_files(tmp_path):
         load_recipe(tmp_path / "none.toml")
     with pytest.raises(ConfigError, match=f"recipe {tmp_path} is a directory, not a TOML file"):
         load_recipe(tmp_path)
+    with pytest.raises(ConfigError, match="recipe /dev/null is not a regular file"):  # it said "not found"
+        load_recipe("/dev/null")
     bad = tmp_path / "bad.toml"
     bad.write_text("not toml [[[")
     with pytest.raises(ConfigError, match="not valid TOML"):
