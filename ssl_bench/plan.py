@@ -21,6 +21,7 @@ from ssl_bench.active.acquisition import Acquisition
 from ssl_bench.active.loop import INTERVAL_UNITS, schedule
 from ssl_bench.algorithms import algorithm_config
 from ssl_bench.augment import create_policy
+from ssl_bench.augment.strong import check_cta_choices
 from ssl_bench.config import (
     NON_SEMANTIC,
     ActiveConfig,
@@ -149,6 +150,8 @@ def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
         raise ConfigError(f"train.precision = fp16 needs a CUDA device (loss scaling), not {device}; use bf16 or fp32")
     for role in ("weak", "strong"):
         create_policy(getattr(augment, role), augment, hflip=True)
+    # like the numeric [augment] limits, checked whichever policies the recipe uses
+    check_cta_choices(augment.cta_sampling, augment.cta_translate, augment.cta_rescale)
 
 
 def check_ranges(recipe: RecipeConfig) -> None:

@@ -60,6 +60,10 @@ BAD_SETTINGS = {
         "augment.translate must lie in [0, 1) (a fraction of the image side), got 2.0",
     ),
     "negative cutout": ("augment.cutout=-1", "augment.cutout must lie in [0, 1], got -1.0"),
+    # the CTAugment variants too: unchecked without CTAugment, they made a new config hash of the same run
+    "cta sampling": ('augment.cta_sampling="bogus"', "cta_sampling must be fixmatch or remixmatch, got 'bogus'"),
+    "cta translate": ('augment.cta_translate="bogus"', "augment.cta_translate must be pixels or fraction, got 'bogus'"),
+    "cta rescale": ('augment.cta_rescale="px"', "augment.cta_rescale must be pixels or fraction, got 'px'"),
     "cta decay 1": ("augment.cta_decay=1", "augment.cta_decay must lie in (0, 1), got 1.0"),
     "ra ops 0": ("augment.ra_ops=0", "augment.ra_ops must be >= 1, got 0"),
     "bn eps 0": ("model.bn_eps=0", "model.bn_eps must be > 0, got 0.0"),

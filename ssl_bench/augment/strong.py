@@ -114,6 +114,15 @@ class CTRecord:
         self.ids, self.values = ids, values
 
 
+def check_cta_choices(sampling: str, translate: str, rescale: str) -> None:
+    """The named variants of CTAugment (§2.2): ``augment.cta_sampling``, ``cta_translate`` and ``cta_rescale``."""
+    if sampling not in ("fixmatch", "remixmatch"):
+        raise ConfigError(f"augment.cta_sampling must be fixmatch or remixmatch, got {sampling!r}")
+    for key, value in (("cta_translate", translate), ("cta_rescale", rescale)):
+        if value not in ("pixels", "fraction"):
+            raise ConfigError(f"augment.{key} must be pixels or fraction, got {value!r}")
+
+
 class CTAugment:
     """Control-theory augmentation: per op parameter, bin weights learned from how well the EMA model still
     classifies probe images (ReMixMatch, arXiv 1911.09785 §3.2; reference-algorithms.md §2.2).
@@ -138,10 +147,7 @@ class CTAugment:
         translate: str = "pixels",
         rescale: str = "fraction",
     ) -> None:
-        if sampling not in ("fixmatch", "remixmatch"):
-            raise ConfigError(f"augment.cta_sampling must be fixmatch or remixmatch, got {sampling!r}")
-        if translate not in ("pixels", "fraction") or rescale not in ("pixels", "fraction"):
-            raise ConfigError("augment.cta_translate and augment.cta_rescale must be pixels or fraction")
+        check_cta_choices(sampling, translate, rescale)
         if depth < 1 or not 0.0 < decay < 1.0 or not 0.0 <= threshold <= 1.0:
             raise ConfigError("CTAugment needs depth >= 1, decay in (0, 1) and threshold in [0, 1]")
         self.depth, self.threshold, self.decay = depth, threshold, decay
