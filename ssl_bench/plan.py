@@ -265,6 +265,11 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     pools = recipe.grid.n_unlabeled or [data.n_unlabeled]
     if min(pools) < 0:
         raise ConfigError(f"data.n_unlabeled (grid.n_unlabeled) must be >= 0, got {min(pools)}")
+    if recipe.active.acquisitions and recipe.train.steps != TrainConfig.steps:
+        raise ConfigError(
+            "train.steps is derived from the active-learning schedule (active.first_interval, interval, grow and "
+            f"final), so an active-learning recipe leaves it out; got train.steps = {recipe.train.steps}"
+        )
     for variant, pool in itertools.product(variants, pools):
         for seed in recipe.grid.seeds:
             if not 0 <= seed < 2**32:

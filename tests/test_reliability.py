@@ -73,6 +73,10 @@ BAD_SETTINGS = {
         "train.checkpoint_every must be >= 0 (0 = at every evaluation), got -1",
     ),
     "aug_k 0": ("active.aug_k=0", "active.aug_k must be >= 1, got 0"),
+    "steps of an active-learning run": (  # the smoke recipe's train.steps = 60 was replaced by the schedule's
+        'active.acquisitions=["random"]',
+        "train.steps is derived from the active-learning schedule",
+    ),
     "acquisition twice": (  # the second was reported as 'already recorded ... skipped', exit 0
         'active.acquisitions=["random","random"]',
         "active.acquisitions lists 'random' more than once",
