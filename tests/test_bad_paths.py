@@ -97,3 +97,19 @@ def test_split_image_size_is_checked_like_data_image_size(argv, message, tmp_pat
     assert main(["split", *argv, "--results-dir", str(tmp_path / "r")]) == 2
     one_line_error(capsys, message)
     assert files_in(tmp_path / "r") == []
+
+
+@pytest.mark.parametrize("name", ["README.md", "index.html", "accuracy_vs_labels_digits.png"])
+def test_a_folder_where_the_leaderboard_writes_a_file_leaves_the_previous_generation_whole(recorded, capsys, name):
+    """With a folder named README.md the page and plots were moved in and the README failed, naming a staging
+    folder that no longer existed."""
+    before = {p: p.read_bytes() for p in files_in(recorded)}
+    target = recorded / name
+    target.unlink()
+    target.mkdir()
+    before.pop(target)
+    capsys.readouterr()
+    assert main(["leaderboard", "--results-dir", str(recorded)]) == 2
+    one_line_error(capsys, f"{target} is a folder where the leaderboard writes its {name}; move it")
+    assert {p: p.read_bytes() for p in files_in(recorded)} == before
+    assert not list(recorded.glob(".leaderboard-*"))

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ssl_bench.errors import ResultsDirError
 from ssl_bench.leaderboard.markdown import render_brief, render_markdown
 from ssl_bench.leaderboard.page import render_page
 from ssl_bench.leaderboard.report import Report, build_report, export_rows
@@ -65,6 +66,9 @@ def generate(results_dir: Path, csv: Path | None = None, json_path: Path | None 
 def _stage_and_move(report: Report, readme: str, page: str, results_dir: Path) -> None:
     """Write one generation into a staging folder, move its files in (README last), drop plots it did not redraw.
     A plot whose inputs are those of the previous generation's PNG is copied from it, not redrawn (plots.Plot)."""
+    for name in [*report.pngs, "index.html", "README.md"]:  # else some files would move in and the rest fail
+        if (results_dir / name).is_dir():
+            raise ResultsDirError(f"{results_dir / name} is a folder where the leaderboard writes its {name}; move it")
     stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=results_dir))
     try:
         written = [n for n, plot in report.pngs.items() if plot.write(stage / n, reuse=results_dir / n) is not None]
