@@ -4,20 +4,9 @@ would overwrite the leaderboard's own files, a split side out of range. Each is 
 import pytest
 
 from ssl_bench.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, files_in, one_line_error
 
 SMOKE = str(ROOT / "recipes/smoke.toml")
-
-
-def files_in(path):
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
-
-
-def one_line_error(capsys, message):
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("ssl-bench: error: ") and message in err, err
-    assert "\n" not in err and "Traceback" not in err
-    return err
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,9 @@ from ssl_bench.cli import main
 from ssl_bench.plan import load_recipe
 from ssl_bench.results import RECORD_KEYS, load_records
 from ssl_bench.runner import run_recipe
-from tests.conftest import ROOT
+from tests.conftest import ROOT, files_in
 
 SMOKE = str(ROOT / "recipes/smoke.toml")
-
-
-def files_in(path):
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
 def test_smoke_run_records_skips_and_renders(results_dir, capsys):

@@ -36,7 +36,7 @@ from ssl_bench.results import load_records
 from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
 from ssl_bench.train.build import build_run
-from tests.conftest import ROOT
+from tests.conftest import ROOT, files_in
 
 # sha256 of the bytes of digits_m's train_images (uint8 (1297, 3, 32, 32), NCHW, C order): pins make_digits_m with
 # seed 0 (photo/side/corner draws, bilinear digit enlargement, PIL bilinear patch shrink, |patch - digit| blend) on
@@ -53,10 +53,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def files_in(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
 def assert_one_line(err: pytest.ExceptionInfo, *needles: str) -> None:

@@ -17,21 +17,10 @@ from PIL import Image
 from ssl_bench.cli import main
 from ssl_bench.errors import ResultsDirError
 from ssl_bench.results import check_record, inside, load_records, record_path, scan_records
-from tests.conftest import ROOT
+from tests.conftest import ROOT, files_in, one_line_error
 
 SMOKE = str(ROOT / "recipes/smoke.toml")
 FAST = ["--set", "train.steps=20", "--set", "train.eval_every=10"]
-
-
-def files_in(path):
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
-
-
-def one_line_error(capsys, message):
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("ssl-bench: error: ") and message in err, err
-    assert "\n" not in err and "Traceback" not in err
-    return err
 
 
 BAD_SETTINGS = {
