@@ -170,7 +170,10 @@ def read_checkout(where: Path | None = None) -> Checkout | None:
     try:
         top = Path(git("rev-parse", "--show-toplevel", cwd=here).strip())
         head = git("rev-parse", "HEAD", cwd=top).strip()
-        entries = git("status", "--porcelain=v1", "-z", "--untracked-files=no", cwd=top).split("\0")
+        # --no-optional-locks: a status of ours never holds .git/index.lock, so a user's own git command run at the
+        # same moment (a commit during a long grid) cannot fail on it
+        entries = git("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=no", cwd=top)
+        entries = entries.split("\0")
     except (OSError, subprocess.SubprocessError):
         return None
     changed, i = [], 0
