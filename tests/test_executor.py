@@ -341,7 +341,16 @@ def test_ctrl_c_stops_local_workers_quietly_and_keeps_their_checkpoints(tmp_path
     hashes = [p.config_hash for p in planned(results, sets)]
     argv = [sys.executable, "-m", "ssl_bench.cli", "run", SMOKE, "--results-dir", str(results), "--workers", "2"]
     argv += [a for s in sets for a in ("--set", s)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Ctrl-C as in a terminal: a shell's background job (`make test-slow &`, nohup) hands its children SIGINT
+    # ignored, and a Python started so never turns it into KeyboardInterrupt
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not all(checkpoint_path(results, h).exists() for h in hashes) and time.monotonic() < deadline:
         time.sleep(0.1)
