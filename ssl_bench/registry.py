@@ -10,6 +10,12 @@ from ssl_bench.errors import ConfigError
 T = TypeVar("T")
 
 
+def is_file_name(name: str) -> bool:
+    """Whether ``name`` can stand as one file or folder name below a folder: not empty, ``.`` or ``..``, and no
+    ``/``, ``\\`` or NUL. Algorithm and dataset names become folders of a results directory."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
 class Registry(Generic[T]):
     """Maps names to components; registering a name twice is a programming error."""
 
@@ -29,8 +35,7 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         if not name or name != name.strip():
             raise ValueError(f"invalid {self.kind} name {name!r}")
-        if name in (".", "..") or any(c in name for c in "/\\\0"):
-            # algorithm and dataset names become folders of the results directory (results.record_path)
+        if not is_file_name(name):  # algorithm and dataset names become folders of results.record_path
             raise ValueError(f"invalid {self.kind} name {name!r}: names become file names, so no '/', '\\' or '..'")
         if name in self._items:
             raise ValueError(f"duplicate {self.kind} name {name!r}: already registered as {self._items[name]!r}")

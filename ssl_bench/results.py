@@ -23,6 +23,7 @@ from ssl_bench.data.pairs import SETTINGS
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ConfigError, ResultsDirError
 from ssl_bench.locks import LOCK_DIR
+from ssl_bench.registry import is_file_name
 from ssl_bench.utils import atomic_write_text, cpu_fields, creation_problem, native_bf16_cpu, remove_stale_temps
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
@@ -286,7 +287,7 @@ def inside(root: Path, *parts: str) -> Path:
     """``root/part/...``, refusing any part that is empty, absolute, ``.``/``..`` or holds a path separator, so a
     name from a recipe, plugin or record can never place a file outside ``root``."""
     for part in parts:
-        if not part or part in (".", "..") or "/" in part or "\\" in part or "\0" in part:
+        if not is_file_name(part):
             raise ResultsDirError(f"unsafe name {part!r} in a results path: names may not hold '/', '\\' or be '..'")
     path = root.joinpath(*parts)
     if not path.resolve().is_relative_to(root.resolve()):
@@ -352,7 +353,7 @@ def check_record(rec: Any) -> str | None:
         value = rec[key]
         if not isinstance(value, str) or not value:
             return f"{key} {value!r} is not a name"
-        if key != "model" and (value in (".", "..") or "/" in value or "\\" in value):  # folders of runs/
+        if key != "model" and not is_file_name(value):  # folders and files of runs/
             return f"{key} {value!r} is not a name"
     return None
 
