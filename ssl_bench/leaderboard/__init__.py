@@ -52,7 +52,7 @@ def generate(results_dir: Path, csv: Path | None = None, json_path: Path | None 
             shutil.rmtree(stale, ignore_errors=True)
         report = build_report(results_dir)
         for name, why in report.unreadable:
-            warn(f"{results_dir / name}: unreadable record ({why}), left out of the leaderboard")
+            warn_unreadable(results_dir / name, why, "the leaderboard")
         readme, page = render_markdown(report), render_page(report)
         try:
             _stage_and_move(report, readme, page, results_dir)
@@ -87,13 +87,17 @@ def warn(message: str) -> None:
     print(f"ssl-bench: warning: {message}", file=sys.stderr)
 
 
+def warn_unreadable(path: Path, why: str, purpose: str) -> None:
+    warn(f"{path}: unreadable record ({why}), left out of {purpose}")
+
+
 def read_records(results_dir: Path, purpose: str) -> list[dict]:
     """The valid records of ``results_dir`` for a command other than the leaderboard; a file under ``runs/`` that is
     not one is named on stderr with its reason, as the leaderboard names it, never dropped in silence."""
     require_results_dir(results_dir)
     scan = scan_records(results_dir)
     for path, why in scan.unreadable:
-        warn(f"{path}: unreadable record ({why}), left out of {purpose}")
+        warn_unreadable(path, why, purpose)
     return [rec for _, rec in scan.records]
 
 
