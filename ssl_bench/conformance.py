@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from ssl_bench.algorithms import Algorithm, get_algorithm
+from ssl_bench.algorithms import Algorithm, DataInfo, get_algorithm
 from ssl_bench.augment import ViewBuilder
 from ssl_bench.augment.views import Batch, to_input
 from ssl_bench.config import (
@@ -24,14 +27,17 @@ from ssl_bench.config import (
     to_dict,
 )
 from ssl_bench.data.images import ImageDataset
+from ssl_bench.data.splits import Split
 from ssl_bench.errors import ConfigError
-from ssl_bench.train import RunParts, build_run
+from ssl_bench.train import RunParts, Trainer, build_run
 from ssl_bench.values import check_limits, from_dict
 
-NUM_CLASSES, CHANNELS, SIZE, BATCH = 4, 3, 8, 8
+NUM_CLASSES, CHANNELS, SIZE, BATCH, N_TINY = 4, 3, 8, 8, 64
+# the tiny runs' sets: labeled = images 0..BATCH-1 (two per class), unlabeled = the others
+TINY_DATA = DataInfo(NUM_CLASSES, N_TINY, BATCH, N_TINY - BATCH, (BATCH // NUM_CLASSES,) * NUM_CLASSES)
 
 
-def tiny_data(seed: int = 0, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def tiny_data(seed: int = 0, n: int = N_TINY) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy uint8 images of 4 classes; class c lights up quadrant c (so that mixing two images stays legible)."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % NUM_CLASSES
@@ -49,19 +55,22 @@ def tiny_dataset() -> ImageDataset:
     return ImageDataset("tiny", images, labels, images, labels, num_classes=NUM_CLASSES, hflip=False)
 
 
-def tiny_run(name: str, seed: int = 0) -> RunParts:
-    """The algorithm with its default config around a tiny CNN for 8x8 RGB images and 4 classes, and the
-    default policy of each of its view roles."""
-    run = RunConfig(
+def tiny_config(name: str, seed: int = 0, train: TrainConfig | None = None) -> RunConfig:
+    """The algorithm with its default config around a tiny CNN for 8x8 RGB images and 4 classes."""
+    return RunConfig(
         seed=seed,
-        data=DataConfig(),
+        data=DataConfig(unlabeled_includes_labeled=False),  # the unlabeled pool of TINY_DATA
         # BN momentum 0.1: running statistics must settle within the few steps of these checks
         model=ModelConfig(name="small_cnn", width=1, bn_momentum=0.1),
         augment=AugmentConfig(),
-        train=TrainConfig(),
+        train=train or TrainConfig(),
         algorithm=get_algorithm(name).Config(),
     )
-    return build_run(run, tiny_dataset())
+
+
+def tiny_run(name: str, seed: int = 0) -> RunParts:
+    """``tiny_config``'s parts, the default policy of each of the algorithm's view roles, sized for ``TINY_DATA``."""
+    return build_run(tiny_config(name, seed), tiny_dataset(), data=TINY_DATA)
 
 
 def tiny_algorithm(name: str, seed: int = 0) -> Algorithm:
@@ -115,23 +124,31 @@ def check_finite(name: str) -> None:
         assert torch.as_tensor(value).numel() == 1, f"metric {key} is not a scalar"
 
 
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a is None and b is None
+
+
 def check_unlabeled_labels_unused(name: str) -> None:
-    """Batches carry no unlabeled labels, and scrambling every label outside the labeled set changes nothing."""
-    fields = {f.name for f in dataclasses.fields(Batch)}
-    # x_target / y_target are the labeled target images of the ssda setting: labeled, not unlabeled
-    expected = {"x", "y", "u", "x_target", "y_target"}
-    assert fields == expected, f"Batch has fields {fields}: an unlabeled label must have no way in"
+    """Scrambling every label outside the labeled set changes no field of the batch and not the loss."""
     images, labels = tiny_data()
     scrambled = labels.clone()
     scrambled[BATCH:] = (labels[BATCH:] + 1 + torch.arange(len(labels) - BATCH) % 3) % NUM_CLASSES
     assert (scrambled[BATCH:] != labels[BATCH:]).all()
-    losses = []
+    losses, batches = [], []
     for lab in (labels, scrambled):
         parts = tiny_run(name)
         batch = tiny_batch(parts, labels=lab)
         algo = parts.algorithm
         assert len(batch.y) == BATCH
         losses.append(_step(algo, batch)[0].detach())
+        batches.append(batch)
+    for f in dataclasses.fields(Batch):  # a field that carried unlabeled labels would differ between the two
+        a, b = getattr(batches[0], f.name), getattr(batches[1], f.name)
+        assert _same(a, b), f"batch field {f.name} depends on the labels of unlabeled images"
     assert torch.equal(losses[0], losses[1]), "the loss depends on the labels of unlabeled images"
 
 
@@ -156,7 +173,8 @@ def check_determinism(name: str) -> None:
 
 
 def check_state_roundtrip(name: str) -> None:
-    """state_dict -> load_state_dict into a fresh instance reproduces the next step exactly (buffers included)."""
+    """state_dict -> load_state_dict into a fresh instance (and its EMA, the teacher, as a checkpoint holds it)
+    reproduces the next step exactly (buffers included)."""
     parts = tiny_run(name, seed=0)
     algo = parts.algorithm
     opt = torch.optim.SGD(algo.parameters(), lr=0.1)
@@ -168,11 +186,82 @@ def check_state_roundtrip(name: str) -> None:
     fresh_parts = tiny_run(name, seed=99)
     fresh = fresh_parts.algorithm
     fresh.load_state_dict(state)
+    fresh_parts.ema.load_state_dict(parts.ema.state_dict())
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, state[k]), f"state entry {k} did not round-trip"
     a = _step(algo, tiny_batch(parts, seed=1))[0]
     b = _step(fresh, tiny_batch(fresh_parts, seed=1))[0]
     assert torch.equal(a.detach(), b.detach()), "restored state gives a different next step"
+
+
+def check_teacher_unchanged(name: str) -> None:
+    """A step leaves the EMA model (the teacher) as it was: weights, BN statistics, mode, no gradient."""
+    parts = tiny_run(name)
+    ema = parts.ema.model
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    training = ema.training
+    loss, _ = _step(parts.algorithm, tiny_batch(parts))
+    loss.backward()
+    for k, v in ema.state_dict().items():
+        assert torch.equal(v, before[k]), f"the step changed the EMA model's {k}"
+    assert ema.training == training, "the step changed the EMA model's train/eval mode"
+    assert all(p.grad is None for p in ema.parameters()), "a gradient reached the EMA model"
+
+
+def tiny_trainer(name: str, steps: int) -> Trainer:
+    """The real trainer on the tiny data set: labeled images 0..BATCH-1, the others unlabeled, fp32, no progress."""
+    train = TrainConfig(
+        steps=steps,
+        batch_size=BATCH,
+        eval_every=2,
+        median_k=1,
+        progress=False,
+        precision="fp32",
+        memory_format="contiguous",
+        divergence=False,
+    )
+    split = Split("tiny.0@8-0", np.arange(BATCH), np.zeros(0, dtype=np.int64), "tiny", "balanced")
+    return Trainer(tiny_config(name, train=train), tiny_dataset(), split, "conformance")
+
+
+def _watch_indices(trainer: Trainer) -> list[tuple[list[int], list[int]]]:
+    """Every step's (idx_x, idx_u) as the algorithm receives them."""
+    seen: list[tuple[list[int], list[int]]] = []
+    step = trainer.algorithm.step
+
+    def watched(batch: Batch, progress: float):
+        seen.append((batch.idx_x.tolist(), [] if batch.idx_u is None else batch.idx_u.tolist()))
+        return step(batch, progress)
+
+    trainer.algorithm.step = watched
+    return seen
+
+
+def check_resume_through_trainer(name: str, steps: int = 6) -> None:
+    """Through the real trainer, a run checkpointed half-way and resumed in a fresh trainer sees the same image
+    positions (in range: labeled from the labeled set, unlabeled from the pool) and ends in the same state, buffers
+    and EMA included, as an uninterrupted run (slow)."""
+    straight = tiny_trainer(name, steps)
+    seen = _watch_indices(straight)
+    straight.run()
+    for idx_x, idx_u in seen:
+        assert set(idx_x) <= set(range(BATCH)), f"labeled positions {idx_x} outside the labeled set 0..{BATCH - 1}"
+        assert set(idx_u) <= set(range(BATCH, N_TINY)), f"unlabeled positions {idx_u} outside the pool"
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "ckpt.pt"
+        tiny_trainer(name, steps).run(ckpt, stop_at=steps // 2, resume=False)
+        resumed = tiny_trainer(name, steps)
+        assert resumed.resume(ckpt) and resumed.step == steps // 2
+        seen_resumed = _watch_indices(resumed)
+        resumed.run(resume=False)
+    assert seen_resumed == seen[steps // 2 :], "a resumed run sees other image positions than an uninterrupted one"
+    for what, a, b in (
+        ("algorithm", straight.algorithm.state_dict(), resumed.algorithm.state_dict()),
+        ("EMA", straight.ema.state_dict()["model"], resumed.ema.state_dict()["model"]),
+    ):
+        for k, v in a.items():
+            assert torch.equal(v, b[k]), f"{what} state {k} differs after a resume"
+    assert straight.history == resumed.history, "evaluations differ after a resume"
 
 
 def check_learns(name: str, steps: int = 300) -> None:
@@ -187,6 +276,7 @@ def check_learns(name: str, steps: int = 300) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        parts.ema.update(algo.model)  # the teacher follows, as in the trainer
         labeled_loss = float(metrics.get("loss/x", loss.detach()))  # ramped terms make the total loss grow
         first = labeled_loss if first is None else first
         last = labeled_loss
@@ -197,8 +287,15 @@ def check_learns(name: str, steps: int = 300) -> None:
     assert acc >= 0.9, f"accuracy {acc:.2f} on tiny separable data after {steps} steps"
 
 
-CHECKS = [check_config, check_finite, check_unlabeled_labels_unused, check_determinism, check_state_roundtrip]
-SLOW_CHECKS = [check_learns]
+CHECKS = [
+    check_config,
+    check_finite,
+    check_unlabeled_labels_unused,
+    check_determinism,
+    check_state_roundtrip,
+    check_teacher_unchanged,
+]
+SLOW_CHECKS = [check_resume_through_trainer, check_learns]
 
 
 def run_checks(name: str, checks: list | None = None) -> list[tuple[object, str | None]]:

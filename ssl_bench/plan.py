@@ -45,6 +45,7 @@ from ssl_bench.plugins import import_plugins, provenance
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
 from ssl_bench.results import manifest_dir
 from ssl_bench.train import RunParts, build_run
+from ssl_bench.train.feed import data_info
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
 from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
 from ssl_bench.utils import available_memory, out_of_memory, resolve_device
@@ -380,13 +381,14 @@ def check_model_memory(run: RunConfig, ds, at_once: int = 1) -> None:
         )
 
 
-def build_parts(run: RunConfig, ds, at_once: int = 1) -> RunParts:
-    """The run's model, algorithm and augmentation, built once to check them; a model too large for memory (for
-    ``at_once`` runs together) is a one-line error naming its size, not the allocator's traceback or the OOM
-    killer."""
+def build_parts(run: RunConfig, ds, split: Split | DASplit, at_once: int = 1) -> RunParts:
+    """The run's model, algorithm and augmentation, built once to check them (the algorithm sized for ``split``); a
+    model too large for memory (for ``at_once`` runs together) is a one-line error naming its size, not the
+    allocator's traceback or the OOM killer."""
     check_model_memory(run, ds, at_once)
     try:
-        return build_run(run, ds, optimizer=False)
+        data = data_info(run, ds.train_labels, ds.num_classes, split, split.labeled)
+        return build_run(run, ds, optimizer=False, data=data)
     except (RuntimeError, MemoryError) as exc:
         if not out_of_memory(exc):
             raise
@@ -412,7 +414,7 @@ def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1, at_once: int =
         split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
         check_pools(run, len(ds.train_labels), split)
         if i == 0:  # model, algorithm, augmentation and datasets are the same for every run of a recipe
-            parts = build_parts(run, ds, min(at_once, len(runs)))
+            parts = build_parts(run, ds, split, min(at_once, len(runs)))
             unsupported = sorted({r.data.setting for r in runs} - set(parts.algorithm.settings))
             if unsupported:
                 raise ConfigError(

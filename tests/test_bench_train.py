@@ -30,8 +30,8 @@ def test_pil_views_are_the_model_input():
     grey = g.integers(0, 256, (4, 8, 8), dtype=np.uint8)
     run = expand(load_recipe(SMOKE))[0]
     views = PILViews(grey, np.array([3, 1]), [None, pil_view("weak", run, 8, hflip=False)], labels=np.arange(4))
-    plain, weak, label = views[0]
-    assert plain.shape == weak.shape == (1, 8, 8) and label == 3 and len(views) == 2
+    plain, weak, label, position = views[0]
+    assert plain.shape == weak.shape == (1, 8, 8) and label == 3 and position == 3 and len(views) == 2
     assert torch.allclose(plain, to_input(torch.from_numpy(grey[3])[None, None])[0])
     assert -1.0 <= float(weak.min()) and float(weak.max()) <= 1.0
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
+from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo, Ranks
 from ssl_bench.errors import ConfigError
 from ssl_bench.registry import ALGORITHMS
 from ssl_bench.values import check_limits, from_dict
@@ -26,4 +26,4 @@ def algorithm_config(values: dict[str, Any]) -> AlgorithmConfig:
 # populate the registry
 from ssl_bench.algorithms import adamatch, fixmatch, mixmatch, remixmatch, supervised  # noqa: E402,F401
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "algorithm_config", "get_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "DataInfo", "Ranks", "algorithm_config", "get_algorithm"]

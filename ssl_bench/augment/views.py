@@ -36,6 +36,10 @@ class Batch:
     field for unlabeled labels: an algorithm cannot read them. In the ssda setting, an algorithm that declares
     ``separate_target_labels`` gets the labeled target images apart (``x_target[i]``, ``y_target``); for every other
     algorithm they are appended to ``x`` and ``y``.
+
+    ``idx_x``, ``idx_u`` and ``idx_target`` (int64, on the same device) are the positions in the training set of the
+    images of ``x``, ``u`` and ``x_target``, row for row: stable for the whole run, so per-image state can be kept
+    in a buffer indexed by them (``Algorithm.data.n_train`` entries). Positions, never labels.
     """
 
     x: tuple[torch.Tensor, ...]
@@ -43,6 +47,9 @@ class Batch:
     u: tuple[torch.Tensor, ...] = ()
     x_target: tuple[torch.Tensor, ...] = ()
     y_target: torch.Tensor | None = None
+    idx_x: torch.Tensor | None = None
+    idx_u: torch.Tensor | None = None
+    idx_target: torch.Tensor | None = None
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
@@ -86,9 +93,21 @@ class ViewBuilder:
         u: tuple[torch.Tensor, ...] = ()
         if self.spec.uratio:
             assert unlabeled_idx is not None
-            u = self._views(unlabeled_idx.to(device, non_blocking=True), self.spec.unlabeled)
+            unlabeled_idx = unlabeled_idx.to(device, non_blocking=True)
+            u = self._views(unlabeled_idx, self.spec.unlabeled)
+        else:
+            unlabeled_idx = None
         if target_idx is None:
-            return Batch(x=x, y=y, u=u)
+            return Batch(x=x, y=y, u=u, idx_x=labeled_idx, idx_u=unlabeled_idx)
         target_idx = target_idx.to(device, non_blocking=True)
         x_target = self._views(target_idx, self.spec.labeled)
-        return Batch(x=x, y=y, u=u, x_target=x_target, y_target=self.labels[target_idx])
+        return Batch(
+            x=x,
+            y=y,
+            u=u,
+            x_target=x_target,
+            y_target=self.labels[target_idx],
+            idx_x=labeled_idx,
+            idx_u=unlabeled_idx,
+            idx_target=target_idx,
+        )

@@ -26,6 +26,7 @@ from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import Split
 from ssl_bench.errors import ConfigError
 from ssl_bench.train import build_run
+from ssl_bench.train.feed import data_info
 from ssl_bench.train.optim import decoupled_decay, lr_at
 
 
@@ -61,7 +62,8 @@ def to_input_tensor(img: Image.Image) -> torch.Tensor:
 
 
 class PILViews(Dataset):
-    """Item i: the views of image ``indices[i]``, one PIL pipeline per view role (and its label if ``labels``)."""
+    """Item i: the views of image ``indices[i]``, one PIL pipeline per view role (and its label if ``labels``), and
+    the image's position in the training set (``Batch.idx_x`` / ``idx_u``)."""
 
     def __init__(self, images: np.ndarray, indices: np.ndarray, views: list, labels: np.ndarray | None = None) -> None:
         self.images, self.indices, self.views, self.labels = images, indices, views, labels
@@ -73,7 +75,7 @@ class PILViews(Dataset):
         j = int(self.indices[i])
         img = Image.fromarray(self.images[j])
         out = tuple(to_input_tensor(v(img) if v is not None else img) for v in self.views)
-        return out if self.labels is None else (*out, int(self.labels[j]))
+        return (*out, j) if self.labels is None else (*out, int(self.labels[j]), j)
 
 
 class ReferencePipeline:
@@ -85,7 +87,8 @@ class ReferencePipeline:
             run.train, precision="fp32", memory_format="contiguous", compile="none", cpu_malloc="default"
         )
         self.run, self.device, self.tc = run, device, plain
-        self.parts = build_run(dataclasses.replace(run, train=plain), ds, device)
+        data = data_info(run, ds.train_labels, ds.num_classes, split, split.labeled)
+        self.parts = build_run(dataclasses.replace(run, train=plain), ds, device, data=data)
         spec = self.parts.spec
         images = ds.train_images.permute(0, 2, 3, 1).numpy()
         images = images[..., 0] if images.shape[-1] == 1 else images
@@ -132,10 +135,16 @@ class ReferencePipeline:
 
     def step(self) -> dict[str, float]:
         t0 = time.perf_counter()
-        *x, y = next(self.labeled)
-        u = next(self.unlabeled) if self.unlabeled is not None else ()
+        *x, y, idx_x = next(self.labeled)
+        *u, idx_u = next(self.unlabeled) if self.unlabeled is not None else (None,)
         t1 = time.perf_counter()
-        batch = Batch(x=tuple(map(self._move, x)), y=self._move(y), u=tuple(map(self._move, u)))
+        batch = Batch(
+            x=tuple(map(self._move, x)),
+            y=self._move(y),
+            u=tuple(map(self._move, u)),
+            idx_x=self._move(idx_x),
+            idx_u=None if idx_u is None else self._move(idx_u),
+        )
         parts, lr = self.parts, lr_at(self.tc, self.step_index)
         for group in parts.optimizer.param_groups:
             group["lr"] = lr

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ssl_bench.algorithms import Ranks
 from ssl_bench.augment.views import Batch
 from ssl_bench.utils import cpu_fields
 
@@ -106,7 +107,9 @@ def shard(batch: Batch, d: Dist) -> Batch:
     if not d.active:
         return batch
 
-    def part(t: torch.Tensor) -> torch.Tensor:
+    def part(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None:
+            return None
         k = t.shape[0] // d.world
         return t[d.rank * k : (d.rank + 1) * k]
 
@@ -115,8 +118,33 @@ def shard(batch: Batch, d: Dist) -> Batch:
         y=part(batch.y),
         u=tuple(part(v) for v in batch.u),
         x_target=tuple(part(v) for v in batch.x_target),
-        y_target=None if batch.y_target is None else part(batch.y_target),
+        y_target=part(batch.y_target),
+        idx_x=part(batch.idx_x),
+        idx_u=part(batch.idx_u),
+        idx_target=part(batch.idx_target),
     )
+
+
+class ProcessGroupRanks(Ranks):
+    """``Ranks`` over torch.distributed's default process group: what an algorithm reduces or gathers lands on every
+    rank, so per-image and running state stay identical across ranks (as one process would hold it)."""
+
+    def __init__(self, d: Dist) -> None:
+        self.world = d.world
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        out = t.detach().clone()
+        dist.all_reduce(out)
+        return out
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sum(t) / self.world
+
+    def cat(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().contiguous()
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(parts, t)
+        return torch.cat(parts)
 
 
 class GlobalBatchNorm(nn.BatchNorm2d):

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssl_bench.algorithms import DataInfo
 from ssl_bench.augment import Batch, Policy, ViewBuilder, ViewSpec
 from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
@@ -20,6 +21,30 @@ def subsample_pool(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
     if n > len(pool):
         raise ValueError(f"a subset of {n} images of a pool of {len(pool)}")  # the plan checks the pool sizes
     return np.sort(np.random.default_rng([seed, n]).choice(pool, size=n, replace=False))
+
+
+def unlabeled_pool(run: RunConfig, split: Split | DASplit, n_train: int, labeled: np.ndarray) -> np.ndarray:
+    """The unlabeled pool for the labeled pool ``labeled``: the split's pool (the training images minus validation,
+    and minus the labeled images where ``data.unlabeled_includes_labeled`` is false; the target domain's images in
+    uda/ssda), or its seeded subset of ``data.n_unlabeled`` images."""
+    pool = split.pool(n_train, labeled, run.data.unlabeled_includes_labeled)
+    return subsample_pool(pool, run.data.n_unlabeled, run.seed) if run.data.n_unlabeled else pool
+
+
+def data_info(
+    run: RunConfig, train_labels: torch.Tensor, num_classes: int, split: Split | DASplit, labeled: np.ndarray
+) -> DataInfo:
+    """What the algorithm of ``run`` may know of its data when ``labeled`` is the labeled pool (``DataInfo``)."""
+    n_train = len(train_labels)
+    revealed = np.concatenate([labeled, split.target_labeled]).astype(np.int64)
+    counts = np.bincount(train_labels.numpy()[revealed], minlength=num_classes)
+    return DataInfo(
+        num_classes=num_classes,
+        n_train=n_train,
+        n_labeled=len(revealed),
+        n_unlabeled=len(unlabeled_pool(run, split, n_train, labeled)),
+        labeled_counts=tuple(int(c) for c in counts),
+    )
 
 
 class Feed:
@@ -67,11 +92,13 @@ class Feed:
         self.labeled_target = IndexStream(target, tc.batch_size, run.seed, "target") if len(target) else None
         self.unlabeled, self.n_unlabeled = None, 0
         if self.spec.uratio:
-            pool = self.split.pool(self.n_train, self.labeled_pool, run.data.unlabeled_includes_labeled)
-            if run.data.n_unlabeled:
-                pool = subsample_pool(pool, run.data.n_unlabeled, run.seed)
+            pool = unlabeled_pool(run, self.split, self.n_train, self.labeled_pool)
             self.n_unlabeled = len(pool)
             self.unlabeled = IndexStream(pool, tc.batch_size * self.spec.uratio, run.seed, f"unlabeled{tag}")
+
+    def data_info(self, num_classes: int) -> DataInfo:
+        """The ``DataInfo`` of the current labeled pool."""
+        return data_info(self.run, self.true_labels, num_classes, self.split, self.labeled_pool)
 
     def candidates(self) -> np.ndarray:
         """Training images that could still be labeled: neither labeled nor held out for validation."""
@@ -80,17 +107,15 @@ class Feed:
         keep[self.labeled_pool] = False
         return np.flatnonzero(keep)
 
-    def next(self, separate_target: bool) -> tuple[Batch, torch.Tensor]:
-        """The views of the next step and the device indices of its labeled images (source + labeled target in
-        ssda). Every index of the step reaches the device in one copy."""
+    def next(self, separate_target: bool) -> Batch:
+        """The views of the next step, with the training-set positions of its images. Every index of the step
+        reaches the device in one copy."""
         streams = [s for s in (self.labeled, self.labeled_target, self.unlabeled) if s is not None]
         idx = torch.cat([s.next() for s in streams])
         on_device = to_device(idx, self.device).split([s.batch_size for s in streams])
         parts = dict(zip(streams, on_device, strict=True))
-        labeled_idx = parts[self.labeled]
-        target_idx = parts.get(self.labeled_target)
-        batch = self.views.build(labeled_idx, parts.get(self.unlabeled), target_idx, separate_target)
-        return batch, labeled_idx if target_idx is None else torch.cat([labeled_idx, target_idx])
+        labeled, unlabeled, target = parts[self.labeled], parts.get(self.unlabeled), parts.get(self.labeled_target)
+        return self.views.build(labeled, unlabeled, target, separate_target)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -25,9 +25,18 @@ from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import CheckpointError, RunMemoryError, one_line
 from ssl_bench.results import TrainResult
 from ssl_bench.train.build import build_run
-from ssl_bench.train.distributed import SINGLE, Dist, device_name, forward_through, shard, sync_batchnorm, wrap
+from ssl_bench.train.distributed import (
+    SINGLE,
+    Dist,
+    ProcessGroupRanks,
+    device_name,
+    forward_through,
+    shard,
+    sync_batchnorm,
+    wrap,
+)
 from ssl_bench.train.divergence import DivergenceGuard
-from ssl_bench.train.feed import Feed
+from ssl_bench.train.feed import Feed, data_info
 from ssl_bench.train.optim import decoupled_decay, lr_at
 from ssl_bench.train.speed import apply_process_settings, resolve
 from ssl_bench.utils import atomic_write_bytes, out_of_memory, resolve_device
@@ -83,15 +92,19 @@ class Trainer:
             self.device = torch.device("cuda", dist.local_rank)  # torchrun: one GPU per local rank
         self.speed = resolve(cfg.train, self.device)
         apply_process_settings(self.speed)
-        parts = build_run(cfg, ds, self.device, channels_last=self.speed.channels_last)
+        data = data_info(cfg, ds.train_labels, ds.num_classes, split, split.labeled)
+        parts = build_run(cfg, ds, self.device, channels_last=self.speed.channels_last, data=data)
         self.algorithm, self.ema, self.optimizer = parts.algorithm, parts.ema, parts.optimizer
         self.feedback, self.probe_base, self.augmentation = parts.feedback, parts.probe_base, parts.augmentation
         self.flip = parts.flip
         self.ddp = None
         if dist.active:  # train/distributed.py: global-batch BN on request, gradients averaged by DDP
-            if cfg.train.sync_bn:
+            if cfg.train.sync_bn:  # the teacher's batch-statistics passes too (Algorithm.teacher)
                 self.algorithm.model = sync_batchnorm(self.algorithm.model, self.device)
+                self.ema.model = sync_batchnorm(self.ema.model, self.device)
+                self.algorithm.bind_teacher(self.ema.model)
             self.ddp = wrap(self.algorithm.model, self.device)
+            self.algorithm.ranks = ProcessGroupRanks(dist)
         self.devices = dist.gather(device_name(self.device))
         if self.speed.compile == "model":
             self.algorithm.model.compile()
@@ -170,6 +183,7 @@ class Trainer:
             if self.scaler is not None:
                 self.scaler.load_state_dict(state["scaler"])
             self.feed.load_state_dict(state)
+            self.algorithm.set_data(self.feed.data_info(self.algorithm.num_classes))
             self.step = int(state["step"])
             self.history = [(int(s), float(a)) for s, a in state["history"]]
             self.wall_s = float(state["wall_s"])
@@ -191,10 +205,10 @@ class Trainer:
         lr = lr_at(tc, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch, labeled_idx = self.feed.next(self.algorithm.separate_target_labels)
+        batch = self.feed.next(self.algorithm.separate_target_labels)
         self._lap("data")
         if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
-            self.probe_feedback(labeled_idx)
+            self.probe_feedback(batch.idx_x if batch.idx_target is None else torch.cat([batch.idx_x, batch.idx_target]))
             self._lap("probes")
         batch = shard(batch, self.dist)  # this rank's slice of the global batch (the whole batch on one process)
         with self.speed.autocast(self.device), forward_through(self.algorithm, self.ddp):
@@ -347,6 +361,7 @@ class Trainer:
     def reveal(self, indices: np.ndarray) -> None:
         """Label ``indices`` too: their labels become visible and the streams restart on the grown pools."""
         self.feed.set_labeled(np.concatenate([self.labeled_pool, np.asarray(indices, dtype=np.int64)]))
+        self.algorithm.set_data(self.feed.data_info(self.algorithm.num_classes))
 
     def train_to(self, step: int, checkpoint: Path, desc: str = "") -> None:
         """Continue this trainer (no reload) up to ``step``, checkpointing on the way and at the end."""

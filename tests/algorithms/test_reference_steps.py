@@ -546,10 +546,3 @@ def test_adamatch_warmup_with_non_default_wu(progress, expected):
     torch.manual_seed(0)
     _, metrics = algo.step(batch, progress)
     assert float(metrics["monitor/wu"]) == pytest.approx(expected)
-
-
-# ---------------------------------------------------------------------------------------------------- all four
-
-
-def test_batch_has_no_field_for_unlabeled_labels():
-    assert {f.name for f in dataclasses.fields(Batch)} == {"x", "y", "u", "x_target", "y_target"}
