@@ -9,7 +9,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ssl_bench.errors import ConfigError
 from ssl_bench.values import from_dict
@@ -118,6 +118,9 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # on conv/linear weights only, never biases or BN (§1.6)
+    # weights: conv/linear weights only (§1.6); all: every trainable variable, BN and biases too (google-research/uda
+    # image/utils.py decay_weights, reference-algorithms-2.md §5.3)
+    decay_scope: Literal["weights", "all"] = "weights"
     lr_schedule: str = "cosine"  # cosine: lr*cos(7*pi*k/(16*K)) (§1.6); cosine_quarter: AdaMatch's; constant
     ema_decay: float = 0.999  # §1.7
     ema_buffers: str = "copy"  # copy: BN statistics copied from the live model (TF); average: objax (AdaMatch)
@@ -264,7 +267,13 @@ NON_SEMANTIC = {
 # keys added after records existed, left out of the hash while they hold the value that reproduces older runs
 OMIT_IF_DEFAULT = {
     "data": {"n_unlabeled": 0, "setting": "ssl", "source": "", "target": "", "target_labels": 0, "channels": 0},
-    "train": {"precision": "fp32", "memory_format": "contiguous", "compile": "none", "sync_bn": False},
+    "train": {
+        "precision": "fp32",
+        "memory_format": "contiguous",
+        "compile": "none",
+        "sync_bn": False,
+        "decay_scope": "weights",
+    },
 }
 
 

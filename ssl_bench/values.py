@@ -61,6 +61,11 @@ def check_value(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if tp is Any:
         return value
+    if origin is typing.Literal:  # a choice: one of the listed values, of the listed type
+        choices = typing.get_args(tp)
+        if any(value == c and type(value) is type(c) for c in choices):
+            return value
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}; got {value!r}")
     if tp is type(None):
         if value is None:
             return None

@@ -43,6 +43,23 @@ def test_from_dict_checks_types_and_keys():
     assert "unknown key data.datset" in str(exc.value) and "dataset" in str(exc.value)
 
 
+def test_a_literal_field_is_a_choice():
+    assert from_dict(TrainConfig, {"decay_scope": "all"}, "train").decay_scope == "all"
+    with pytest.raises(ConfigError, match=r"^train\.decay_scope must be one of weights, all; got 'everything'$"):
+        from_dict(TrainConfig, {"decay_scope": "everything"}, "train")
+    with pytest.raises(ConfigError, match=r"train\.decay_scope must be one of weights, all; got 1"):
+        from_dict(TrainConfig, {"decay_scope": 1}, "train")
+
+
+def test_decay_scope_enters_the_config_hash_only_when_not_the_default():
+    """At its default the key is left out of the hash, so every committed record keeps its hash (test_plugins checks
+    those against the recipes); another scope is another run."""
+    (run,) = expand(load_recipe(RECIPES[-1]))[:1]
+    (same,) = expand(load_recipe(RECIPES[-1], ['train.decay_scope="weights"']))[:1]
+    (other,) = expand(load_recipe(RECIPES[-1], ['train.decay_scope="all"']))[:1]
+    assert run_hash(same) == run_hash(run) != run_hash(other)
+
+
 def test_overrides_are_type_checked_through_the_recipe():
     base = {"grid": {"n_labels": [40], "seeds": [1]}, "algorithm": {"name": "supervised"}}
     recipe = recipe_from_dict(apply_overrides(base, ["train.steps=7", "grid.seeds=[4, 5]"]))

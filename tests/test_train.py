@@ -38,6 +38,20 @@ def test_weight_decay_only_on_weights():
     assert len(no_decay) == 4  # conv bias, BN gamma/beta, fc bias
 
 
+def test_decay_scope_all_decays_every_parameter_as_the_uda_authors_code():
+    m = Tiny()
+    decay, no_decay = decay_split(m, "all")
+    assert {id(p) for p in decay} == {id(p) for p in m.parameters()} and no_decay == []
+    cfg = TrainConfig(lr=0.1, weight_decay=0.5, momentum=0.0, nesterov=False, decay_scope="all")
+    opt = make_optimizer(cfg, m)
+    b0 = m.fc.bias.detach().clone()
+    opt.zero_grad()
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    torch.testing.assert_close(m.fc.bias, b0 * (1 - 0.1 * 0.5))  # coupled L2 on the bias too: b - lr * wd * b
+
+
 def test_sgd_couples_l2_on_weights_only():
     m = Tiny()
     cfg = TrainConfig(lr=0.1, weight_decay=0.5, momentum=0.0, nesterov=False)

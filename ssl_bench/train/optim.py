@@ -33,18 +33,19 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     raise ValueError(f"unknown schedule {cfg.lr_schedule!r}")  # the plan admits only LR_SCHEDULES
 
 
-def decay_split(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(conv/linear weights, everything else): weight decay applies to the first group only (§1.6)."""
+def decay_split(module: nn.Module, scope: str = "weights") -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(decayed, not decayed): conv/linear weights and everything else (§1.6), or with ``scope = "all"`` every
+    trainable parameter and nothing (the UDA authors' code, reference-algorithms-2.md §5.3)."""
     decay, no_decay = [], []
     for p in module.parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
+            (decay if p.ndim > 1 or scope == "all" else no_decay).append(p)
     return decay, no_decay
 
 
 def make_optimizer(cfg: TrainConfig, module: nn.Module) -> torch.optim.Optimizer:
     """sgd: Nesterov SGD with coupled L2 on weights (fixmatch repo); adam: Adam, decay applied after the step."""
-    decay, no_decay = decay_split(module)
+    decay, no_decay = decay_split(module, cfg.decay_scope)
     if cfg.optimizer == "sgd":
         groups = [
             {"params": decay, "weight_decay": cfg.weight_decay},
