@@ -13,6 +13,7 @@ from PIL import Image
 
 from ssl_bench.augment.views import to_input
 from ssl_bench.bench.reference import PILViews, check_reference, pil_view, to_input_tensor
+from ssl_bench.bench.settle import NOT_SETTLED, SETTLED, UNJUDGED, WARMING, SettleRule, note, rule_of_flag, verdict
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError
 from ssl_bench.plan import expand, load_recipe
@@ -124,3 +125,43 @@ def test_benches_refuse_torchrun(monkeypatch, capsys, tmp_path, argv):
     for world in ("1", ""):  # torchrun --nproc_per_node 1, and an empty variable: one process, not refused
         monkeypatch.setenv("WORLD_SIZE", world)
         one_process(argv[0])
+
+
+def test_settle_rule_settles_once_the_last_steps_agree():
+    rule = SettleRule()  # the last 4 within 10 % of their median, 4 to 20 steps
+    times = [5.0, 3.0, 2.0, 1.02, 1.0, 0.98, 1.05, 1.01]
+    states = [verdict(times[:n], rule) for n in range(1, len(times) + 1)]
+    assert states == [WARMING] * 6 + [SETTLED] * 2  # 1.02, 1.0, 0.98, 1.05 are the first four that agree
+    assert verdict([1.0, 1.0, 1.0, 1.0, 3.0], rule) == WARMING  # one outlier in the window: not settled yet
+    # the band is relative to the median and includes its edge (binary-exact values)
+    assert verdict([4.0, 4.0, 5.0, 4.0], SettleRule(band=0.25)) == SETTLED
+    assert verdict([4.0, 4.0, 5.01, 4.0], SettleRule(band=0.25)) == WARMING
+    assert verdict([400.0, 400.0, 500.0, 400.0], SettleRule(band=0.25)) == SETTLED  # scale-free
+
+
+def test_settle_rule_respects_its_minimum_and_maximum():
+    flat = [1.0] * 30
+    assert [verdict(flat[:n], SettleRule()) for n in (1, 3, 4)] == [WARMING, WARMING, SETTLED]
+    rule = SettleRule(window=3, min_steps=6, max_steps=9)
+    assert [verdict(flat[:n], rule) for n in (3, 5, 6)] == [WARMING, WARMING, SETTLED]
+    noisy = [1.0, 2.0] * 15
+    assert [verdict(noisy[:n], rule) for n in (6, 8, 9, 12)] == [WARMING, WARMING, NOT_SETTLED, NOT_SETTLED]
+    assert verdict(noisy[:19], SettleRule()) == WARMING and verdict(noisy[:20], SettleRule()) == NOT_SETTLED
+    # a slow drift that never stays within the band is not settled at the maximum either
+    drift = [2.0 * 0.9**k for k in range(20)]
+    assert verdict(drift, SettleRule()) == NOT_SETTLED
+    assert note("reference", noisy[:20], SettleRule()) == (
+        "reference: not settled after 20 warm-up steps (last 4: 1, 2, 1, 2 s)"
+    )
+    assert note("ours", flat[:4], SettleRule()) == "ours: settled after 4 warm-up steps (last 4: 1, 1, 1, 1 s)"
+    with pytest.raises(ValueError, match="window <= min_steps <= max_steps"):
+        SettleRule(window=5, min_steps=4)
+
+
+def test_a_fixed_warmup_takes_its_steps_and_is_only_judged():
+    assert [verdict([1.0] * n, SettleRule(fixed=2)) for n in (0, 1, 2)] == [WARMING, WARMING, UNJUDGED]
+    assert verdict([], SettleRule(fixed=0)) == UNJUDGED
+    assert verdict([9.0, 1.0, 1.0, 1.0, 1.0], SettleRule(fixed=5)) == SETTLED
+    assert verdict([1.0, 1.0, 1.0, 2.0, 1.0], SettleRule(fixed=5)) == NOT_SETTLED  # not extended to settle
+    assert rule_of_flag("auto") == SettleRule() and rule_of_flag("7") == SettleRule(fixed=7)
+    assert SettleRule(fixed=7).as_record()["mode"] == "fixed" and SettleRule().as_record()["mode"] == "auto"
