@@ -13,7 +13,18 @@ from PIL import Image
 
 from ssl_bench.augment.views import to_input
 from ssl_bench.bench.reference import PILViews, check_reference, pil_view, to_input_tensor
-from ssl_bench.bench.settle import NOT_SETTLED, SETTLED, UNJUDGED, WARMING, SettleRule, note, rule_of_flag, verdict
+from ssl_bench.bench.settle import (
+    NOT_SETTLED,
+    SETTLED,
+    UNJUDGED,
+    WARMING,
+    SettleRule,
+    note,
+    rule_of_flag,
+    verdict,
+    warm_up_done,
+)
+from ssl_bench.bench.train import race
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError
 from ssl_bench.plan import expand, load_recipe
@@ -53,16 +64,21 @@ def test_bench_train_times_both_pipelines_in_turns(tmp_path, capsys):
     captured = capsys.readouterr()
     printed = captured.out
     result = json.loads(out.read_text())
-    # progress on stderr, one line after the warm-up and one per round of timed steps, naming both pipelines
+    # progress on stderr, one line per warm-up round and one per round of timed steps, naming both pipelines
     progress = [line for line in captured.err.splitlines() if line.startswith("bench train: ")]
-    assert [line.split(":")[1].strip().split(" (")[0] for line in progress] == [
-        "warm-up",
-        "timed step 1/2",
-        "timed step 2/2",
-    ]
+    assert [line.split(":")[1].strip() for line in progress] == ["warm-up step 1", "timed step 1/2", "timed step 2/2"]
     assert all("ours " in line and "reference " in line for line in progress)
     assert "bench train: " not in printed.split("\n", 1)[1]  # stdout: the header line, then figures only
     ours, ref = result["pipelines"]["ours"], result["pipelines"]["reference"]
+    # a fixed --warmup 1 is shorter than the settle rule's window: said in the JSON, the header and the ratio line
+    assert result["warmup_rule"] == {**result["warmup_rule"], "mode": "fixed", "fixed": 1, "window": 4}
+    assert ours["warmup_steps"] == ref["warmup_steps"] == 1 and len(ref["warmup_ms"]) == 1
+    assert ours["settled"] is ref["settled"] is None and result["steady"] is False
+    assert "warm-up, fixed (--warmup 1)" in printed
+    assert "  reference: 1 warm-up step(s), too few to judge settling (the rule needs 4) (last 1: " in printed
+    ratio_line = next(line for line in printed.splitlines() if line.startswith("ratio ours / reference"))
+    too_few = "1 warm-up step(s), too few to judge settling (the rule needs 4)"
+    assert ratio_line.endswith(f"x, NOT steady state (ours: {too_few}; reference: {too_few})")
     # FixMatch at batch 32, mu 7: 32 labeled + 224 unlabeled x (weak, strong) views
     assert ours["images_per_step"] == ref["images_per_step"] == 32 + 2 * 7 * 32
     assert ours["steps_timed"] == ref["steps_timed"] == 2 and len(ours["step_ms"]) == 2
@@ -81,6 +97,8 @@ def test_bench_train_bad_inputs(capsys):
     assert "--steps must be >= 1, got 0" in capsys.readouterr().err
     assert main(["bench", "train", SMOKE, "--warmup", "-1"]) == 2
     assert "--warmup must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["bench", "train", SMOKE, "--warmup", "soon"]) == 2
+    assert "--warmup must be auto or a number of steps, got 'soon'" in capsys.readouterr().err
     assert main(["bench", "train", SMOKE, "--workers", "-2"]) == 2
     assert "--workers must be >= 0, got -2" in capsys.readouterr().err
     for flag, value, message in (
@@ -165,3 +183,31 @@ def test_a_fixed_warmup_takes_its_steps_and_is_only_judged():
     assert verdict([1.0, 1.0, 1.0, 2.0, 1.0], SettleRule(fixed=5)) == NOT_SETTLED  # not extended to settle
     assert rule_of_flag("auto") == SettleRule() and rule_of_flag("7") == SettleRule(fixed=7)
     assert SettleRule(fixed=7).as_record()["mode"] == "fixed" and SettleRule().as_record()["mode"] == "auto"
+
+
+class FakeChild:
+    """A pipeline whose steps take the given seconds (all in the model phase); it records the order of steps."""
+
+    def __init__(self, name: str, times: list[float], calls: list) -> None:
+        self.name, self.times, self.calls = name, iter(times), calls
+
+    def step(self, timed: bool) -> dict[str, float]:
+        self.calls.append((self.name, timed))
+        return {"data": 0.0, "probes": 0.0, "model": next(self.times)}
+
+
+def test_race_warms_up_until_every_pipeline_settles_then_times_in_turns():
+    calls, lines = [], []
+    fast = FakeChild("ours", [3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 9.0, 9.0], calls)
+    slow = FakeChild("reference", [8.0, 6.0, 4.0, 3.0, 2.0, 2.0, 2.0, 2.0, 5.0, 5.0, 5.0], calls)
+    ours, ref = race([fast, slow], SettleRule(), steps=2, log=lines.append)
+    # ours agrees from step 5 on, the reference from step 8: both take 8 warm-up steps, in turns
+    assert ours["warmup_s"] == [3.0] + [1.0] * 7 and ref["warmup_s"][-4:] == [2.0] * 4
+    assert [sum(t.values()) for t in ours["times"]] == [1.0, 9.0] and len(ref["times"]) == 2
+    assert [timed for _, timed in calls] == [False] * 16 + [True] * 4
+    first = [name for name, _ in calls[::2]]  # who steps first in each round: the order is reversed every round
+    assert first == ["ours", "reference"] * 5
+    assert len(lines) == 10 and lines[0] == "warm-up step 1: ours 3.00 s (warming), reference 8.00 s (warming)"
+    assert lines[7] == "warm-up step 8: ours 1.00 s (settled), reference 2.00 s (settled)"
+    assert lines[9] == "timed step 2/2: ours 9.00 s, reference 5.00 s"
+    assert not warm_up_done([[1.0] * 8, [8.0, 6.0, 4.0, 3.0, 2.0]], SettleRule())
