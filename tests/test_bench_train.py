@@ -99,6 +99,15 @@ def test_bench_train_bad_inputs(capsys):
     assert "--warmup must be >= 0, got -1" in capsys.readouterr().err
     assert main(["bench", "train", SMOKE, "--warmup", "soon"]) == 2
     assert "--warmup must be auto or a number of steps, got 'soon'" in capsys.readouterr().err
+    for argv, message in (  # several algorithms: refused in one line before any process starts
+        (["--algorithm", "fixmatch,mixmatch"], "several --algorithm names are timed against the first with --pipel"),
+        (["--algorithm", "fixmatch,mixmatch", "--pipeline", "reference"], "add --pipeline ours"),
+        (["--algorithm", "fixmatch,,mixmatch", "--pipeline", "ours"], "has an empty name"),
+        (["--algorithm", "fixmatch,nosuch", "--pipeline", "ours"], "unknown algorithm 'nosuch'; valid choices: "),
+    ):
+        assert main(["bench", "train", SMOKE, *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
     assert main(["bench", "train", SMOKE, "--workers", "-2"]) == 2
     assert "--workers must be >= 0, got -2" in capsys.readouterr().err
     for flag, value, message in (
@@ -211,3 +220,43 @@ def test_race_warms_up_until_every_pipeline_settles_then_times_in_turns():
     assert lines[7] == "warm-up step 8: ours 1.00 s (settled), reference 2.00 s (settled)"
     assert lines[9] == "timed step 2/2: ours 9.00 s, reference 5.00 s"
     assert not warm_up_done([[1.0] * 8, [8.0, 6.0, 4.0, 3.0, 2.0]], SettleRule())
+
+
+@pytest.mark.slow
+def test_bench_train_times_algorithms_against_a_baseline(tmp_path, capsys):
+    out = tmp_path / "algos.json"
+    argv = ["bench", "train", SMOKE, "--algorithm", "fixmatch,mixmatch,remixmatch", "--pipeline", "ours"]
+    assert main([*argv, "--steps", "2", "--device", "cpu", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(out.read_text())
+    rule = result["warmup_rule"]
+    assert result["mode"] == "algorithms" and result["baseline"] == "fixmatch" and rule["mode"] == "auto"
+    assert [t["algorithm"] for t in result["turns"]] == ["mixmatch", "remixmatch"]
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("bench train: algorithms against fixmatch (the baseline) on digits, small_cnn-1")
+    table = lines[lines.index(next(x for x in lines if x.startswith("algorithm "))) + 1 :]
+    for turn, row in zip(result["turns"], table, strict=False):
+        mine, base = turn["pipelines"]["algorithm"], turn["pipelines"]["baseline"]
+        assert turn["ratio"] == pytest.approx(turn["ms_per_step"] / turn["baseline_ms_per_step"])
+        assert turn["ms_per_step"] == mine["ms_per_step"] and turn["baseline_ms_per_step"] == base["ms_per_step"]
+        assert mine["steps_timed"] == base["steps_timed"] == 2
+        cells = row.split()
+        assert cells[0] == turn["algorithm"] and int(cells[1].replace(",", "")) == mine["images_per_step"]
+        assert cells[2:5] == [f"{turn['ms_per_step']:,.1f}", f"{turn['baseline_ms_per_step']:,.1f}", cells[4]]
+        assert cells[4].rstrip("*") == f"{turn['ratio']:.2f}x" and cells[4].endswith("*") != turn["steady"]
+        for r in (mine, base):  # settled within the limits, or said not to be at the maximum
+            assert r["settled"] in (True, False) and r["warmup_state"] in (SETTLED, NOT_SETTLED)
+            assert (
+                rule["min_steps"] <= r["warmup_steps"] <= rule["max_steps"] and len(r["warmup_ms"]) == r["warmup_steps"]
+            )
+            assert r["settled"] or r["warmup_steps"] == rule["max_steps"]
+            assert f"{r['warmup_state']} after {r['warmup_steps']}" in row
+        assert mine["warmup_steps"] == base["warmup_steps"]  # in turns: one step each per round
+        assert turn["steady"] == (mine["settled"] and base["settled"])
+        assert (f"* NOT steady state in the {turn['algorithm']} turn: " in captured.out) != turn["steady"]
+    # other views and unlabeled ratios than the baseline's: MixMatch 32 + 2 x 32, FixMatch 32 + 2 x 7 x 32
+    assert result["turns"][0]["pipelines"]["algorithm"]["images_per_step"] == 32 + 2 * 32
+    assert result["turns"][0]["pipelines"]["baseline"]["images_per_step"] == 32 + 2 * 7 * 32
+    progress = [x for x in captured.err.splitlines() if x.startswith("bench train: turn ")]
+    assert progress[0].startswith("bench train: turn 1/2 (mixmatch): warm-up step 1: fixmatch (baseline) ")
+    assert progress[-1].startswith("bench train: turn 2/2 (remixmatch): timed step 2/2: fixmatch (baseline) ")

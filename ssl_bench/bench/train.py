@@ -1,9 +1,15 @@
-"""``ssl-bench bench train``: real training steps of the project's trainer, timed in steady state, optionally in
-turns with the peer-style pipeline of ``ssl_bench.bench.reference``.
+"""``ssl-bench bench train``: real training steps of the project's trainer, timed in steady state, in turns with
+another pipeline.
 
-The pipelines run in processes of their own (``ssl_bench.bench.pipelines``) that take one step at a time in
-alternation, so that a slow phase of the machine hits both: first untimed until their step times settle
-(``ssl_bench.bench.settle``), then timed.
+Two races, each between processes that take one step at a time in alternation (so that a slow phase of the
+machine hits both), first untimed until their step times settle (``ssl_bench.bench.settle``), then timed:
+
+- ``bench_train``: the trainer's step (``ours``), alone or against the peer-style ``reference`` pipeline feeding
+  the same algorithm step; their ratio of steps/s.
+- ``bench_algorithms``: several algorithms' steps in the trainer against the first one's, the baseline. Only two
+  paper-scale processes fit in memory at once, so the baseline's process stays up while each other algorithm's
+  process is brought up in turn, warmed up again with the baseline and timed with it; each algorithm's ms/step is
+  divided by the baseline's ms/step of the same turn.
 """
 
 from __future__ import annotations
@@ -150,3 +156,47 @@ def bench_train(
     if reference:
         out["ratio"] = pipelines["ours"]["steps_per_s"] / pipelines["reference"]["steps_per_s"]
     return out
+
+
+def bench_algorithms(
+    runs: list[RunConfig], plugins: list[str], steps: int, rule: SettleRule, log: Log = lambda s: None
+) -> dict[str, Any]:
+    """The trainer's step of ``runs[1:]``'s algorithms against that of ``runs[0]`` (the baseline), one turn per
+    algorithm: its process comes up, it and the baseline's are warmed up by ``rule`` and timed for ``steps`` steps
+    each in turns, then its process goes. ``ratio`` = its ms/step / the baseline's ms/step of that turn."""
+    ctx = multiprocessing.get_context("spawn")
+    base_name = f"{runs[0].algorithm.name} (baseline)"
+    baseline = Child(ctx, "ours", runs[0], plugins, 0, label=base_name)
+    turns = []
+    try:
+        for k, run in enumerate(runs[1:], 1):
+            name = run.algorithm.name
+            other = Child(ctx, "ours", run, plugins, 0, label=name)
+            try:
+                prefix = f"turn {k}/{len(runs) - 1} ({name}): "
+                raced_base, raced = race([baseline, other], rule, steps, log, prefix)
+                mine = summarize(name, raced, other.info, other.stats(), rule)
+                base = summarize(base_name, raced_base, baseline.info, baseline.stats(), rule)
+            finally:
+                other.close()
+            turns.append(
+                {
+                    "algorithm": name,
+                    "config": run.to_dict(),
+                    "ms_per_step": mine["ms_per_step"],
+                    "baseline_ms_per_step": base["ms_per_step"],
+                    "ratio": mine["ms_per_step"] / base["ms_per_step"],
+                    "steady": bool(mine["settled"] and base["settled"]),
+                    "pipelines": {"algorithm": mine, "baseline": base},
+                }
+            )
+    finally:
+        baseline.close()
+    return {
+        "mode": "algorithms",
+        "baseline": runs[0].algorithm.name,
+        **about(runs[0], rule, steps),
+        "baseline_config": runs[0].to_dict(),
+        "turns": turns,
+        "steady": all(t["steady"] for t in turns),
+    }

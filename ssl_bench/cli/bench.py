@@ -61,7 +61,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     import tempfile
 
     from ssl_bench.bench.settle import rule_of_flag
-    from ssl_bench.bench.train import DEFAULT_RECIPE, bench_train
+    from ssl_bench.bench.train import DEFAULT_RECIPE, bench_algorithms, bench_train
     from ssl_bench.config import apply_overrides, read_recipe
     from ssl_bench.plan import plan, recipe_from_dict
     from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
@@ -73,30 +73,48 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     for flag, value, least in (("--steps", args.steps, 1), ("--workers", args.workers, 0)):
         if value < least:
             raise SSLBenchError(f"{flag} must be >= {least}, got {value}")
+    names = [n.strip() for n in args.algorithm.split(",")] if args.algorithm else [None]
+    if "" in names:
+        raise SSLBenchError(f"--algorithm {args.algorithm!r} has an empty name; give NAME or NAME,NAME,...")
+    if len(names) > 1 and args.pipeline != "ours":
+        raise SSLBenchError(
+            "several --algorithm names are timed against the first with --pipeline ours only (the reference "
+            "pipeline times one algorithm): add --pipeline ours"
+        )
     check_output_file(args.json, "--json")  # before minutes of timing, not after
-    values = read_recipe(args.recipe) if args.recipe else copy.deepcopy(DEFAULT_RECIPE)
-    if args.algorithm:
-        values["algorithm"] = {"name": args.algorithm}
-    if args.model:
-        values.setdefault("model", {})["name"] = args.model
-    overrides = [*(args.set or []), f"train.device={json.dumps(args.device)}", "train.progress=false"]
-    recipe = recipe_from_dict(apply_overrides(values, overrides))
-    with tempfile.TemporaryDirectory() as nowhere:  # validated like a run; no manifest is read or written
-        run = plan(recipe, Path(nowhere))[0].run
-    reference = args.pipeline == "reference"
-    out = bench_train(run, args.plugin + recipe.plugins, args.steps, rule, reference, args.workers, log=progress_line)
-    print_pipelines(out, rule)
+    recipe_values = read_recipe(args.recipe) if args.recipe else copy.deepcopy(DEFAULT_RECIPE)
+    runs = []
+    for name in names:  # every algorithm validated like a run before any process starts
+        values = copy.deepcopy(recipe_values)
+        if name:
+            values["algorithm"] = {"name": name}
+        if args.model:
+            values.setdefault("model", {})["name"] = args.model
+        overrides = [*(args.set or []), f"train.device={json.dumps(args.device)}", "train.progress=false"]
+        recipe = recipe_from_dict(apply_overrides(values, overrides))
+        with tempfile.TemporaryDirectory() as nowhere:  # no manifest is read or written
+            runs.append(plan(recipe, Path(nowhere))[0].run)
+    plugins = args.plugin + recipe.plugins
+    if len(runs) > 1:
+        out = bench_algorithms(runs, plugins, args.steps, rule, log=progress_line)
+        print_algorithms(out, rule)
+    else:
+        reference = args.pipeline == "reference"
+        out = bench_train(runs[0], plugins, args.steps, rule, reference, args.workers, log=progress_line)
+        print_pipelines(out, rule)
     if args.json:
         atomic_write_text(Path(args.json), json.dumps({**out, **provenance()}, indent=1) + "\n")
     return 0
 
 
-def print_header(out: dict, what: str, rule) -> None:
+def print_header(out: dict, what: str, rule, how: str = "") -> None:
     cpu = f" ({machine()})" if out["device"] == "cpu" else ""
     print(
         f"bench train: {what} on {out['dataset']}, {out['model']}-{out['model_width']}, batch {out['batch_size']}, "
         f"on {out['device']}{cpu}; median of {out['steps']} timed steps after warm-up, one step at a time in turns"
     )
+    if how:
+        print(how)
     print(f"warm-up, {rule.describe()}")
 
 
@@ -125,6 +143,27 @@ def print_pipelines(out: dict, rule) -> None:
         )
     if "ratio" in out:
         print(f"ratio ours / reference (steps/s): {out['ratio']:.2f}x{caveat(list(out['pipelines'].values()))}")
+
+
+def print_algorithms(out: dict, rule) -> None:
+    how = (
+        "each other algorithm's process comes up in turn beside the baseline's; both are warmed up and timed in that "
+        "turn; ratio = its ms/step / the baseline's ms/step in the same turn (above 1: slower than the baseline)"
+    )
+    print_header(out, f"algorithms against {out['baseline']} (the baseline)", rule, how)
+    columns = f"{'algorithm':<14} {'images/step':>11} {'ms/step':>9} {'baseline ms/step':>16} {'ratio':>7}"
+    print(f"{columns}  warm-up (algorithm / baseline)")
+    for t in out["turns"]:
+        mine, base = t["pipelines"]["algorithm"], t["pipelines"]["baseline"]
+        warm = " / ".join(f"{r['warmup_state']} after {r['warmup_steps']}" for r in (mine, base))
+        print(
+            f"{t['algorithm']:<14} {mine['images_per_step']:>11,} {t['ms_per_step']:>9,.1f} "
+            f"{t['baseline_ms_per_step']:>16,.1f} {t['ratio']:>6.2f}x{' ' if t['steady'] else '*'} {warm}"
+        )
+    for t in out["turns"]:
+        if not t["steady"]:
+            notes = [r["warmup"] for r in t["pipelines"].values() if r["settled"] is not True]
+            print(f"* NOT steady state in the {t['algorithm']} turn: {'; '.join(notes)}")
 
 
 def progress_line(line: str) -> None:
@@ -207,10 +246,16 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         "and model/optimizer, peak memory, page faults. Without RECIPE: FixMatch, WRN-28-2, batch 64, mu = 7, "
         "RandAugment on random 32x32 RGB images (the synthetic dataset). Unless --pipeline ours, the same "
         "algorithm step is also fed the way today's ports feed it (DataLoader workers applying per-image PIL "
-        "augmentation, fp32, NCHW, no compile), in turns with ours, and the ratio is printed.",
+        "augmentation, fp32, NCHW, no compile), in turns with ours, and the ratio is printed. With several "
+        "--algorithm names, each one's step is timed against the first's instead.",
     )
     b.add_argument("recipe", nargs="?", type=Path, help="time the first run of this recipe instead of the default")
-    b.add_argument("--algorithm", help="replace the recipe's algorithm (with its default config)")
+    b.add_argument(
+        "--algorithm",
+        metavar="NAME[,NAME...]",
+        help="replace the recipe's algorithm (with its default config); several names (with --pipeline ours): time "
+        "each one's step against the first's, the baseline, in turns, e.g. fixmatch,mixmatch,remixmatch",
+    )
     b.add_argument("--model", help="replace the recipe's backbone, e.g. small_cnn, wrn28, timm:resnet18")
     b.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     b.add_argument("--steps", type=int, default=TRAIN_STEPS, help=f"timed steps per pipeline (default {TRAIN_STEPS})")
@@ -228,7 +273,7 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         choices=["reference", "ours"],
         default="reference",
         help="reference (default): ours and the peer-style DataLoader + PIL pipeline in turns, and their ratio; "
-        "ours: ours only",
+        "ours: ours only (required with several --algorithm names)",
     )
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the reference")
     b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
