@@ -1,35 +1,32 @@
-"""``ssl-bench bench train``: real training steps of the project's trainer, timed after warm-up, optionally in
-turns with the peer-style pipeline of ``ssl_bench.bench.reference``.
+"""``ssl-bench bench train``: real training steps of the project's trainer, timed in steady state, in turns with
+another pipeline.
 
-The trainer's steps are ``Trainer.train_step`` itself (the code path of ``ssl-bench run``) with a clock attached
-that marks the end of its phases: data/augmentation, CTAugment probes, model/optimizer (forward, backward,
-optimizer, EMA); on CUDA the clock synchronises the device at each mark. Each pipeline runs in a process of its
-own, spawned once and driven one step at a time in alternation, so neither inherits the other's threads, allocator
-settings or memory peak, and a slow phase of the machine hits both.
+Two races, each between processes that take one step at a time in alternation (so that a slow phase of the
+machine hits both), first untimed until their step times settle (``ssl_bench.bench.settle``), then timed:
+
+- ``bench_train``: the trainer's step (``ours``), alone or against the peer-style ``reference`` pipeline feeding
+  the same algorithm step; their ratio of steps/s.
+- ``bench_algorithms``: several algorithms' steps in the trainer against the first one's, the baseline. Only two
+  paper-scale processes fit in memory at once, so the baseline's process stays up while each other algorithm's
+  process is brought up in turn, warmed up again with the baseline and timed with it; each algorithm's ms/step is
+  divided by the baseline's ms/step of the same turn.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import resource
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ssl_bench.bench.reference import ReferencePipeline, check_reference
-from ssl_bench.config import RunConfig, run_hash
-from ssl_bench.data import load_data
-from ssl_bench.data.images import ImageDataset
-from ssl_bench.data.splits import DASplit, Split, get_run_split
-from ssl_bench.errors import SSLBenchError
-from ssl_bench.plugins import import_plugins
-from ssl_bench.train import Trainer
+from ssl_bench.bench.pipelines import PHASES, Child
+from ssl_bench.bench.reference import check_reference
+from ssl_bench.bench.settle import WARMING, SettleRule, note, settled_flag, verdict, warm_up_done
+from ssl_bench.config import RunConfig
 from ssl_bench.utils import resolve_device
 
-PHASES = ("data", "probes", "model")
 # the default of ``ssl-bench bench train``: a paper-scale FixMatch step (64 labeled + 7 x 64 unlabeled x 2 views of
 # 32x32 RGB images through WRN-28-2, RandAugment), on random images so that no dataset files are needed
 DEFAULT_RECIPE: dict[str, Any] = {
@@ -41,122 +38,57 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "augment": {"strong": "randaugment"},
     "train": {"batch_size": 64},
 }
+Log = Callable[[str], None]
 
 
-class PhaseClock:
-    """Seconds spent in each phase of the current step (``Trainer.clock``)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.start()
-
-    def start(self) -> None:
-        self._sync()
-        self.phases = dict.fromkeys(PHASES, 0.0)
-        self.last = time.perf_counter()
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def lap(self, phase: str) -> None:
-        self._sync()
-        now = time.perf_counter()
-        self.phases[phase] += now - self.last
-        self.last = now
+def seconds(phases: dict[str, float]) -> float:
+    return sum(phases.values())
 
 
-class OursPipeline:
-    """The trainer of ``run``, one ``train_step`` at a time."""
+def race(children: list[Child], rule: SettleRule, steps: int, log: Log, prefix: str = "") -> list[dict[str, list]]:
+    """Warm ``children`` up by ``rule``, then time ``steps`` steps of each, always one step each per round, the
+    order reversed every round. Per child: ``warmup_s`` (its warm-up step times) and ``times`` (phase times of
+    its timed steps). ``log`` gets one line per round."""
+    warm: list[list[float]] = [[] for _ in children]
+    times: list[list[dict[str, float]]] = [[] for _ in children]
+    rounds = 0
 
-    def __init__(self, run: RunConfig, ds: ImageDataset, split: Split | DASplit) -> None:
-        self.trainer = Trainer(run, ds, split, run_hash(run))
-        self.clock = PhaseClock(self.trainer.device)
-        self.trainer.clock = self.clock
-        spec = self.trainer.feed.spec
-        b = run.train.batch_size
-        target = b * len(spec.labeled) if self.trainer.feed.labeled_target is not None else 0
-        self.images_per_step = b * len(spec.labeled) + target + b * spec.uratio * len(spec.unlabeled)
-        self.speed = self.trainer.speed.as_record()
-
-    def step(self) -> dict[str, float]:
-        self.clock.start()
-        self.trainer.train_step()
-        return dict(self.clock.phases)
-
-
-def _serve(conn, pipeline: str, run: RunConfig, plugins: list[str], workers: int) -> None:
-    """A pipeline's process: build it, then answer ("steps", n) with n steps' phase times, ("stats",) with its
-    counters, ("stop",) by exiting. Errors are sent back as ("error", one-line text)."""
-    try:
-        import_plugins(plugins)
-        ds = load_data(run.data)
-        split = get_run_split(ds, run.data, run.seed, None)
-        device = resolve_device(run.train.device)
-        if pipeline == "ours":
-            pipe: OursPipeline | ReferencePipeline = OursPipeline(run, ds, split)
-        else:
-            pipe = ReferencePipeline(run, ds, split, device, workers)
-        info = {"images_per_step": pipe.images_per_step, "speed": pipe.speed}
-        conn.send(("ready", info))
-        faults = sys_s = user_s = 0.0
-        while True:
-            msg = conn.recv()
-            if msg[0] == "steps":
-                r0 = resource.getrusage(resource.RUSAGE_SELF)
-                times = [pipe.step() for _ in range(msg[1])]
-                r1 = resource.getrusage(resource.RUSAGE_SELF)
-                if msg[2]:  # timed: count the process's page faults and CPU time too
-                    faults += r1.ru_minflt - r0.ru_minflt
-                    sys_s += r1.ru_stime - r0.ru_stime
-                    user_s += r1.ru_utime - r0.ru_utime
-                conn.send(("times", times))
-            elif msg[0] == "stats":
-                peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS
-                if device.type == "cuda":
-                    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-                conn.send(("stats", {"faults": faults, "sys_s": sys_s, "user_s": user_s, "peak_mb": peak_mb}))
+    def one_round(timed: bool) -> str:
+        nonlocal rounds
+        order = list(enumerate(children))
+        for i, child in order if rounds % 2 == 0 else order[::-1]:
+            phases = child.step(timed)
+            if timed:
+                times[i].append(phases)
             else:
-                return
-    except Exception as exc:  # reported in the parent as a one-line error
-        text = " ".join(str(exc).split())
-        conn.send(("error", f"{pipeline} pipeline: {type(exc).__name__}: {text}"))
+                warm[i].append(seconds(phases))
+        rounds += 1
+        if timed:
+            return ", ".join(f"{c.name} {seconds(times[i][-1]):.2f} s" for i, c in order)
+        return ", ".join(f"{c.name} {warm[i][-1]:.2f} s ({verdict(warm[i], rule)})" for i, c in order)
+
+    while not warm_up_done(warm, rule):
+        line = one_round(timed=False)
+        log(f"{prefix}warm-up step {rounds}: {line}")
+    for k in range(steps):
+        line = one_round(timed=True)
+        log(f"{prefix}timed step {k + 1}/{steps}: {line}")
+    return [{"warmup_s": w, "times": t} for w, t in zip(warm, times, strict=True)]
 
 
-class _Child:
-    def __init__(self, ctx, pipeline: str, run: RunConfig, plugins: list[str], workers: int) -> None:
-        self.name = pipeline
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, pipeline, run, plugins, workers), daemon=False)
-        self.proc.start()
-        self.info = self.ask()
-
-    def ask(self, *msg: Any) -> Any:
-        if msg:
-            self.conn.send(msg)
-        try:
-            kind, payload = self.conn.recv()
-        except EOFError:
-            raise SSLBenchError(f"the {self.name} pipeline's process died (exit code {self.proc.exitcode})") from None
-        if kind == "error":
-            raise SSLBenchError(payload)
-        return payload
-
-    def close(self) -> None:
-        try:
-            self.conn.send(("stop",))
-        except (BrokenPipeError, OSError):
-            pass
-        self.proc.join(timeout=30)
-        if self.proc.is_alive():
-            self.proc.kill()
-
-
-def summarize(times: list[dict[str, float]], info: dict, stats: dict) -> dict[str, Any]:
-    totals = [sum(t.values()) for t in times]
+def summarize(name: str, raced: dict[str, list], info: dict, stats: dict, rule: SettleRule) -> dict[str, Any]:
+    times, warm = raced["times"], raced["warmup_s"]
+    totals = [seconds(t) for t in times]
     median = statistics.median(totals)
     wall = sum(totals)
+    state = verdict(warm, rule)
+    assert state != WARMING, state
     return {
+        "warmup_steps": len(warm),
+        "settled": settled_flag(state),
+        "warmup_state": state,
+        "warmup": note(name, warm, rule),
+        "warmup_ms": [1000 * t for t in warm],
         "steps_timed": len(times),
         "ms_per_step": 1000 * median,
         "steps_per_s": 1 / median,
@@ -172,58 +104,99 @@ def summarize(times: list[dict[str, float]], info: dict, stats: dict) -> dict[st
     }
 
 
+def about(run: RunConfig, rule: SettleRule, steps: int) -> dict[str, Any]:
+    """What every bench train JSON starts with: the step timed, the device, the warm-up rule."""
+    return {
+        "dataset": run.dataset,
+        "model": run.model.name,
+        "model_width": run.model.width,
+        "batch_size": run.train.batch_size,
+        "device": str(resolve_device(run.train.device)),
+        "steps": steps,
+        "warmup_rule": rule.as_record(),
+        "torch": torch.__version__,
+    }
+
+
 def bench_train(
     run: RunConfig,
     plugins: list[str],
     steps: int,
-    warmup: int,
+    rule: SettleRule,
     reference: bool,
     workers: int,
     settle: float = 0.5,
-    log: Callable[[str], None] = lambda s: None,
+    log: Log = lambda s: None,
 ) -> dict[str, Any]:
-    """Time ``steps`` steps per pipeline after ``warmup`` untimed ones, alternating one step at a time between
-    ours and (with ``reference``) the peer-style pipeline, which gets ``settle`` seconds after each of its steps
-    for its workers' prefetching to finish before the next turn of ours. ``log`` gets a line after the warm-up and
-    after each round of timed steps (a CPU step of the default recipe takes seconds)."""
+    """Ours and (with ``reference``) the peer-style pipeline, warmed up by ``rule`` and then timed for ``steps``
+    steps each, in turns; the reference gets ``settle`` seconds after each of its steps for its workers'
+    prefetching to finish before the next turn of ours."""
     if reference:
         check_reference(run)
     ctx = multiprocessing.get_context("spawn")
-    children = [_Child(ctx, "ours", run, plugins, workers)]
+    children = [Child(ctx, "ours", run, plugins, workers)]
     try:
         if reference:
-            children.append(_Child(ctx, "reference", run, plugins, workers))
-        took = {}
-        for child in children:
-            start = time.perf_counter()
-            child.ask("steps", warmup, False)
-            took[child.name] = time.perf_counter() - start
-        if warmup:
-            log(f"warm-up ({warmup} step(s) each): " + ", ".join(f"{n} {t:.1f} s" for n, t in took.items()))
-        times: dict[str, list] = {c.name: [] for c in children}
-        for i in range(steps):
-            for child in children if i % 2 == 0 else children[::-1]:
-                times[child.name] += child.ask("steps", 1, True)
-                if child.name == "reference":
-                    time.sleep(settle)
-            step_s = ", ".join(f"{c.name} {sum(times[c.name][-1].values()):.2f} s" for c in children)
-            log(f"timed step {i + 1}/{steps}: {step_s}")
-        out: dict[str, Any] = {
-            "algorithm": run.algorithm.name,
-            "dataset": run.dataset,
-            "model": run.model.name,
-            "model_width": run.model.width,
-            "batch_size": run.train.batch_size,
-            "device": str(resolve_device(run.train.device)),
-            "warmup_steps": warmup,
-            "torch": torch.__version__,
-            "config": run.to_dict(),
-            "pipelines": {c.name: summarize(times[c.name], c.info, c.ask("stats")) for c in children},
+            children.append(Child(ctx, "reference", run, plugins, workers, pause=settle))
+        raced = race(children, rule, steps, log)
+        pipelines = {
+            c.name: summarize(c.name, r, c.info, c.stats(), rule) for c, r in zip(children, raced, strict=True)
         }
-        if reference:
-            ours, ref = out["pipelines"]["ours"], out["pipelines"]["reference"]
-            out["ratio"] = ours["steps_per_s"] / ref["steps_per_s"]
-        return out
     finally:
         for child in children:
             child.close()
+    out: dict[str, Any] = {
+        "mode": "reference" if reference else "ours",
+        "algorithm": run.algorithm.name,
+        **about(run, rule, steps),
+        "config": run.to_dict(),
+        "pipelines": pipelines,
+        "steady": all(p["settled"] for p in pipelines.values()),
+    }
+    if reference:
+        out["ratio"] = pipelines["ours"]["steps_per_s"] / pipelines["reference"]["steps_per_s"]
+    return out
+
+
+def bench_algorithms(
+    runs: list[RunConfig], plugins: list[str], steps: int, rule: SettleRule, log: Log = lambda s: None
+) -> dict[str, Any]:
+    """The trainer's step of ``runs[1:]``'s algorithms against that of ``runs[0]`` (the baseline), one turn per
+    algorithm: its process comes up, it and the baseline's are warmed up by ``rule`` and timed for ``steps`` steps
+    each in turns, then its process goes. ``ratio`` = its ms/step / the baseline's ms/step of that turn."""
+    ctx = multiprocessing.get_context("spawn")
+    base_name = f"{runs[0].algorithm.name} (baseline)"
+    baseline = Child(ctx, "ours", runs[0], plugins, 0, label=base_name)
+    turns = []
+    try:
+        for k, run in enumerate(runs[1:], 1):
+            name = run.algorithm.name
+            other = Child(ctx, "ours", run, plugins, 0, label=name)
+            try:
+                prefix = f"turn {k}/{len(runs) - 1} ({name}): "
+                raced_base, raced = race([baseline, other], rule, steps, log, prefix)
+                mine = summarize(name, raced, other.info, other.stats(), rule)
+                base = summarize(base_name, raced_base, baseline.info, baseline.stats(), rule)
+            finally:
+                other.close()
+            turns.append(
+                {
+                    "algorithm": name,
+                    "config": run.to_dict(),
+                    "ms_per_step": mine["ms_per_step"],
+                    "baseline_ms_per_step": base["ms_per_step"],
+                    "ratio": mine["ms_per_step"] / base["ms_per_step"],
+                    "steady": bool(mine["settled"] and base["settled"]),
+                    "pipelines": {"algorithm": mine, "baseline": base},
+                }
+            )
+    finally:
+        baseline.close()
+    return {
+        "mode": "algorithms",
+        "baseline": runs[0].algorithm.name,
+        **about(runs[0], rule, steps),
+        "baseline_config": runs[0].to_dict(),
+        "turns": turns,
+        "steady": all(t["steady"] for t in turns),
+    }

@@ -14,6 +14,7 @@ from ssl_bench.cli.args import load_plugins, path_arg, plugin_arg
 from ssl_bench.errors import SSLBenchError
 
 GRID_EXECUTORS = "local:1,local:2,ray:2"  # what bench grid compares by default
+TRAIN_STEPS = 5  # bench train's timed steps per pipeline: a median of 5 shrugs off one or two outliers
 
 
 def one_process(name: str) -> None:
@@ -59,7 +60,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     import copy
     import tempfile
 
-    from ssl_bench.bench.train import DEFAULT_RECIPE, PHASES, bench_train
+    from ssl_bench.bench.settle import rule_of_flag
+    from ssl_bench.bench.train import DEFAULT_RECIPE, bench_algorithms, bench_train
     from ssl_bench.config import apply_overrides, read_recipe
     from ssl_bench.plan import plan, recipe_from_dict
     from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
@@ -67,31 +69,68 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     one_process("train")
     load_plugins(args)
     resolve_device(args.device, "--device")  # refused in the words the user typed, before train.device takes it
-    limits = (("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--workers", args.workers, 0))
-    for flag, value, least in limits:
+    rule = rule_of_flag(args.warmup)
+    for flag, value, least in (("--steps", args.steps, 1), ("--workers", args.workers, 0)):
         if value < least:
             raise SSLBenchError(f"{flag} must be >= {least}, got {value}")
+    names = [n.strip() for n in args.algorithm.split(",")] if args.algorithm else [None]
+    if "" in names:
+        raise SSLBenchError(f"--algorithm {args.algorithm!r} has an empty name; give NAME or NAME,NAME,...")
+    if len(names) > 1 and args.pipeline != "ours":
+        raise SSLBenchError(
+            "several --algorithm names are timed against the first with --pipeline ours only (the reference "
+            "pipeline times one algorithm): add --pipeline ours"
+        )
     check_output_file(args.json, "--json")  # before minutes of timing, not after
-    values = read_recipe(args.recipe) if args.recipe else copy.deepcopy(DEFAULT_RECIPE)
-    if args.algorithm:
-        values["algorithm"] = {"name": args.algorithm}
-    if args.model:
-        values.setdefault("model", {})["name"] = args.model
-    overrides = [*(args.set or []), f"train.device={json.dumps(args.device)}", "train.progress=false"]
-    recipe = recipe_from_dict(apply_overrides(values, overrides))
-    with tempfile.TemporaryDirectory() as nowhere:  # validated like a run; no manifest is read or written
-        run = plan(recipe, Path(nowhere))[0].run
-    reference = args.pipeline == "reference"
-    out = bench_train(
-        run, args.plugin + recipe.plugins, args.steps, args.warmup, reference, args.workers, log=progress_line
-    )
-    first = next(iter(out["pipelines"].values()))
+    recipe_values = read_recipe(args.recipe) if args.recipe else copy.deepcopy(DEFAULT_RECIPE)
+    runs = []
+    for name in names:  # every algorithm validated like a run before any process starts
+        values = copy.deepcopy(recipe_values)
+        if name:
+            values["algorithm"] = {"name": name}
+        if args.model:
+            values.setdefault("model", {})["name"] = args.model
+        overrides = [*(args.set or []), f"train.device={json.dumps(args.device)}", "train.progress=false"]
+        recipe = recipe_from_dict(apply_overrides(values, overrides))
+        with tempfile.TemporaryDirectory() as nowhere:  # no manifest is read or written
+            runs.append(plan(recipe, Path(nowhere))[0].run)
+    plugins = args.plugin + recipe.plugins
+    if len(runs) > 1:
+        out = bench_algorithms(runs, plugins, args.steps, rule, log=progress_line)
+        print_algorithms(out, rule)
+    else:
+        reference = args.pipeline == "reference"
+        out = bench_train(runs[0], plugins, args.steps, rule, reference, args.workers, log=progress_line)
+        print_pipelines(out, rule)
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps({**out, **provenance()}, indent=1) + "\n")
+    return 0
+
+
+def print_header(out: dict, what: str, rule, how: str = "") -> None:
     cpu = f" ({machine()})" if out["device"] == "cpu" else ""
     print(
-        f"bench train: {out['algorithm']} on {out['dataset']}, {out['model']}-{out['model_width']}, batch "
-        f"{out['batch_size']}, {first['images_per_step']} images per step, on {out['device']}{cpu}; median of "
-        f"{args.steps} timed steps after {args.warmup} warm-up, one step at a time in turns"
+        f"bench train: {what} on {out['dataset']}, {out['model']}-{out['model_width']}, batch {out['batch_size']}, "
+        f"on {out['device']}{cpu}; median of {out['steps']} timed steps after warm-up, one step at a time in turns"
     )
+    if how:
+        print(how)
+    print(f"warm-up, {rule.describe()}")
+
+
+def caveat(rows: list[dict]) -> str:
+    """', NOT steady state (reference not settled after 20 warm-up steps)' for the rows that did not settle."""
+    words = [r["warmup"].rsplit(" (last", 1)[0] for r in rows if r["settled"] is not True]
+    return f", NOT steady state ({'; '.join(words)})" if words else ""
+
+
+def print_pipelines(out: dict, rule) -> None:
+    from ssl_bench.bench.pipelines import PHASES
+
+    first = next(iter(out["pipelines"].values()))
+    print_header(out, f"{out['algorithm']} ({first['images_per_step']} images per step)", rule)
+    for r in out["pipelines"].values():
+        print(f"  {r['warmup']}")
     phases = " ".join(f"{p + ' ms':>10}" for p in PHASES)
     header = f"{'pipeline':<10} {'steps/s':>8} {'images/s':>9} {'ms/step':>9} {phases}"
     print(f"{header} {'peak MB':>8} {'faults/step':>11} {'sys %':>6}  switches")
@@ -102,11 +141,29 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
             + " ".join(f"{r['ms'][p]:>10,.1f}" for p in PHASES)
             + f" {r['peak_mb']:>8,.0f} {r['minor_faults_per_step']:>11,.0f} {r['sys_pct']:>6.1f}  {switches}"
         )
-    if reference:
-        print(f"ratio ours / reference (steps/s): {out['ratio']:.2f}x")
-    if args.json:
-        atomic_write_text(Path(args.json), json.dumps({**out, **provenance()}, indent=1) + "\n")
-    return 0
+    if "ratio" in out:
+        print(f"ratio ours / reference (steps/s): {out['ratio']:.2f}x{caveat(list(out['pipelines'].values()))}")
+
+
+def print_algorithms(out: dict, rule) -> None:
+    how = (
+        "each other algorithm's process comes up in turn beside the baseline's; both are warmed up and timed in that "
+        "turn; ratio = its ms/step / the baseline's ms/step in the same turn (above 1: slower than the baseline)"
+    )
+    print_header(out, f"algorithms against {out['baseline']} (the baseline)", rule, how)
+    columns = f"{'algorithm':<14} {'images/step':>11} {'ms/step':>9} {'baseline ms/step':>16} {'ratio':>7}"
+    print(f"{columns}  warm-up (algorithm / baseline)")
+    for t in out["turns"]:
+        mine, base = t["pipelines"]["algorithm"], t["pipelines"]["baseline"]
+        warm = " / ".join(f"{r['warmup_state']} after {r['warmup_steps']}" for r in (mine, base))
+        print(
+            f"{t['algorithm']:<14} {mine['images_per_step']:>11,} {t['ms_per_step']:>9,.1f} "
+            f"{t['baseline_ms_per_step']:>16,.1f} {t['ratio']:>6.2f}x{' ' if t['steady'] else '*'} {warm}"
+        )
+    for t in out["turns"]:
+        if not t["steady"]:
+            notes = [r["warmup"] for r in t["pipelines"].values() if r["settled"] is not True]
+            print(f"* NOT steady state in the {t['algorithm']} turn: {'; '.join(notes)}")
 
 
 def progress_line(line: str) -> None:
@@ -164,6 +221,9 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
 
 
 def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
+    from ssl_bench.bench.settle import SettleRule  # no torch: --help stays quick
+
+    rule = SettleRule()
     p = sub.add_parser("bench", help="benchmarks that print numbers (bench augment, bench train, bench grid)")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     b = bench.add_parser(
@@ -182,24 +242,38 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         "train",
         help="steps/s of the trainer's real training step (default: FixMatch, WRN-28-2, 64 + 7x64 images of 32x32)",
         description="Time real training steps of the project's trainer (the code path of ssl-bench run) after "
-        "warm-up: steps/s, images/s, ms per step split into data/augmentation, CTAugment probes and "
-        "model/optimizer, peak memory, page faults. Without RECIPE: FixMatch, WRN-28-2, batch 64, mu = 7, "
+        "warm-up (see --warmup): steps/s, images/s, ms per step split into data/augmentation, CTAugment probes "
+        "and model/optimizer, peak memory, page faults. Without RECIPE: FixMatch, WRN-28-2, batch 64, mu = 7, "
         "RandAugment on random 32x32 RGB images (the synthetic dataset). Unless --pipeline ours, the same "
         "algorithm step is also fed the way today's ports feed it (DataLoader workers applying per-image PIL "
-        "augmentation, fp32, NCHW, no compile), in turns with ours, and the ratio is printed.",
+        "augmentation, fp32, NCHW, no compile), in turns with ours, and the ratio is printed. With several "
+        "--algorithm names, each one's step is timed against the first's instead.",
     )
     b.add_argument("recipe", nargs="?", type=Path, help="time the first run of this recipe instead of the default")
-    b.add_argument("--algorithm", help="replace the recipe's algorithm (with its default config)")
+    b.add_argument(
+        "--algorithm",
+        metavar="NAME[,NAME...]",
+        help="replace the recipe's algorithm (with its default config); several names (with --pipeline ours): time "
+        "each one's step against the first's, the baseline, in turns, e.g. fixmatch,mixmatch,remixmatch",
+    )
     b.add_argument("--model", help="replace the recipe's backbone, e.g. small_cnn, wrn28, timm:resnet18")
     b.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    b.add_argument("--steps", type=int, default=3, help="timed steps per pipeline (default 3)")
-    b.add_argument("--warmup", type=int, default=1, help="untimed steps per pipeline first (default 1)")
+    b.add_argument("--steps", type=int, default=TRAIN_STEPS, help=f"timed steps per pipeline (default {TRAIN_STEPS})")
+    b.add_argument(
+        "--warmup",
+        default="auto",
+        metavar="auto|N",
+        help="untimed steps per pipeline first, in turns. auto (default): until each pipeline's last "
+        f"{rule.window} step times lie within ±{100 * rule.band:g} %% of their median, at least {rule.min_steps} "
+        f"and at most {rule.max_steps} steps; a pipeline still outside the band then is reported as not settled. "
+        "N: exactly N steps, after which the same band is only reported (settled or not), never waited for",
+    )
     b.add_argument(
         "--pipeline",
         choices=["reference", "ours"],
         default="reference",
         help="reference (default): ours and the peer-style DataLoader + PIL pipeline in turns, and their ratio; "
-        "ours: ours only",
+        "ours: ours only (required with several --algorithm names)",
     )
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the reference")
     b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
