@@ -1,4 +1,5 @@
-"""The papers' published numbers (ssl_bench/leaderboard/published.csv) and their loader.
+"""The papers' published numbers (ssl_bench/leaderboard/published.csv), their loader, and how the leaderboard shows
+their protocol.
 
 The golden values below were typed from reference-algorithms.md §9 (and, for USB, from the retrieved
 results/classic_cv.csv), not read back from the packaged CSV, so a wrong or lost row fails here.
@@ -14,11 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from leaderboard_records import write_table
 
 import ssl_bench
+import ssl_bench.leaderboard as lb
 from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard import published
-from ssl_bench.leaderboard.published import COLUMNS, load_published, published_rows
+from ssl_bench.leaderboard.published import COLUMNS, EVALUATIONS, load_published, published_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXMATCH = "FixMatch (Sohn et al., 2020)"
@@ -32,6 +35,14 @@ ARXIV = {
     REMIXMATCH: "1911.09785",
     ADAMATCH: "2106.04732",
     USB: "2208.07204",
+}
+# the evaluation rule behind each paper's numbers (reference-algorithms.md §1.8, reference-algorithms-2.md §1.3)
+EVALUATION = {
+    FIXMATCH: "median of last 20",
+    MIXMATCH: "median of last 20",
+    REMIXMATCH: "median of last 20",
+    ADAMATCH: "not stated",
+    USB: "best during training",
 }
 
 
@@ -89,6 +100,7 @@ def test_golden_values(frame, method, dataset, setting, n_labels, paper, metric,
     assert bool(row.verified) is verified
     assert row.acc == pytest.approx(acc)
     assert row.arxiv == ARXIV[paper]
+    assert row.evaluation == EVALUATION[paper]
 
 
 def test_backbones_follow_the_fixmatch_protocol(frame):
@@ -106,6 +118,15 @@ def test_fixmatch_table2_is_complete(frame):
         got = {(r.dataset, r.n_labels) for r in fm[fm.method == method].itertuples()}
         assert got == columns, method
     assert (fm.table == "Table 2").all() and (fm.metric == "error").all()
+
+
+def test_every_row_has_seeds_and_an_evaluation_rule(frame):
+    assert (frame.seeds.str.len() > 0).all()
+    assert frame.evaluation.isin(EVALUATIONS).all()
+    assert frame.apply(lambda r: EVALUATION[r.paper] == r.evaluation, axis=1).all()
+    google = frame[frame.paper.isin([FIXMATCH, MIXMATCH, REMIXMATCH])]
+    assert set(google.seeds) <= {"5 folds", "1 run (all 5000 labels)"}
+    assert set(frame[frame.paper == USB].seeds) == {"3 seeds"}
 
 
 def test_rows_per_paper(frame):
@@ -172,27 +193,56 @@ def test_loader_imports_nothing_heavy():
     }
 
 
-GOOD = (
-    "mixmatch,cifar10,ssl,250,error,11.08,0.87,wrn28-2,2^20 steps,5 folds,MixMatch (B 2019),1905.02249,Table 5,true,n\n"
-)
+GOOD_FIELDS = {
+    "method": "mixmatch",
+    "dataset": "cifar10",
+    "setting": "ssl",
+    "n_labels": "250",
+    "metric": "error",
+    "value": "11.08",
+    "std": "0.87",
+    "backbone": "wrn28-2",
+    "schedule": "2^20 steps",
+    "seeds": "5 folds",
+    "evaluation": "median of last 20",
+    "paper": "MixMatch (B 2019)",
+    "arxiv": "1905.02249",
+    "table": "Table 5",
+    "verified": "true",
+    "note": "n",
+}
+
+
+def csv_line(**changes: str) -> str:
+    fields = {**GOOD_FIELDS, **changes}
+    return ",".join(fields[c] for c in COLUMNS)
+
+
+def bad_row(**changes: str) -> str:
+    """A row that differs from GOOD in its key (500 labels) and in ``changes``."""
+    return csv_line(**{"n_labels": "500", "value": "9.65", "std": "0.94", **changes})
+
+
+GOOD = csv_line() + "\n"
 
 
 @pytest.mark.parametrize(
     "bad,problem",
     [
-        ("mixmatch,cifar10,ssl,500,top1,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "metric"),
-        ("mixmatch,cifar10,ssl,500,error,120,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "value"),
-        ("mixmatch,cifar10,ssl,500,error,nan,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "value"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,-1,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "std"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,yes,n", "verified"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,,1905.02249,Table 5,true,n", "empty paper"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),,Table 5,true,n", "empty arxiv"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,,true,n", "empty table"),
-        ("mixmatch,cifar10,ssl,0,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "n_labels"),
-        (
-            "mixmatch,cifar10,semi,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n",
-            "setting",
-        ),
+        (bad_row(metric="top1"), "metric"),
+        (bad_row(value="120"), "value"),
+        (bad_row(value="nan"), "value"),
+        (bad_row(std="-1"), "std"),
+        (bad_row(verified="yes"), "verified"),
+        (bad_row(paper=""), "empty paper"),
+        (bad_row(arxiv=""), "empty arxiv"),
+        (bad_row(table=""), "empty table"),
+        (bad_row(seeds=""), "empty seeds"),
+        (bad_row(evaluation=""), "empty evaluation"),
+        (bad_row(evaluation="best"), "evaluation 'best' is not one of 'median of last 20', 'best during training'"),
+        (bad_row(evaluation="median of last 10"), "evaluation"),
+        (bad_row(n_labels="0"), "n_labels"),
+        (bad_row(setting="semi"), "setting"),
         ("mixmatch,cifar10,ssl,500,error,9.65,0.94", "fields"),
         (GOOD.strip(), "duplicate of line 2"),
     ],
@@ -228,3 +278,42 @@ def test_broken_csv_quoting_is_refused(tmp_path):
         load_published(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_published(tmp_path / "missing.csv")
+
+
+def markdown_row(text: str, cell: str) -> str:
+    """The one markdown table line that holds ``cell``."""
+    lines = [line for line in text.splitlines() if line.startswith("|") and cell in line]
+    assert len(lines) == 1, (cell, lines)
+    return lines[0]
+
+
+def html_row(page: str, cell: str) -> str:
+    """The one published row of the page that holds ``cell``."""
+    rows = [r for r in page.split('<tr class="published">')[1:] if cell in r.split("</tr>")[0]]
+    assert len(rows) == 1, (cell, len(rows))
+    return rows[0].split("</tr>")[0]
+
+
+def test_the_evaluation_rule_and_seeds_show_beside_each_published_row(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.90, 0.91]}, n=250, dataset="cifar10")
+    text = lb.write_leaderboard(tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    section = text.split("## cifar10")[1].split("\n## ")[0].split("Published (")[1]  # the published table
+    header = markdown_row(section, "| algorithm ")
+    assert header.index("seeds") < header.index("evaluation") < header.index("250 labels")
+    expected = [
+        ("94.93 ± 0.65 (published)", "5 folds", "median of last 20"),  # FixMatch Table 2, FixMatch (RA)
+        ("52.46 ± 11.50 (published)", "5 folds", "median of last 20"),  # FixMatch Table 2, MixMatch at 40 labels
+        ("95.03 ± 0.05 (published)", "3 seeds", "best during training"),  # USB, FixMatch at 250 labels
+    ]
+    for cell, seeds, rule in expected:
+        cells = [c.strip() for c in markdown_row(section, cell).split("|")]
+        assert cells[cells.index(seeds) + 1] == rule, cell
+        row = html_row(page, cell)
+        assert f">{seeds}</td><td " in row and f">{rule}</td>" in row, cell
+        assert row.index(f">{seeds}</td>") < row.index(f">{rule}</td>") < row.index(cell)
+    # a dataset with no runs of ours and the domain-adaptation numbers carry the rule too
+    svhn = text.split("## Published numbers of datasets with no runs here yet")[1].split("### svhn")[1]
+    assert "| median of last 20 " in markdown_row(svhn.split("\n### ")[0], "97.72 ± 0.11 (published)")
+    da = text.split("## Published domain-adaptation numbers")[1]
+    assert "| evaluation " in markdown_row(da, "| method ") and "not stated" in markdown_row(da, "| 90.40 ")

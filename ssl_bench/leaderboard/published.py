@@ -26,9 +26,16 @@ Datasets use our registry names (``cifar10``, ``cifar100``, ``svhn``, ``stl10``)
 (``error`` or ``accuracy``), ``value`` and ``std`` are as the paper prints them, in percent; the loader adds
 ``acc`` (accuracy in percent, 100 - value for error rows) and ``acc_std``.
 
+The protocol of each row: ``backbone``, ``schedule``, ``seeds`` (how many runs or folds the mean is over, e.g.
+``5 folds``, ``3 seeds``, ``not stated``) and ``evaluation``, the rule that picked each run's number from its
+training, one of :data:`EVALUATIONS`: ``median of last 20`` (the Google papers: the median of the last 20
+evaluations, every 64 kimg), ``best during training`` (TorchSSL and USB: the best test accuracy seen, chosen on the
+test set), ``final checkpoint`` (one evaluation after training, the UDA image code) or ``not stated``. ``seeds`` and
+``evaluation`` must not be empty.
+
 Published numbers are shown beside ours, never averaged with them: each row is one paper's mean under its own
-protocol (its backbone, schedule, seeds and evaluation rule, e.g. the median of the last 20 evaluations in the
-Google papers and the best checkpoint in USB), which is not the protocol of our runs.
+protocol, which is not the protocol of our runs; the leaderboard prints ``seeds`` and ``evaluation`` beside each
+published row.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ COLUMNS = [
     "backbone",
     "schedule",
     "seeds",
+    "evaluation",
     "paper",
     "arxiv",
     "table",
@@ -62,9 +70,10 @@ COLUMNS = [
     "note",
 ]
 METRICS = ("error", "accuracy")
+EVALUATIONS = ("median of last 20", "best during training", "final checkpoint", "not stated")
 SETTINGS = ("ssl", "uda", "ssda-1", "ssda-5")
 KEY = ["method", "dataset", "setting", "n_labels", "paper"]
-REQUIRED = ("method", "dataset", "paper", "arxiv", "table")
+REQUIRED = ("method", "dataset", "seeds", "evaluation", "paper", "arxiv", "table")
 _ARXIV = re.compile(r"\d{4}\.\d{4,5}")
 
 
@@ -155,6 +164,8 @@ def _parse_row(raw: dict[str, str], name: str, line: int) -> dict:
     if row["setting"] != "ssl" and n_labels != 0:
         raise bad(f"n_labels must be 0 for setting {row['setting']}, got {n_labels}")
     row["n_labels"] = n_labels
+    if row["evaluation"] not in EVALUATIONS:
+        raise bad(f"evaluation {row['evaluation']!r} is not one of {', '.join(map(repr, EVALUATIONS))}")
     if row["metric"] not in METRICS:
         raise bad(f"metric {row['metric']!r} is not one of {', '.join(METRICS)}")
     row["value"] = _percent(row["value"], "value", bad)
