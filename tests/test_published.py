@@ -1,7 +1,9 @@
-"""The papers' published numbers (ssl_bench/leaderboard/published.csv) and their loader.
+"""The papers' published numbers (ssl_bench/leaderboard/published.csv), their loader, and how the leaderboard shows
+their protocol.
 
-The golden values below were typed from reference-algorithms.md §9 (and, for USB, from the retrieved
-results/classic_cv.csv), not read back from the packaged CSV, so a wrong or lost row fails here.
+The golden values below were typed from reference-algorithms.md §9 and from the texts that confirmed
+reference-algorithms-2.md §12 (the TorchSSL README, google-research/uda's GPU scripts, USB's results/classic_cv.csv),
+or from §12 itself for the unconfirmed [m] rows, not read back from the packaged CSV, so a wrong or lost row fails here.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from leaderboard_records import write_table
 
 import ssl_bench
+import ssl_bench.leaderboard as lb
 from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard import published
-from ssl_bench.leaderboard.published import COLUMNS, load_published, published_rows
+from ssl_bench.leaderboard.published import COLUMNS, EVALUATIONS, load_published, published_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXMATCH = "FixMatch (Sohn et al., 2020)"
@@ -26,13 +30,34 @@ MIXMATCH = "MixMatch (Berthelot et al., 2019)"
 REMIXMATCH = "ReMixMatch (Berthelot et al., 2019)"
 ADAMATCH = "AdaMatch (Berthelot et al., 2021)"
 USB = "USB (Wang et al., 2022)"
+UDA = "UDA (Xie et al., 2020)"
+FLEXMATCH = "FlexMatch (Zhang et al., 2021)"
+FREEMATCH = "FreeMatch (Wang et al., 2023)"
+SOFTMATCH = "SoftMatch (Chen et al., 2023)"
 ARXIV = {
     FIXMATCH: "2001.07685",
     MIXMATCH: "1905.02249",
     REMIXMATCH: "1911.09785",
     ADAMATCH: "2106.04732",
     USB: "2208.07204",
+    UDA: "1904.12848",
+    FLEXMATCH: "2110.08263",
+    FREEMATCH: "2205.07246",
+    SOFTMATCH: "2301.10921",
 }
+# the evaluation rule behind each paper's numbers (reference-algorithms.md §1.8, reference-algorithms-2.md §1.3, §12)
+EVALUATION = {
+    FIXMATCH: "median of last 20",
+    MIXMATCH: "median of last 20",
+    REMIXMATCH: "median of last 20",
+    ADAMATCH: "not stated",
+    USB: "best during training",
+    UDA: "final checkpoint",
+    FLEXMATCH: "best during training",
+    FREEMATCH: "best during training",
+    SOFTMATCH: "best during training",
+}
+NEW_METHODS = ["pseudo_label", "pi_model", "mean_teacher", "uda", "flexmatch", "freematch", "softmatch", "dash"]
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +99,25 @@ GOLDEN = [
     ("fixmatch", "svhn", "ssl", 40, USB, "error", 2.08, 0.08, False, 97.92),
     ("mixmatch", "cifar10", "ssl", 40, USB, "error", 70.67, 1.25, False, 29.33),
     ("adamatch", "cifar100", "ssl", 10000, USB, "error", 27.53, 0.12, False, 72.47),
+    # reference-algorithms-2.md §12, confirmed in the TorchSSL README (commit cdfcb3c; accuracy ± standard error)
+    ("pi_model", "cifar10", "ssl", 40, FLEXMATCH, "accuracy", 25.66, 1.76, True, 25.66),
+    ("flexmatch", "stl10", "ssl", 40, FLEXMATCH, "accuracy", 70.85, 4.16, True, 70.85),
+    ("uda-flex", "svhn", "ssl", 40, FLEXMATCH, "accuracy", 96.58, 1.51, True, 96.58),
+    ("pseudo_label", "cifar100", "ssl", 10000, FLEXMATCH, "accuracy", 63.45, 0.24, True, 63.45),
+    ("mixmatch", "cifar100", "ssl", 400, FLEXMATCH, "accuracy", 32.41, 0.66, False, 32.41),  # README only
+    # in google-research/uda's image/scripts/run_{cifar10,svhn}_gpu.sh comments
+    ("uda", "cifar10", "ssl", 250, UDA, "accuracy", 94.57, 0.96, True, 94.57),
+    ("uda", "svhn", "ssl", 1000, UDA, "accuracy", 97.77, 0.07, True, 97.77),
+    # in USB's results/classic_cv.csv (commit 44995033)
+    ("mean_teacher", "cifar10", "ssl", 40, USB, "error", 76.93, 2.29, True, 23.07),
+    ("dash", "svhn", "ssl", 250, USB, "error", 1.97, 0.01, True, 98.03),
+    ("softmatch", "cifar100", "ssl", 10000, USB, "error", 27.26, 0.03, True, 72.74),
+    # [m] in reference-algorithms-2.md §12.1, §12.4, §12.5 (a mean confirmed at most, never its std)
+    ("mean_teacher", "cifar10", "ssl", 250, FIXMATCH, "error", 32.32, 2.30, False, 67.68),
+    ("pseudo_label", "stl10", "ssl", 1000, FIXMATCH, "error", 27.99, 0.83, False, 72.01),
+    ("freematch", "cifar10", "ssl", 10, FREEMATCH, "error", 8.07, 4.24, False, 91.93),
+    ("freematch", "cifar100", "ssl", 400, FREEMATCH, "error", 37.98, 0.42, False, 62.02),
+    ("softmatch", "stl10", "ssl", 40, SOFTMATCH, "error", 21.42, 3.48, False, 78.58),
 ]
 
 
@@ -89,6 +133,7 @@ def test_golden_values(frame, method, dataset, setting, n_labels, paper, metric,
     assert bool(row.verified) is verified
     assert row.acc == pytest.approx(acc)
     assert row.arxiv == ARXIV[paper]
+    assert row.evaluation == EVALUATION[paper]
 
 
 def test_backbones_follow_the_fixmatch_protocol(frame):
@@ -105,12 +150,72 @@ def test_fixmatch_table2_is_complete(frame):
     for method in ["mixmatch", "uda", "remixmatch", "fixmatch", "fixmatch-cta"]:
         got = {(r.dataset, r.n_labels) for r in fm[fm.method == method].itertuples()}
         assert got == columns, method
+    baselines = {("cifar10", 250), ("cifar10", 4000), ("cifar100", 2500), ("cifar100", 10000), ("svhn", 250)}
+    baselines |= {("svhn", 1000), ("stl10", 1000)}  # no 40- or 400-label entries for these three
+    for method in ["pi_model", "pseudo_label", "mean_teacher"]:
+        got = {(r.dataset, r.n_labels) for r in fm[fm.method == method].itertuples()}
+        assert got == baselines, method
     assert (fm.table == "Table 2").all() and (fm.metric == "error").all()
+
+
+def test_torchssl_table_and_usb_rows_are_complete(frame):
+    flex = frame[frame.paper == FLEXMATCH]
+    columns = {(d, n) for d in ["cifar10", "svhn", "stl10"] for n in (40, 250)} | {("cifar10", 4000)}
+    columns |= {("svhn", 1000), ("stl10", 1000), ("cifar100", 400), ("cifar100", 2500), ("cifar100", 10000)}
+    methods = ["pi_model", "pseudo_label", "pseudo_label-flex", "mean_teacher", "mixmatch", "remixmatch"]
+    methods += ["uda", "uda-flex", "fixmatch", "flexmatch"]
+    assert set(flex.method) == set(methods)
+    for method in methods:
+        assert {(r.dataset, r.n_labels) for r in flex[flex.method == method].itertuples()} == columns, method
+    assert (flex.metric == "accuracy").all() and (flex.seeds == "3 seeds").all()
+    usb = frame[frame.paper == USB]
+    columns = {(d, n) for d, budgets in [("cifar10", (40, 250, 4000)), ("svhn", (40, 250, 1000))] for n in budgets}
+    columns |= {("cifar100", n) for n in (400, 2500, 10000)}
+    for method in ["pseudo_label", "pi_model", "mean_teacher", "uda", "flexmatch", "dash", "freematch", "softmatch"]:
+        assert {(r.dataset, r.n_labels) for r in usb[usb.method == method].itertuples()} == columns, method
+    assert set(usb.backbone) == {"wrn28-2"}  # CIFAR-100 too: USB's classic-CV configs
+
+
+def test_every_new_method_has_rows(frame):
+    baseline = {FIXMATCH, FLEXMATCH, USB}  # FixMatch Table 2, the TorchSSL README, USB's re-run
+    papers = {"pseudo_label": baseline, "pi_model": baseline, "mean_teacher": baseline}
+    papers |= {"uda": baseline | {UDA}, "flexmatch": {FLEXMATCH, USB}, "freematch": {FREEMATCH, USB}}
+    papers |= {"softmatch": {SOFTMATCH, USB}, "dash": {USB}}  # Dash's own tables were not retrieved
+    assert set(papers) == set(NEW_METHODS)
+    for method, expected in papers.items():
+        rows = frame[frame.method == method]
+        assert set(rows.paper) == expected, method
+        assert len(rows) >= 9, method
+
+
+def test_usb_mean_teacher_is_marked_effectively_supervised(frame):
+    mt = frame[(frame.paper == USB) & (frame.method == "mean_teacher")]
+    assert len(mt) == 9
+    assert mt.note.str.contains("no gradient").all() and mt.note.str.contains("effectively supervised").all()
+
+
+def test_every_row_has_seeds_and_an_evaluation_rule(frame):
+    assert (frame.seeds.str.len() > 0).all()
+    assert frame.evaluation.isin(EVALUATIONS).all()
+    assert frame.apply(lambda r: EVALUATION[r.paper] == r.evaluation, axis=1).all()
+    google = frame[frame.paper.isin([FIXMATCH, MIXMATCH, REMIXMATCH])]
+    assert set(google.seeds) <= {"5 folds", "1 run (all 5000 labels)"}
+    assert set(frame[frame.paper.isin([USB, FLEXMATCH, FREEMATCH, SOFTMATCH])].seeds) == {"3 seeds"}
 
 
 def test_rows_per_paper(frame):
     counts = frame.paper.value_counts().to_dict()
-    assert counts == {USB: 45, FIXMATCH: 50, ADAMATCH: 23, MIXMATCH: 12, REMIXMATCH: 7}
+    assert counts == {
+        USB: 45 + 7 * 9,  # + pseudolabel, meanteacher, pimodel, flexmatch, dash, freematch, softmatch
+        FIXMATCH: 50 + 3 * 7,  # + the Pi-Model, Pseudo-Labeling and Mean Teacher rows
+        ADAMATCH: 23,
+        MIXMATCH: 12,
+        REMIXMATCH: 7,
+        UDA: 10,
+        FLEXMATCH: 10 * 12,
+        FREEMATCH: 13,
+        SOFTMATCH: 10,
+    }
 
 
 def test_every_row_is_cited_and_unique(frame):
@@ -128,13 +233,14 @@ def test_acc_is_accuracy_in_percent(frame):
     err = frame[frame.metric == "error"]
     assert ((err.acc - (100 - err.value)).abs() < 1e-9).all()
     accu = frame[frame.metric == "accuracy"]
-    assert (accu.acc == accu.value).all() and len(accu) == 23
+    assert (accu.acc == accu.value).all() and len(accu) == 23 + 10 + 120  # AdaMatch, UDA's scripts, TorchSSL README
 
 
 def test_published_rows_filters_one_dataset_and_setting(frame):
     c10 = published_rows(frame, "cifar10")
     assert set(c10.dataset) == {"cifar10"} and set(c10.setting) == {"ssl"}
-    assert len(c10) == 5 * 3 + 5 + 3 + 5 * 3  # FixMatch Table 2, MixMatch, ReMixMatch, USB
+    # FixMatch Table 2, MixMatch, ReMixMatch, USB, FlexMatch (TorchSSL), UDA's scripts, FreeMatch, SoftMatch
+    assert len(c10) == (5 * 3 + 3 * 2) + 5 + 3 + 12 * 3 + 10 * 3 + 5 + 4 + 3
     assert published_rows(frame, "cifar10", "uda").empty
     uda = published_rows(frame, "domainnet", "uda")
     assert list(uda.value) == [28.7]
@@ -172,27 +278,56 @@ def test_loader_imports_nothing_heavy():
     }
 
 
-GOOD = (
-    "mixmatch,cifar10,ssl,250,error,11.08,0.87,wrn28-2,2^20 steps,5 folds,MixMatch (B 2019),1905.02249,Table 5,true,n\n"
-)
+GOOD_FIELDS = {
+    "method": "mixmatch",
+    "dataset": "cifar10",
+    "setting": "ssl",
+    "n_labels": "250",
+    "metric": "error",
+    "value": "11.08",
+    "std": "0.87",
+    "backbone": "wrn28-2",
+    "schedule": "2^20 steps",
+    "seeds": "5 folds",
+    "evaluation": "median of last 20",
+    "paper": "MixMatch (B 2019)",
+    "arxiv": "1905.02249",
+    "table": "Table 5",
+    "verified": "true",
+    "note": "n",
+}
+
+
+def csv_line(**changes: str) -> str:
+    fields = {**GOOD_FIELDS, **changes}
+    return ",".join(fields[c] for c in COLUMNS)
+
+
+def bad_row(**changes: str) -> str:
+    """A row that differs from GOOD in its key (500 labels) and in ``changes``."""
+    return csv_line(**{"n_labels": "500", "value": "9.65", "std": "0.94", **changes})
+
+
+GOOD = csv_line() + "\n"
 
 
 @pytest.mark.parametrize(
     "bad,problem",
     [
-        ("mixmatch,cifar10,ssl,500,top1,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "metric"),
-        ("mixmatch,cifar10,ssl,500,error,120,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "value"),
-        ("mixmatch,cifar10,ssl,500,error,nan,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "value"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,-1,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "std"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,yes,n", "verified"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,,1905.02249,Table 5,true,n", "empty paper"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),,Table 5,true,n", "empty arxiv"),
-        ("mixmatch,cifar10,ssl,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,,true,n", "empty table"),
-        ("mixmatch,cifar10,ssl,0,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n", "n_labels"),
-        (
-            "mixmatch,cifar10,semi,500,error,9.65,0.94,wrn28-2,s,5,MixMatch (B 2019),1905.02249,Table 5,true,n",
-            "setting",
-        ),
+        (bad_row(metric="top1"), "metric"),
+        (bad_row(value="120"), "value"),
+        (bad_row(value="nan"), "value"),
+        (bad_row(std="-1"), "std"),
+        (bad_row(verified="yes"), "verified"),
+        (bad_row(paper=""), "empty paper"),
+        (bad_row(arxiv=""), "empty arxiv"),
+        (bad_row(table=""), "empty table"),
+        (bad_row(seeds=""), "empty seeds"),
+        (bad_row(evaluation=""), "empty evaluation"),
+        (bad_row(evaluation="best"), "evaluation 'best' is not one of 'median of last 20', 'best during training'"),
+        (bad_row(evaluation="median of last 10"), "evaluation"),
+        (bad_row(n_labels="0"), "n_labels"),
+        (bad_row(setting="semi"), "setting"),
         ("mixmatch,cifar10,ssl,500,error,9.65,0.94", "fields"),
         (GOOD.strip(), "duplicate of line 2"),
     ],
@@ -228,3 +363,46 @@ def test_broken_csv_quoting_is_refused(tmp_path):
         load_published(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_published(tmp_path / "missing.csv")
+
+
+def markdown_row(text: str, cell: str) -> str:
+    """The one markdown table line that holds ``cell``."""
+    lines = [line for line in text.splitlines() if line.startswith("|") and cell in line]
+    assert len(lines) == 1, (cell, lines)
+    return lines[0]
+
+
+def html_row(page: str, cell: str) -> str:
+    """The one published row of the page that holds ``cell``."""
+    rows = [r for r in page.split('<tr class="published">')[1:] if cell in r.split("</tr>")[0]]
+    assert len(rows) == 1, (cell, len(rows))
+    return rows[0].split("</tr>")[0]
+
+
+def test_the_evaluation_rule_and_seeds_show_beside_each_published_row(tmp_path):
+    write_table(tmp_path, {"fixmatch": [0.90, 0.91]}, n=250, dataset="cifar10")
+    text = lb.write_leaderboard(tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    section = text.split("## cifar10")[1].split("\n## ")[0].split("Published (")[1]  # the published table
+    header = markdown_row(section, "| algorithm ")
+    assert header.index("seeds") < header.index("evaluation") < header.index("250 labels")
+    expected = [
+        ("94.93 ± 0.65 (published)", "5 folds", "median of last 20"),  # FixMatch Table 2, FixMatch (RA)
+        ("52.46 ± 11.50 (published)", "5 folds", "median of last 20"),  # FixMatch Table 2, MixMatch at 40 labels
+        ("95.03 ± 0.05 (published)", "3 seeds", "best during training"),  # USB, FixMatch at 250 labels
+        ("67.68 ± 2.30 (published, unverified)", "5 folds", "median of last 20"),  # FixMatch Table 2, Mean Teacher
+        ("25.66 ± 1.76 (published)", "3 seeds", "best during training"),  # TorchSSL README, Pi-Model at 40 labels
+        ("23.07 ± 2.29 (published)", "3 seeds", "best during training"),  # USB, Mean Teacher at 40 labels
+        ("94.57 ± 0.96 (published)", "not stated", "final checkpoint"),  # UDA's own script, 250 labels
+    ]
+    for cell, seeds, rule in expected:
+        cells = [c.strip() for c in markdown_row(section, cell).split("|")]
+        assert cells[cells.index(seeds) + 1] == rule, cell
+        row = html_row(page, cell)
+        assert f">{seeds}</td><td " in row and f">{rule}</td>" in row, cell
+        assert row.index(f">{seeds}</td>") < row.index(f">{rule}</td>") < row.index(cell)
+    # a dataset with no runs of ours and the domain-adaptation numbers carry the rule too
+    svhn = text.split("## Published numbers of datasets with no runs here yet")[1].split("### svhn")[1]
+    assert "| final checkpoint " in markdown_row(svhn.split("\n### ")[0], "97.77 ± 0.07 (published)")
+    da = text.split("## Published domain-adaptation numbers")[1]
+    assert "| evaluation " in markdown_row(da, "| method ") and "not stated" in markdown_row(da, "| 90.40 ")

@@ -18,8 +18,10 @@ PROTOCOL = (
 
 PUBLISHED = (
     "Rows marked *published* are the papers' own numbers (error rates shown as accuracy = 100 − error), with their "
-    "source and protocol; they are never averaged with ours. *unverified*: not yet checked against a second "
-    "source (reference-algorithms.md §9)."
+    "source and protocol: backbone, schedule, `seeds` (the runs or folds behind the mean) and `evaluation` (how each "
+    "run's number was taken: the median of the last 20 evaluations in the Google papers, the best test accuracy seen "
+    "during training in TorchSSL and USB, which reads higher). They are never averaged with ours. *unverified*: not "
+    "yet checked against a second source (reference-algorithms.md §9, reference-algorithms-2.md §12)."
 )
 
 COMPARE = (

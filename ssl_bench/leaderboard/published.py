@@ -1,34 +1,58 @@
 """The papers' published numbers, as data: ``published.csv`` beside this module, read by :func:`load_published`.
 
-Sources: ``reference-algorithms.md`` §9 ("Headline results"). A value tagged [v] there (confirmed from an
-independent text) has ``verified = true``; one tagged [m] (from memory, not re-verified) has ``verified = false``.
-The rows cover the FixMatch paper's Table 2 (its five re-run methods on every dataset and budget), MixMatch's own
-CIFAR-10 / SVHN / STL-10 numbers, ReMixMatch's own CIFAR-10 / SVHN / STL-10 numbers, AdaMatch's DigitFive UDA
-accuracies and DomainNet averages, and USB's classic-CV table (``paper = "USB (Wang et al., 2022)"``, a third-party
-re-run; ``verified = true`` only where two retrieved texts agree, and ``note`` says where each number was read).
+Sources: ``reference-algorithms.md`` §9 ("Headline results") and ``reference-algorithms-2.md`` §12 ("Published
+numbers"). The rows cover the FixMatch paper's Table 2 (its five re-run methods on every dataset and budget, and its
+Π-Model, Pseudo-Labeling and Mean Teacher baselines, which have no 40- or 400-label entries), MixMatch's own CIFAR-10 /
+SVHN / STL-10 numbers, ReMixMatch's own CIFAR-10 / SVHN / STL-10 numbers, the UDA authors' own CIFAR-10 / SVHN runs
+(the accuracies in the comments of google-research/uda's GPU scripts), the FlexMatch paper's table as the TorchSSL
+README prints it (accuracy ± standard error), FreeMatch's and SoftMatch's Table 1, AdaMatch's DigitFive UDA accuracies
+and DomainNet averages, and USB's classic-CV table (``paper = "USB (Wang et al., 2022)"``, a third-party re-run).
+
+``verified``: for the §9 rows, true where §9 tags the value [v] (confirmed from an independent text) and false where
+it tags it [m] (from memory); a USB row of §9 is true only where two retrieved texts agree. For the §12 rows, true only
+where the value *and* its std as §12 gives them were found unchanged in a text retrieved with the search tools (the
+README, results file or script they come from, or another copy); a row whose mean alone was confirmed (e.g. by a
+paperswithcode listing) stays false. ``note`` says where each number was read and what was not confirmed.
 
 Method names are ours where we have the algorithm:
 
-=================  ============================================================
-``method``         the paper's name
-=================  ============================================================
-``mixmatch``       MixMatch
-``remixmatch``     ReMixMatch
-``fixmatch``       FixMatch (RA): RandAugment as the strong augmentation
-``fixmatch-cta``   FixMatch (CTA): CTAugment as the strong augmentation
-``uda``            UDA (no algorithm of ours; the name is the paper's)
-``adamatch``       AdaMatch
-=================  ============================================================
+=====================  ============================================================
+``method``             the paper's name
+=====================  ============================================================
+``pseudo_label``       Pseudo-Label / Pseudo-Labeling (USB: ``pseudolabel``)
+``pi_model``           Π-Model (USB: ``pimodel``)
+``mean_teacher``       Mean Teacher (USB: ``meanteacher``)
+``mixmatch``           MixMatch
+``remixmatch``         ReMixMatch
+``uda``                UDA
+``fixmatch``           FixMatch (RA): RandAugment as the strong augmentation
+``fixmatch-cta``       FixMatch (CTA): CTAugment as the strong augmentation
+``flexmatch``          FlexMatch
+``pseudo_label-flex``  Pseudo-Label with FlexMatch's Curriculum Pseudo Labeling (TorchSSL ``PseudoLabel_Flex``)
+``uda-flex``           UDA with FlexMatch's Curriculum Pseudo Labeling (TorchSSL ``UDA_Flex``)
+``freematch``          FreeMatch
+``softmatch``          SoftMatch
+``dash``               Dash
+``adamatch``           AdaMatch
+=====================  ============================================================
 
 Datasets use our registry names (``cifar10``, ``cifar100``, ``svhn``, ``stl10``); AdaMatch's DigitFive pairs are
 ``digitfive:<source>-><target>`` and DomainNet's average over targets is ``domainnet``. ``setting`` is ``ssl``,
 ``uda``, ``ssda-1`` or ``ssda-5``; ``n_labels`` is the total label budget for ``ssl`` and 0 otherwise. ``metric``
-(``error`` or ``accuracy``), ``value`` and ``std`` are as the paper prints them, in percent; the loader adds
+(``error`` or ``accuracy``), ``value`` and ``std`` are as the source prints them, in percent; the loader adds
 ``acc`` (accuracy in percent, 100 - value for error rows) and ``acc_std``.
 
+The protocol of each row: ``backbone``, ``schedule``, ``seeds`` (how many runs or folds the mean is over, e.g.
+``5 folds``, ``3 seeds``, ``not stated``) and ``evaluation``, the rule that picked each run's number from its
+training, one of :data:`EVALUATIONS`: ``median of last 20`` (the Google papers: the median of the last 20
+evaluations, every 64 kimg), ``best during training`` (TorchSSL and USB: the best test accuracy seen, chosen on the
+test set), ``final checkpoint`` (one evaluation after training, the UDA image code) or ``not stated``. ``seeds`` and
+``evaluation`` must not be empty.
+
 Published numbers are shown beside ours, never averaged with them: each row is one paper's mean under its own
-protocol (its backbone, schedule, seeds and evaluation rule, e.g. the median of the last 20 evaluations in the
-Google papers and the best checkpoint in USB), which is not the protocol of our runs.
+protocol, which is not the protocol of our runs; the leaderboard prints ``seeds`` and ``evaluation`` beside each
+published row. Caveats that change the numbers are in ``note``: TorchSSL and USB train SVHN on train + extra, USB's
+classic-CV CIFAR-100 uses WRN-28-2 (the papers WRN-28-8), and USB's Mean Teacher has no consistency gradient.
 """
 
 from __future__ import annotations
@@ -55,6 +79,7 @@ COLUMNS = [
     "backbone",
     "schedule",
     "seeds",
+    "evaluation",
     "paper",
     "arxiv",
     "table",
@@ -62,9 +87,10 @@ COLUMNS = [
     "note",
 ]
 METRICS = ("error", "accuracy")
+EVALUATIONS = ("median of last 20", "best during training", "final checkpoint", "not stated")
 SETTINGS = ("ssl", "uda", "ssda-1", "ssda-5")
 KEY = ["method", "dataset", "setting", "n_labels", "paper"]
-REQUIRED = ("method", "dataset", "paper", "arxiv", "table")
+REQUIRED = ("method", "dataset", "seeds", "evaluation", "paper", "arxiv", "table")
 _ARXIV = re.compile(r"\d{4}\.\d{4,5}")
 
 
@@ -155,6 +181,8 @@ def _parse_row(raw: dict[str, str], name: str, line: int) -> dict:
     if row["setting"] != "ssl" and n_labels != 0:
         raise bad(f"n_labels must be 0 for setting {row['setting']}, got {n_labels}")
     row["n_labels"] = n_labels
+    if row["evaluation"] not in EVALUATIONS:
+        raise bad(f"evaluation {row['evaluation']!r} is not one of {', '.join(map(repr, EVALUATIONS))}")
     if row["metric"] not in METRICS:
         raise bad(f"metric {row['metric']!r} is not one of {', '.join(METRICS)}")
     row["value"] = _percent(row["value"], "value", bad)
