@@ -92,8 +92,9 @@ def _step(algo: Algorithm, batch: Batch, progress: float = 0.5) -> tuple[torch.T
 
 
 def check_config(name: str) -> None:
-    """Defaults construct, round-trip through a plain dict, are frozen, lie within their own ``limits``, and the
-    config cites its source."""
+    """Defaults construct, round-trip, are frozen, lie within their limits, and the config cites its source.
+
+    Round-trip: through a plain dict; limits: the config's own ``limits`` table."""
     cls = get_algorithm(name)
     cfg = cls.Config()
     assert cfg.name == name, f"{cls.__name__}.Config().name is {cfg.name!r}, expected {name!r}"
@@ -173,8 +174,9 @@ def check_determinism(name: str) -> None:
 
 
 def check_state_roundtrip(name: str) -> None:
-    """state_dict -> load_state_dict into a fresh instance (and its EMA, the teacher, as a checkpoint holds it)
-    reproduces the next step exactly (buffers included)."""
+    """The state (buffers included) and the EMA loaded into a fresh instance reproduce the next step exactly.
+
+    state_dict -> load_state_dict, the EMA (the teacher) too, as a checkpoint holds both."""
     parts = tiny_run(name, seed=0)
     algo = parts.algorithm
     opt = torch.optim.SGD(algo.parameters(), lr=0.1)
@@ -238,9 +240,11 @@ def _watch_indices(trainer: Trainer) -> list[tuple[list[int], list[int]]]:
 
 
 def check_resume_through_trainer(name: str, steps: int = 6) -> None:
-    """Through the real trainer, a run checkpointed half-way and resumed in a fresh trainer sees the same image
-    positions (in range: labeled from the labeled set, unlabeled from the pool) and ends in the same state, buffers
-    and EMA included, as an uninterrupted run (slow)."""
+    """Through the real trainer, a run resumed half-way sees the same images and ends in the same state (slow).
+
+    A checkpoint half-way, a fresh trainer that resumes from it: the image positions it sees (in range: labeled from
+    the labeled set, unlabeled from the pool) and its final state, buffers and EMA included, are those of an
+    uninterrupted run."""
     straight = tiny_trainer(name, steps)
     seen = _watch_indices(straight)
     straight.run()

@@ -24,8 +24,8 @@ from ssl_bench.plugins import provenance
 from ssl_bench.registry import ALGORITHMS
 from tests.conftest import ROOT
 
-EXAMPLE = ROOT / "examples" / "pseudo_label.py"
-RECIPE = ROOT / "examples" / "pseudo_label.toml"
+EXAMPLE = ROOT / "examples" / "temporal_ensembling.py"
+RECIPE = ROOT / "examples" / "temporal_ensembling.toml"
 TINY = [
     "grid.seeds=[1]",
     "grid.n_labels=[20]",
@@ -110,40 +110,42 @@ def test_recipe_plugin_runs_is_recorded_and_an_edit_is_a_new_run(tmp_path):
     proc = cli(*run_args(RECIPE, results), pythonpath=ROOT / "examples")
     assert proc.returncode == 0, proc.stderr
     (rec,) = records(results)
-    expected = [{"module": "pseudo_label", "sha256": sha256(EXAMPLE)}]
-    assert rec["algorithm"] == "pseudo_label" and rec["plugins"] == expected
-    assert rec["config"]["plugins"] == expected and rec["config"]["algorithm"]["threshold"] == 0.95
+    expected = [{"module": "temporal_ensembling", "sha256": sha256(EXAMPLE)}]
+    assert rec["algorithm"] == "temporal_ensembling" and rec["plugins"] == expected
+    assert rec["config"]["plugins"] == expected and rec["config"]["algorithm"]["alpha"] == 0.6
     again = cli(*run_args(RECIPE, results), pythonpath=ROOT / "examples")
     assert again.returncode == 0 and "already recorded" in again.stderr
     # the same recipe with an edited copy of the plugin (one changed constant): a new identity, trained again
     edited = tmp_path / "edited"
     edited.mkdir()
-    (edited / "pseudo_label.py").write_text(
-        EXAMPLE.read_text().replace("threshold: float = 0.95", "threshold: float = 0.9")
+    (edited / "temporal_ensembling.py").write_text(
+        EXAMPLE.read_text().replace("alpha: float = 0.6", "alpha: float = 0.5")
     )
-    shutil.copy(RECIPE, edited / "pseudo_label.toml")
-    third = cli(*run_args(edited / "pseudo_label.toml", results), pythonpath=edited)
+    shutil.copy(RECIPE, edited / "temporal_ensembling.toml")
+    third = cli(*run_args(edited / "temporal_ensembling.toml", results), pythonpath=edited)
     assert third.returncode == 0 and "already recorded" not in third.stderr, third.stderr
     recs = records(results)
     assert len(recs) == 2 and len({r["config_hash"] for r in recs}) == 2
-    assert {r["plugins"][0]["sha256"] for r in recs} == {sha256(EXAMPLE), sha256(edited / "pseudo_label.py")}
+    assert {r["plugins"][0]["sha256"] for r in recs} == {sha256(EXAMPLE), sha256(edited / "temporal_ensembling.py")}
 
 
 @pytest.mark.slow
 def test_plugin_flag_list_and_check(tmp_path):
     without = cli("list", "algorithms")
-    assert without.returncode == 0 and "pseudo_label" not in without.stdout
-    listed = cli("list", "algorithms", "--plugin", "pseudo_label", pythonpath=ROOT / "examples")
-    assert listed.returncode == 0 and "pseudo_label" in listed.stdout.split(": ", 1)[1].split(", ")
-    check = cli("check", "pseudo_label", "--plugin", "pseudo_label", pythonpath=ROOT / "examples")
+    assert without.returncode == 0 and "temporal_ensembling" not in without.stdout
+    listed = cli("list", "algorithms", "--plugin", "temporal_ensembling", pythonpath=ROOT / "examples")
+    assert listed.returncode == 0 and "temporal_ensembling" in listed.stdout.split(": ", 1)[1].split(", ")
+    check = cli(
+        "check", "temporal_ensembling", "--plugin", "temporal_ensembling", "--slow", pythonpath=ROOT / "examples"
+    )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "5 passed, 0 failed" in check.stdout
+    assert "ok   check_resume_through_trainer" in check.stdout and "8 passed, 0 failed" in check.stdout
     # a recipe without a plugins key, loaded through --plugin
     plain = tmp_path / "plain.toml"
-    plain.write_text(RECIPE.read_text().replace('plugins = ["pseudo_label"]', ""))
-    proc = cli(*run_args(plain, tmp_path / "r"), "--plugin", "pseudo_label", pythonpath=ROOT / "examples")
+    plain.write_text(RECIPE.read_text().replace('plugins = ["temporal_ensembling"]', ""))
+    proc = cli(*run_args(plain, tmp_path / "r"), "--plugin", "temporal_ensembling", pythonpath=ROOT / "examples")
     assert proc.returncode == 0, proc.stderr
-    assert records(tmp_path / "r")[0]["plugins"] == [{"module": "pseudo_label", "sha256": sha256(EXAMPLE)}]
+    assert records(tmp_path / "r")[0]["plugins"] == [{"module": "temporal_ensembling", "sha256": sha256(EXAMPLE)}]
 
 
 BROKEN_ALGORITHM = '''
@@ -188,11 +190,11 @@ def test_entry_point_plugins_load_without_flags(tmp_path):
     dist = tmp_path / "pl_entry-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pl-entry\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[ssl_bench.plugins]\npseudo_label = pl_entry\n")
+    (dist / "entry_points.txt").write_text("[ssl_bench.plugins]\ntemporal_ensembling = pl_entry\n")
     listed = cli("list", "algorithms", pythonpath=tmp_path)
-    assert listed.returncode == 0 and "pseudo_label" in listed.stdout, listed.stderr
+    assert listed.returncode == 0 and "temporal_ensembling" in listed.stdout, listed.stderr
     plain = tmp_path / "plain.toml"
-    plain.write_text(RECIPE.read_text().replace('plugins = ["pseudo_label"]', ""))
+    plain.write_text(RECIPE.read_text().replace('plugins = ["temporal_ensembling"]', ""))
     proc = cli(*run_args(plain, tmp_path / "r"), pythonpath=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert records(tmp_path / "r")[0]["plugins"] == [{"module": "pl_entry", "sha256": sha256(EXAMPLE)}]
@@ -252,3 +254,65 @@ def test_a_plugin_that_takes_a_built_in_name_is_refused_in_one_line_whatever_imp
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
         assert "plugin module 'dupe_first' failed to import" in proc.stderr
         assert "duplicate algorithm name 'supervised'" in proc.stderr
+
+
+@pytest.fixture
+def example_plugin(monkeypatch):
+    """The example plug-in importable (examples/ on sys.path), registering into a copy of the algorithm registry:
+    the real one, and sys.modules, stay as they were."""
+    from ssl_bench.registry import Registry
+
+    reg: Registry = Registry("algorithm")
+    for name in ALGORITHMS.names():
+        reg.add(name, ALGORITHMS.get(name))
+    monkeypatch.setattr("ssl_bench.registry.ALGORITHMS", reg)
+    monkeypatch.setattr("ssl_bench.algorithms.ALGORITHMS", reg)
+    monkeypatch.setattr("ssl_bench.plan.ALGORITHMS", reg)
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    yield
+    sys.modules.pop("temporal_ensembling", None)
+
+
+def test_the_example_plugin_keeps_state_by_image_position_and_reads_the_teacher(tmp_path, example_plugin):
+    """The out-of-tree example reads batch.idx_u (its per-image buffers grow only at pool positions, once per
+    draw) and, with ensemble_of = "teacher", fills its memory from the teacher's predictions."""
+    import torch
+
+    from ssl_bench.data import load_data
+    from ssl_bench.data.splits import get_run_split
+    from ssl_bench.plan import plan
+    from ssl_bench.plugins import import_plugins
+    from ssl_bench.train import Trainer
+
+    import_plugins(["temporal_ensembling"])
+    sets = [
+        "grid.seeds=[1]",
+        "grid.n_labels=[20]",
+        "train.steps=3",
+        "train.precision=fp32",
+        'algorithm.ensemble_of="teacher"',
+    ]
+    (p,) = plan(load_recipe(RECIPE, sets), tmp_path)
+    ds = load_data(p.run.data)
+    split = get_run_split(ds, p.run.data, p.run.seed, tmp_path / "splits")
+    trainer = Trainer(p.run, ds, split, p.config_hash)
+    algo = trainer.algorithm
+    seen = []
+    step = algo.step
+
+    def watched(batch, progress):
+        if not seen:
+            with torch.no_grad(), trainer.speed.autocast(trainer.device):
+                seen.append((batch.idx_u.clone(), algo.teacher(batch.u[0]).float().softmax(dim=1)))
+        return step(batch, progress)
+
+    algo.step = watched
+    for _ in range(3):
+        trainer.train_step()
+    idx, teacher_probs = seen[0]
+    pool = set(split.pool(len(ds.train_labels), split.labeled, True).tolist())
+    drawn = algo.updates.nonzero().flatten().tolist()
+    assert set(drawn) <= pool and int(algo.updates.sum()) == 3 * 32  # three steps of B = 32 unlabeled images
+    first = [i for i in idx.tolist() if int(algo.updates[i]) == 1]  # drawn in the first step only
+    assert first
+    torch.testing.assert_close(algo.ensemble[first], 0.4 * teacher_probs[[idx.tolist().index(i) for i in first]])

@@ -24,6 +24,16 @@ def algorithm_config(values: dict[str, Any]) -> AlgorithmConfig:
 
 
 # populate the registry
-from ssl_bench.algorithms import adamatch, fixmatch, mixmatch, remixmatch, supervised  # noqa: E402,F401
+from ssl_bench.algorithms import (  # noqa: E402,F401
+    adamatch,
+    fixmatch,
+    mean_teacher,
+    mixmatch,
+    pi_model,
+    pseudo_label,
+    remixmatch,
+    supervised,
+    uda,
+)
 
 __all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "DataInfo", "Ranks", "algorithm_config", "get_algorithm"]

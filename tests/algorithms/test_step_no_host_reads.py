@@ -8,12 +8,13 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from ssl_bench.algorithms import ALGORITHMS
 from ssl_bench.augment.views import Batch
 from ssl_bench.data import load_data
+from ssl_bench.data.splits import get_run_split
 from ssl_bench.plan import expand, load_recipe
 from ssl_bench.train.build import build_run
-
-ALGORITHMS = ["supervised", "mixmatch", "remixmatch", "fixmatch", "adamatch"]
+from ssl_bench.train.feed import data_info
 
 
 @pytest.fixture
@@ -27,14 +28,17 @@ def fake_cuda(monkeypatch):
     torch.__future__.set_overwrite_module_params_on_conversion(before)
 
 
-@pytest.mark.parametrize("name", ALGORITHMS)
+@pytest.mark.parametrize("name", ALGORITHMS.names())
 def test_step_makes_no_host_reads_on_cuda(name, fake_cuda):
     run = expand(load_recipe(f"recipes/digits/{name}.toml", ["grid.seeds=[1]", "grid.n_labels=[20]"]))[0]
     ds = load_data(run.data)
-    parts = build_run(run, ds, torch.device("cpu"))
+    split = get_run_split(ds, run.data, run.seed, None)
+    data = data_info(run, ds.train_labels, ds.num_classes, split, split.labeled)
+    parts = build_run(run, ds, torch.device("cpu"), data=data)
     algorithm, spec, b = parts.algorithm, parts.spec, 8
     with FakeTensorMode(allow_non_fake_inputs=True):
         algorithm.to("cuda")
+        parts.ema.model.to("cuda")  # the teacher
 
         def views(n: int, roles: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
             return tuple(torch.empty(n, ds.channels, ds.image_size, ds.image_size, device="cuda") for _ in roles)
@@ -43,8 +47,11 @@ def test_step_makes_no_host_reads_on_cuda(name, fake_cuda):
             x=views(b, spec.labeled),
             y=torch.zeros(b, dtype=torch.int64, device="cuda"),
             u=views(b * spec.uratio, spec.unlabeled),
+            idx_x=torch.arange(b, device="cuda"),
+            idx_u=torch.arange(b, b + b * spec.uratio, device="cuda") if spec.uratio else None,
         )
-        loss, metrics = algorithm.step(batch, 0.5)
+        for progress in (0.005, 0.5):  # warm-ups and ramps (Dash's warm-up keeps losses) and after them
+            loss, metrics = algorithm.step(batch, progress)
     assert loss.device.type == "cuda" and loss.shape == ()
     assert all(not isinstance(v, torch.Tensor) or v.device.type == "cuda" for v in metrics.values())
 
