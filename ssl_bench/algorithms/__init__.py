@@ -26,12 +26,16 @@ def algorithm_config(values: dict[str, Any]) -> AlgorithmConfig:
 # populate the registry
 from ssl_bench.algorithms import (  # noqa: E402,F401
     adamatch,
+    dash,
     fixmatch,
+    flexmatch,
+    freematch,
     mean_teacher,
     mixmatch,
     pi_model,
     pseudo_label,
     remixmatch,
+    softmatch,
     supervised,
     uda,
 )

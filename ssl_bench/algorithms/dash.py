@@ -1,0 +1,132 @@
+"""Dash: unlabeled images selected by a loss threshold that shrinks over training (Xu et al., arXiv 2109.00650).
+
+Default: the official TF code idstcv/Dash ``dash.py`` and ``cta/lib/train.py`` (a patch of google-research/fixmatch's
+CTA FixMatch), per reference-algorithms-2.md §9.2. Training is divided into ``epochs`` = 1,024 "epochs" (the code
+divides the images seen by train_kimg). During the first ``warmup_epochs`` the threshold ρ is 500, so every unlabeled
+image is selected (FixMatch with soft targets and no threshold), and the per-image unlabeled losses are kept; only
+those of the last warm-up epoch survive (the lists are cleared at the end of every earlier warm-up epoch). From then
+on ρ = ρ̂ · γ^−⌊(t − 1) / drop_step⌋ at epoch t, where ρ̂ is the mean of the most recent (n_train − n_labeled) kept
+losses; an image is selected where −log max softmax(z_weak) < max(ρ, ρ_min); the unlabeled loss is 0.9 × the sum of
+the selected images' soft cross-entropies against softmax(z_weak / T), divided by the number selected, and once ρ
+falls to ρ_min the targets become the hard argmax. Runs whose last warm-up epoch holds no step (under 1,024 steps)
+keep the losses of the last warm-up step taken.
+
+``variant = "usb"`` is the USB port (§9.5): supervised-only warm-up over the first ``usb_warmup`` of training, then
+ρ = C · γ^−k · ρ_init with k counting periods of 10 epochs, selection where CE(target, z_weak) <= ρ with the soft or
+hard target, and the masked loss averaged over the whole unlabeled batch. USB takes ρ_init from the *test* loss of
+the initial weights, which no algorithm here can see: ``rho_init`` gives it (0 = ln C, the loss of a uniform
+prediction).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
+from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.registry import ALGORITHMS
+
+
+@dataclass(frozen=True)
+class DashConfig(AlgorithmConfig):
+    """Defaults: the one released run, start_train.sh of idstcv/Dash (reference-algorithms-2.md §9.3); its lr 0.06
+    and wd 5e-4 are [train] keys of the recipes."""
+
+    name: str = "dash"
+    uratio: int = 7  # μ
+    wu: float = 1.0  # flag wu
+    T: float = 0.5  # flag temperature (flag default 1.0)
+    gamma: float = 1.27  # flag xeu_select_gamma (flag default 1.004)
+    rho_min: float = 0.05  # flag min_select_th
+    drop_step: int = 9  # flag drop_step (flag default 1)
+    warmup_epochs: int = 10  # flag dt_start_epoch (flag default 1)
+    epochs: int = 1024  # "epochs" per run: the code's unit is train_kimg images, 1/1024 of training
+    variant: Literal["official", "usb"] = "official"
+    C: float = 1.0001  # usb only
+    usb_warmup: float = 2048 / 2**20  # usb only: num_wu_iter of 2^20 iterations
+    rho_init: float = 0.0  # usb only; 0 = ln(number of classes)
+    limits = {"uratio": "[1, inf)", "wu": "[0, inf)", "T": "(0, inf)", "gamma": "(0, inf)", "rho_min": "[0, inf)",
+              "drop_step": "[1, inf)", "warmup_epochs": "[0, inf)", "epochs": "[1, inf)", "C": "(0, inf)",
+              "usb_warmup": "[0, 1)", "rho_init": "[0, inf)"}  # fmt: skip
+
+
+@ALGORITHMS.register("dash")
+class Dash(Algorithm):
+    Config = DashConfig
+    data_parallel = True  # per-image terms; the selected count and the kept losses cover the global batch
+
+    def __init__(self, model: nn.Module, cfg: DashConfig, num_classes: int, data: DataInfo | None = None) -> None:
+        super().__init__(model, cfg, num_classes, data)
+        keep = max(self.data.n_train - self.data.n_labeled, 1)  # total_train_num - labeled_num
+        self.register_buffer("losses", torch.zeros(keep))  # the kept warm-up losses, a ring
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))  # losses written since the last clear
+        self.register_buffer("epoch_kept", torch.full((), -1, dtype=torch.long))  # the epoch they come from
+
+    def views(self) -> ViewSpec:
+        return ViewSpec(labeled=("weak",), unlabeled=("weak", "strong"), uratio=self.cfg.uratio)
+
+    @torch.no_grad()
+    def keep(self, losses: torch.Tensor, epoch: int) -> None:
+        """Append the step's unlabeled losses; losses of an earlier epoch but the last warm-up one are dropped."""
+        stale = (self.epoch_kept < epoch) & (self.epoch_kept < self.cfg.warmup_epochs - 1)
+        self.count.copy_(torch.where(stale, torch.zeros_like(self.count), self.count))
+        losses = losses[-len(self.losses) :]
+        pos = (self.count + torch.arange(len(losses), device=losses.device)) % len(self.losses)
+        self.losses.index_copy_(0, pos, losses.float())
+        self.count.add_(len(losses))
+        self.epoch_kept.fill_(epoch)
+
+    def rho_hat(self) -> torch.Tensor:
+        """Mean of the most recent kept losses (0 if none was kept)."""
+        n = self.count.clamp(max=len(self.losses))
+        valid = torch.arange(len(self.losses), device=n.device) < n
+        return (self.losses * valid).sum() / n.clamp_min(1)
+
+    def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        cfg = self.cfg
+        x, (u_weak, u_strong) = batch.x[0], batch.u
+        logits = self.model(torch.cat([x, u_weak, u_strong]))  # one pass: BN statistics over all images
+        logits_x, logits_weak, logits_strong = logits.split([len(x), len(u_weak), len(u_strong)])
+        loss_x = F.cross_entropy(logits_x, batch.y)
+        weak = logits_weak.detach().float()
+        soft, hard = (weak / cfg.T).softmax(dim=1), weak.argmax(dim=1)
+        log_p_strong = logits_strong.log_softmax(dim=1)
+        ce_soft, ce_hard = -(soft * log_p_strong).sum(dim=1), F.nll_loss(log_p_strong, hard, reduction="none")
+        e = progress * cfg.epochs
+        if cfg.variant == "official":
+            warm = e < cfg.warmup_epochs
+            if warm:
+                self.keep(self.ranks.cat(ce_soft.detach()), math.floor(e))
+                rho = torch.tensor(500.0, device=weak.device)
+            else:
+                drops = int((math.floor(e) - 1) / cfg.drop_step)  # tf.to_int32: truncated towards zero
+                rho = self.rho_hat() * cfg.gamma**-drops
+            use_hard = rho <= cfg.rho_min
+            selected = (F.cross_entropy(weak, hard, reduction="none") < rho.clamp_min(cfg.rho_min)).float()
+            n = self.ranks.sum(selected.sum())
+            per_image = torch.where(use_hard, ce_hard, ce_soft)
+            loss_u = 0.9 * (per_image * selected).sum() * self.ranks.world / n.clamp_min(1.0)  # divide_no_nan
+        else:
+            k = math.floor(max(progress - cfg.usb_warmup, 0.0) * cfg.epochs / 10)
+            rho0 = cfg.rho_init or math.log(self.num_classes)
+            rho_t = max(cfg.C * cfg.gamma**-k * rho0, cfg.rho_min)
+            use_hard = torch.tensor(rho_t == cfg.rho_min, device=weak.device)
+            target = F.one_hot(hard, self.num_classes).float() if rho_t == cfg.rho_min else soft
+            selected = (-(target * weak.log_softmax(dim=1)).sum(dim=1) <= rho_t).float()
+            selected = selected * float(progress >= cfg.usb_warmup)  # labeled images only during the warm-up
+            loss_u = ((ce_hard if rho_t == cfg.rho_min else ce_soft) * selected).mean()
+            rho = torch.tensor(rho_t, device=weak.device)
+        loss = loss_x + cfg.wu * loss_u
+        return loss, {
+            "loss/x": loss_x.detach(),
+            "loss/u": loss_u.detach(),
+            "monitor/mask": selected.mean(),
+            "monitor/rho": rho.detach().float(),
+            "monitor/hard": use_hard.float(),
+        }
