@@ -61,6 +61,25 @@ def test_ambiguous_name_asks_for_a_row_key(tmp_path):
     assert p.n == 1 and p.diffs == pytest.approx([-10.0])
 
 
+def test_variants_are_rows_of_their_own_and_named_with_or_without_the_variant(tmp_path):
+    """Runs of two code bases' semantics (algorithm.variant) never share a row; the bare name picks the one
+    recorded, and asks which when both are."""
+    usb = {"model": {"width": 1}, "algorithm": {"name": "softmatch", "variant": "usb"}}
+    torchssl = {"model": {"width": 1}, "algorithm": {"name": "softmatch", "variant": "torchssl"}}
+    write_table(tmp_path, {"supervised": [0.8, 0.8, 0.8]})
+    for seed, acc in ((1, 0.9), (2, 0.95), (3, 0.85)):
+        write_record(tmp_path, record("softmatch", 20, seed, acc, config=torchssl))
+    (p,) = compare(frame_of(tmp_path), "softmatch", "supervised")
+    assert p.a.startswith("softmatch[torchssl]/") and p.diffs == pytest.approx([10.0, 15.0, 5.0])
+    for seed in (1, 2):
+        write_record(tmp_path, record("softmatch", 20, seed, 0.7, config=usb, config_hash=f"usb{seed}".ljust(64, "0")))
+    assert set(frame_of(tmp_path)["algorithm"]) == {"softmatch[torchssl]", "softmatch[usb]", "supervised"}
+    with pytest.raises(ConfigError, match="names 2 rows"):
+        compare(frame_of(tmp_path), "softmatch", "supervised")
+    (p,) = compare(frame_of(tmp_path), "softmatch[usb]", "supervised")
+    assert p.diffs == pytest.approx([-10.0, -10.0])
+
+
 def test_a_row_against_itself_is_refused(tmp_path):
     write_table(tmp_path, {"fixmatch": [0.9, 0.8], "supervised": [0.8, 0.8]})
     for b in ("fixmatch", "fixmatch/weak/small_cnn-1/all/100/5"):

@@ -8,7 +8,7 @@ pass (one weak view, μ = 1) whose update is discarded, the hard label argmax of
 The loss (§2.2, erratum): the official code multiplies a per-image loss of shape [B] by a mask of shape [B, 1] and
 averages the [B, B] product, which is mean(CE) × mean(mask): every unlabeled image counts, confident or not, scaled
 by the fraction of confident ones. That is what produced the published column, so it is the default
-(``loss = "broadcast"``); ``loss = "masked"`` is the per-image masked mean the paper and the code's comment intend.
+(``variant = "broadcast"``); ``variant = "masked"`` is the per-image masked mean the paper and the code's comment intend.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class PseudoLabelConfig(AlgorithmConfig):
     threshold: float = 0.95  # τ, flag threshold; the mask is max p > τ (strict)
     wu: float = 1.0  # flag consistency_weight
     warmup: float = 0.4  # flag warmup_pos: the weight ramps up linearly over this fraction of training
-    loss: Literal["broadcast", "masked"] = "broadcast"  # mean(CE) x mean(mask) (official code) | mean(CE x mask)
+    variant: Literal["broadcast", "masked"] = "broadcast"  # mean(CE) x mean(mask) (official code) | mean(CE x mask)
     limits = {"uratio": "[1, inf)", "threshold": "[0, 1]", "wu": "[0, inf)", "warmup": "[0, 1]"}
 
 
@@ -55,7 +55,7 @@ class PseudoLabel(Algorithm):
         conf, pseudo = logits_u.detach().softmax(dim=1).max(dim=1)
         mask = (conf > cfg.threshold).float()
         ce_u = F.cross_entropy(logits_u, pseudo, reduction="none")  # the gradient flows into the pass that labeled
-        if cfg.loss == "broadcast":
+        if cfg.variant == "broadcast":
             loss_u = ce_u.mean() * self.ranks.mean(mask.mean())
         else:
             loss_u = (ce_u * mask).mean()

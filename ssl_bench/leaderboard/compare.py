@@ -89,11 +89,12 @@ def paired(dataset: str, n_labels: int, a: str, b: str, frame_a: pd.DataFrame, f
 
 
 def select_rows(frame: pd.DataFrame, spec: str) -> list[str]:
-    """The row keys ``spec`` names: an algorithm name (every row of that algorithm) or a whole row key."""
+    """The row keys ``spec`` names: an algorithm name (every row of that algorithm, whatever its variant, as in
+    ``softmatch[usb]``), an algorithm with its variant, or a whole row key."""
     keys = sorted({row_key(r) for _, r in frame.iterrows()})
     if KEY_SEP in spec:
         return [spec] if spec in keys else []
-    return [k for k in keys if k.split(KEY_SEP)[0] == spec]
+    return [k for k in keys if spec in (k.split(KEY_SEP)[0], k.split(KEY_SEP)[0].split("[")[0])]
 
 
 def compare(

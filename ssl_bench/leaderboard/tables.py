@@ -21,7 +21,7 @@ def records_frame(records: list[dict[str, Any]], files: list[str] | None = None)
                 "dataset": r["dataset"],
                 "setting": r.get("setting") or "ssl",
                 "round": r.get("round"),
-                "algorithm": r["algorithm"],
+                "algorithm": algorithm_label(r),
                 "augment": r.get("augmentation", "?"),
                 "model": model_label(r),
                 "pool": pool_label(r),
@@ -57,6 +57,13 @@ def da_column(record: dict[str, Any]) -> str | None:
         return None
     k = record.get("target_labels_per_class") or 0
     return f"{record.get('source')} → {record.get('target')} · {setting if setting == 'uda' else f'ssda-{k}'}"
+
+
+def algorithm_label(record: dict[str, Any]) -> str:
+    """The algorithm's name, with the variant its config names where it has one (``softmatch[torchssl]``,
+    ``dash[usb]``): runs that follow two code bases' semantics never share a row."""
+    variant = (record.get("config") or {}).get("algorithm", {}).get("variant")
+    return record["algorithm"] if not isinstance(variant, str) or not variant else f"{record['algorithm']}[{variant}]"
 
 
 def model_label(record: dict[str, Any]) -> str:

@@ -61,7 +61,7 @@ def case(algo, seed: int, views: int):
 @pytest.mark.parametrize("loss_kind", ["broadcast", "masked"])
 @pytest.mark.parametrize("progress", [0.1, 0.7])
 def test_pseudo_label_step_matches_reference(loss_kind, progress):
-    algo, _ = make("pseudo_label", loss=loss_kind)
+    algo, _ = make("pseudo_label", variant=loss_kind)
     batch = case(algo, 3, 1)
     (x,), y, (u,) = batch.x, batch.y, batch.u
     ref = copy.deepcopy(algo.model)
@@ -94,7 +94,7 @@ def test_pseudo_label_broadcast_and_masked_mean_differ_as_the_erratum_says():
     """mean(CE) x mean(mask) against mean(CE x mask): on the same step they differ, by the unconfident images' CE."""
     losses = {}
     for kind in ("broadcast", "masked"):
-        algo, _ = make("pseudo_label", loss=kind)
+        algo, _ = make("pseudo_label", variant=kind)
         losses[kind] = float(algo.step(case(algo, 3, 1), 1.0)[1]["loss/u"])
     assert losses["broadcast"] > 1.5 * losses["masked"] > 0
 
