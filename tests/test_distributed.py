@@ -11,6 +11,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from ssl_bench.algorithms import Ranks
 from ssl_bench.augment.views import Batch
 from ssl_bench.data import load_data
 from ssl_bench.data.splits import get_run_split
@@ -41,8 +42,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_trainer(results, sets, d=SINGLE):
-    (p,) = plan(load_recipe(FIXMATCH, sets), results, world=d.world)
+def make_trainer(results, sets, d=SINGLE, recipe=FIXMATCH):
+    (p,) = plan(load_recipe(recipe, sets), results, world=d.world)
     ds = load_data(p.run.data)
     split = get_run_split(ds, p.run.data, p.run.seed, results / "splits")
     return Trainer(p.run, ds, split, p.config_hash, d)
@@ -50,17 +51,19 @@ def make_trainer(results, sets, d=SINGLE):
 
 def steps(trainer, k, d):
     losses = [float(mean_over_ranks(trainer.train_step()["loss"], d)) for _ in range(k)]
-    return losses, [t.detach().clone() for t in trainer.algorithm.model.state_dict().values()]
+    return losses, [t.detach().clone() for t in trainer.algorithm.state_dict().values()]  # weights and buffers
 
 
-def worker(rank, world, port, results, sets, mode, out):
+def worker(rank, world, port, results, sets, mode, out, recipe=FIXMATCH):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     d = Dist(rank, world, rank)
     d.init("gloo")
     try:
-        trainer = make_trainer(results, sets, d)
-        if mode == "steps":
+        trainer = make_trainer(results, sets, d, recipe)
+        if mode == "no-ranks":  # a negative control: every rank keeps its own slice's statistics
+            trainer.algorithm.ranks = Ranks()
+        if mode in ("steps", "no-ranks"):
             result = steps(trainer, 3, d)
         else:  # "resume": 2 steps, checkpoint, a fresh trainer resumes and takes 2 more
             ckpt = results / "ckpt.pt"
@@ -75,13 +78,12 @@ def worker(rank, world, port, results, sets, mode, out):
         d.close()
 
 
-def spawn(tmp_path, world, sets, mode="steps", name=""):
+def spawn(tmp_path, world, sets, mode="steps", name="", recipe=FIXMATCH):
     out = tmp_path / f"out-{world}-{mode}{name}.pt"
     results = tmp_path / f"results-{world}-{mode}{name}"
     results.mkdir()
-    mp.start_processes(
-        worker, args=(world, free_port(), results, sets, mode, out), nprocs=world, join=True, start_method="spawn"
-    )
+    args = (world, free_port(), results, sets, mode, out, recipe)
+    mp.start_processes(worker, args=args, nprocs=world, join=True, start_method="spawn")
     return torch.load(out)
 
 
@@ -120,6 +122,8 @@ def test_plan_refuses_what_cannot_split(tmp_path):
 
     with pytest.raises(ConfigError, match="mixmatch cannot train on 2 processes: its MixUp partners"):
         plan(load_recipe(ROOT / "recipes/digits/mixmatch.toml", ["grid.seeds=[1]"]), tmp_path, world=2)
+    with pytest.raises(ConfigError, match="freematch cannot train on 2 processes: its fairness term is a non-linear"):
+        plan(load_recipe(ROOT / "recipes/digits/freematch.toml", ["grid.seeds=[1]"]), tmp_path, world=2)
     with pytest.raises(ConfigError, match="train.batch_size 9 does not split over 2 processes"):
         plan(load_recipe(FIXMATCH, [*SETS, "train.batch_size=9"]), tmp_path, world=2)
     assert plan(load_recipe(FIXMATCH, SETS), tmp_path, world=2)
@@ -136,6 +140,38 @@ def test_two_gloo_processes_match_one_process_with_sync_bn(tmp_path):
     # per-rank BN statistics (the default) is a different computation: the check above can tell them apart
     per_rank_losses, _ = spawn(tmp_path, 2, SETS, name="-per-rank-bn")
     assert abs(per_rank_losses[0] - one_losses[0]) > 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pseudo_label", "mean_teacher", "uda", "flexmatch", "softmatch", "dash"])
+def test_stateful_algorithms_on_two_processes_match_one_on_the_global_batch(tmp_path, name):
+    """Per-image selections (FlexMatch), running statistics (SoftMatch), kept losses and selected counts (Dash), the
+    mask fraction of the broadcast loss (Pseudo-Label), TSA's kept count (UDA, with TSA on) and the teacher's batch
+    statistics (Mean Teacher) cover the global batch through Algorithm.ranks: with sync_bn, two ranks end with the
+    weights and buffers of one process. (lr 0.003: at the recipe's 0.03, rounding differences of the global-batch
+    BatchNorm grow within three steps to 3e-4 in the weights whenever unlabeled gradients flow, FixMatch's included.)"""
+    extra = {  # thresholds that some images pass within the few steps, so that the state under test is not empty
+        "pseudo_label": ["algorithm.threshold=0.3"],
+        "uda": ['algorithm.tsa="linear"', "algorithm.threshold=0.3"],
+        "flexmatch": ["algorithm.threshold=0.3"],
+    }.get(name, [])
+    sync = [*SETS, "train.sync_bn=true", "train.lr=0.003", *extra]
+    recipe = str(ROOT / f"recipes/digits/{name}.toml")
+    one_losses, one_state = spawn(tmp_path, 1, sync, recipe=recipe)
+    two_losses, two_state = spawn(tmp_path, 2, sync, recipe=recipe)
+    torch.testing.assert_close(two_losses, one_losses, rtol=1e-4, atol=1e-5)
+    for a, b in zip(two_state, one_state, strict=True):
+        if a.is_floating_point():
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        else:
+            assert torch.equal(a, b)
+    if name == "flexmatch":  # without the gather, each rank writes only its own slice's selections
+        _, alone = spawn(tmp_path, 2, sync, mode="no-ranks", recipe=recipe)
+        selected = list(make_trainer(tmp_path / "x", sync, recipe=recipe).algorithm.state_dict()).index(
+            "selected_label"
+        )
+        assert not torch.equal(alone[selected], one_state[selected])
+        assert torch.equal(two_state[selected], one_state[selected])
 
 
 @pytest.mark.slow
