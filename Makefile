@@ -1,9 +1,10 @@
-# ssl_bench: `make install` then `make test`; `make run` runs the main job (the digits comparison, offline).
+# ssl_bench: `make install` then `make test`; `make run` runs the main job (the digits comparison, offline);
+# `make run-all` the digits comparison of every registered algorithm.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-slow test-faults lint run run-da leaderboard bench clean
+.PHONY: install test test-slow test-faults lint run run-all run-da leaderboard bench clean
 
 install: $(BIN)/ssl-bench
 
@@ -29,12 +30,19 @@ lint:
 	$(BIN)/ruff check ssl_bench tests examples
 	$(BIN)/ruff format --check ssl_bench tests examples
 
-DIGITS := supervised mixmatch remixmatch fixmatch adamatch
+# the main job: the digits comparison of the algorithms below, within 25 minutes on 2 cores (README, "The main job")
+DIGITS := supervised mixmatch fixmatch flexmatch freematch softmatch
+# run-all: every registered algorithm (tests/test_registry.py checks this list against `ssl-bench list algorithms`)
+ALL_DIGITS := supervised pseudo_label pi_model mean_teacher mixmatch remixmatch uda fixmatch flexmatch freematch \
+	softmatch dash adamatch
 # two runs at a time, one thread each: 1.3-1.6x the throughput of one run on two threads on a 2-core CPU (README)
 WORKERS ?= 2
 
 run:
 	$(BIN)/ssl-bench run $(foreach a,$(DIGITS),recipes/digits/$(a).toml) --workers $(WORKERS)
+
+run-all:
+	$(BIN)/ssl-bench run $(foreach a,$(ALL_DIGITS),recipes/digits/$(a).toml) --workers $(WORKERS)
 
 DA := supervised adamatch fixmatch
 

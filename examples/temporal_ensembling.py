@@ -11,8 +11,8 @@ model (``self.teacher``) instead of the model's own: what Mean Teacher (arXiv 17
 Temporal Ensembling. An example of the algorithm API (README, "Adding an algorithm"), not one of the suite's
 benchmarked algorithms.
 
-Use it with ``--plugin temporal_ensembling`` (this folder on PYTHONPATH), ``--plugin examples/temporal_ensembling.py``
-or ``plugins = ["temporal_ensembling"]`` in a recipe.
+Use it with ``--plugin temporal_ensembling`` (this folder on PYTHONPATH) or ``plugins = ["temporal_ensembling"]`` in
+a recipe.
 """
 
 from __future__ import annotations

@@ -46,3 +46,21 @@ def test_builtin_registries_are_populated():
     assert "supervised" in ALGORITHMS
     for name in ("digits", "cifar10", "cifar100", "svhn", "stl10", "mnist", "fashion_mnist", "usps", "folder"):
         assert name in DATASETS, name
+
+
+def test_make_run_all_covers_every_registered_algorithm_and_each_has_a_digits_recipe():
+    """`make run-all` lists the algorithms by hand: the list must be the registry's, and `make run` a part of it."""
+    import re
+    from pathlib import Path
+
+    import ssl_bench.algorithms  # noqa: F401
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "Makefile").read_text().replace("\\\n", " ")
+    lists = {m[1]: m[2].split() for m in re.finditer(r"^(\w+) := (.*)$", text, re.M)}
+    assert sorted(lists["ALL_DIGITS"]) == ALGORITHMS.names()
+    assert set(lists["DIGITS"]) <= set(lists["ALL_DIGITS"]) and {"flexmatch", "freematch", "softmatch"} <= set(
+        lists["DIGITS"]
+    )
+    for name in ALGORITHMS.names():
+        assert (root / "recipes" / "digits" / f"{name}.toml").is_file(), name
