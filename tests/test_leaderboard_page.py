@@ -179,7 +179,7 @@ def test_every_plot_has_a_title_and_labeled_axes(tmp_path, monkeypatch):
     from ssl_bench.results import load_records
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **kw: figures.append(fig) or path)
     frame = records_frame(load_records(digits(tmp_path)))
     active = pd.DataFrame(
         {"dataset": "digits", "algorithm": "mixmatch", "acquisition": "random", "round": [0, 1], "n_labels": [20, 30],
@@ -210,7 +210,7 @@ def drawn_names(monkeypatch) -> list[str]:
     from ssl_bench.leaderboard import plots
 
     names, save = [], plots._save
-    monkeypatch.setattr(plots, "_save", lambda fig, path: names.append(path.name) or save(fig, path))
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **kw: names.append(path.name) or save(fig, path, **kw))
     return names
 
 

@@ -8,7 +8,8 @@ pass (one weak view, μ = 1) whose update is discarded, the hard label argmax of
 The loss (§2.2, erratum): the official code multiplies a per-image loss of shape [B] by a mask of shape [B, 1] and
 averages the [B, B] product, which is mean(CE) × mean(mask): every unlabeled image counts, confident or not, scaled
 by the fraction of confident ones. That is what produced the published column, so it is the default
-(``variant = "broadcast"``); ``variant = "masked"`` is the per-image masked mean the paper and the code's comment intend.
+(``variant = "broadcast"``); ``variant = "masked"`` is the per-image masked mean the paper and the code's comment
+intend.
 """
 
 from __future__ import annotations

@@ -128,10 +128,11 @@ def stored_digest(path: Path) -> str | None:
         return None
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, tight: bool = False) -> Path:
+    """``tight``: crop to what was drawn, a legend beside the axes included."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, metadata=_METADATA.get())
+    fig.savefig(tmp, dpi=110, metadata=_METADATA.get(), **({"bbox_inches": "tight"} if tight else {}))
     _plt().close(fig)
     tmp.replace(path)
     return path
@@ -142,26 +143,41 @@ def _row_label(keys: tuple) -> str:
     return f"{algo} · {augment} · {model} · {steps} steps" + ("" if pool == "all" else f" · pool {pool}")
 
 
+MARKERS = "osD^v<>pPX*h"
+
+
+def _style(i: int) -> dict:
+    """Colour and marker of the i-th series: tab20's 20 colours, the marker changing every 20 series, so that no two
+    series of one plot look alike."""
+    plt = _plt()
+    return {"color": plt.get_cmap("tab20")(i % 20), "marker": MARKERS[(i // 20 + i) % len(MARKERS)]}
+
+
 def plot_budgets(ours: pd.DataFrame, published: pd.DataFrame, dataset: str, path: Path) -> Path | None:
-    """Accuracy against label budget for one dataset: our rows (error bars: std over seeds) and published points."""
+    """Accuracy against label budget for one dataset: our rows (error bars: std over seeds) and published points.
+    Past 8 series the legend moves beside the axes (one column per 30 series) and the figure grows to hold it."""
     if ours.empty and published.empty:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for keys, g in ours.groupby(ROW_KEYS, sort=True):
+    groups = list(ours.groupby(ROW_KEYS, sort=True)) if not ours.empty else []
+    pubs = list(published.groupby(["method", "paper"], sort=True)) if not published.empty else []
+    n = len(groups) + len(pubs)
+    cols = 1 + (n - 1) // 30
+    fig, ax = plt.subplots(figsize=(7, 4.5) if n <= 8 else (7 + 4.4 * cols, max(4.5, 0.17 * min(n, 30) + 1)))
+    for i, (keys, g) in enumerate(groups):
         s = g.groupby("n_labels")["acc"].agg(["mean", "std"]).reset_index()
-        ax.errorbar(s["n_labels"], s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, label=_row_label(keys))
-    for (method, paper), g in published.groupby(["method", "paper"], sort=True):
+        ax.errorbar(s["n_labels"], s["mean"], yerr=s["std"].fillna(0), capsize=3, label=_row_label(keys), **_style(i))
+    for i, ((method, paper), g) in enumerate(pubs, start=len(groups)):
         g = g.sort_values("n_labels")
         ax.errorbar(
             g["n_labels"],
             g["acc"],
             yerr=g["acc_std"].fillna(0),
-            marker="D",
             mfc="none",
             linestyle=":",
             capsize=2,
             label=f"published: {method} ({paper})",
+            **_style(i),
         )
     budgets = sorted(set(ours["n_labels"]) | set(published["n_labels"]))
     if budgets and budgets[0] > 0 and budgets[-1] / budgets[0] >= 8:
@@ -172,9 +188,12 @@ def plot_budgets(ours: pd.DataFrame, published: pd.DataFrame, dataset: str, path
     ax.set_xlabel("labeled images")
     ax.set_ylabel(ACC_LABEL)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if n <= 8:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=cols, borderaxespad=0.0)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, tight=n > 8)
 
 
 def plot_curves(ours: pd.DataFrame, dataset: str, path: Path) -> Path | None:
