@@ -407,3 +407,12 @@ def test_a_cluster_started_with_ray_start_takes_the_grid_by_auto_and_by_address(
         assert "takes an explicit address only with RAY_AUTH_MODE=token" in last and "Traceback" not in refused.stderr
     finally:
         subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_cpus_per_run_sets_the_threads_of_runs_trained_in_this_process(tmp_path):
+    """--workers 1 trains in the calling process: --cpus-per-run is its runs' thread count there too (it was
+    accepted and ignored)."""
+    sets = [a for s in [*TINY, "grid.seeds=[1]"] for a in ("--set", s)]
+    assert main(["run", SMOKE, *sets, "--results-dir", str(tmp_path), "--cpus-per-run", "1", "--quiet"]) == 0
+    (rec,) = load_records(tmp_path)
+    assert rec["speed"]["threads"] == 1

@@ -41,6 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         retries=args.retries,
     )
     check_options(opts)
+    if opts.executor == "local" and opts.workers == 1 and opts.cpus_per_run is not None:
+        overrides.append(f"train.threads={opts.cpus_per_run}")  # the runs train in this process, with these threads
     recipes = [load_recipe(path, overrides) for path in args.recipe]
     dist = Dist.from_env()
     if dist.active:
