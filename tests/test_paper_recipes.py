@@ -215,7 +215,7 @@ GOOGLE_WAVE2 = {
     "uda": (BUDGETS, None, UDA),  # RandAugment as FixMatch (RA): d.d.rac (spec-2 §5.3 B)
     "dash": (BUDGETS, CTA_FIXMATCH, DASH),  # the CTA FixMatch model (spec-2 §9.1)
 }
-TORCHSSL: dict[str, dict] = {}
+TORCHSSL = {"flexmatch": FLEXMATCH, "freematch": FREEMATCH, "softmatch": SOFTMATCH}
 BACKBONE = {"cifar10": WRN28_2, "cifar100": WRN28_8, "svhn": WRN28_2, "stl10": WRN37_2}
 
 
@@ -412,7 +412,7 @@ def test_fixmatch_variants_differ_only_in_the_strong_augmentation():
         )
 
 
-@pytest.mark.parametrize("family", [("pseudo_label", "pi_model", "mean_teacher")])
+@pytest.mark.parametrize("family", [tuple(TORCHSSL), ("pseudo_label", "pi_model", "mean_teacher")])
 def test_a_family_differs_only_in_the_algorithm(family):
     """TorchSSL's three share one protocol per dataset (spec-2 §1.3), as do the fixmatch repo's Gen-2 baselines
     (spec-2 §1.2)."""
@@ -522,6 +522,15 @@ def test_every_non_default_value_cites_its_source(rel):
         ("cifar10/uda_authors.toml", "model.bn_momentum=0.001"),
         ("cifar10/dash.toml", "train.lr=0.03"),
         ("cifar100/dash.toml", "train.weight_decay=5e-4"),
+        ("cifar10/flexmatch.toml", "augment.strong=randaugment"),
+        ("cifar10/freematch.toml", "model.conv_bias=false"),
+        ("cifar10/softmatch.toml", "grid.seeds=[1, 2, 3, 4, 5]"),
+        ("svhn/flexmatch.toml", "data.extra=false"),
+        ("svhn/softmatch.toml", "augment.flip=dataset"),
+        ("stl10/freematch.toml", "augment.translate=0.125"),
+        ("stl10/flexmatch.toml", "grid.n_labels=[1000]"),
+        ("cifar100/softmatch.toml", "train.weight_decay=5e-4"),
+        ("svhn/freematch.toml", "algorithm.clip=torchssl"),
     ],
 )
 def test_check_protocol_rejects_a_changed_value(rel, override):
