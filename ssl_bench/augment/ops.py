@@ -136,19 +136,28 @@ def _bounds(names: tuple[str, ...], h: int, w: int) -> tuple[list[list[Param | N
     return table, torch.tensor(values, dtype=torch.float64)
 
 
+def _grey(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
+
+
 def validate(
     images: torch.Tensor,
     names: Sequence[str],
     ids: torch.Tensor,
     params: torch.Tensor,
     fill: int = 0,
-    cutout_fill: int = 0,
+    cutout_fill: int | tuple[int, ...] = 0,
 ) -> list[OpSpec]:
     """Check the inputs of ``apply_ops`` and return the op specs of ``names``; raise ConfigError on any mistake."""
     check_images(images)
-    for what, value in (("fill", fill), ("cutout_fill", cutout_fill)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-            raise ConfigError(f"{what} must be an integer grey level in [0, 255], got {value!r}")
+    if not _grey(fill):
+        raise ConfigError(f"fill must be an integer grey level in [0, 255], got {fill!r}")
+    colour = isinstance(cutout_fill, tuple) and len(cutout_fill) == images.shape[1] and all(map(_grey, cutout_fill))
+    if not (_grey(cutout_fill) or colour):
+        raise ConfigError(
+            f"cutout_fill must be an integer grey level in [0, 255] or a tuple of one per channel "
+            f"({images.shape[1]}), got {cutout_fill!r}"
+        )
     unknown = [name for name in names if name not in OPS]
     if unknown:
         raise ConfigError(f"unknown augmentation op {unknown[0]!r}; valid ops: {', '.join(sorted(OPS))}")
@@ -231,7 +240,7 @@ def apply_ops(
     ids: torch.Tensor,
     params: torch.Tensor,
     fill: int,
-    cutout_fill: int,
+    cutout_fill: int | tuple[int, ...],
     check: bool = True,
 ) -> torch.Tensor:
     """Apply sample i's ops ``names[ids[i, d]]`` with native parameters ``params[i, d]`` (p0, p1, p2), d = 0..D-1.
@@ -242,7 +251,8 @@ def apply_ops(
     interleaves them, so this is a deviation: here the fill region never enters the autocontrast / equalize /
     contrast statistics, and a chain is resampled once instead of once per op. A sample with a rescale slot warps
     with that rescale's method (the last one if several), every other sample with nearest. Cutout runs last, with
-    ``cutout_fill``; exposed warp pixels get ``fill``. Identity-matrix samples skip the warp. Returns a new tensor.
+    ``cutout_fill`` (a grey level, or a tuple of one level per channel); exposed warp pixels get ``fill``.
+    Identity-matrix samples skip the warp. Returns a new tensor.
     ``check=False`` skips ``validate`` (its range checks read the device from the host): for the policies, whose
     parameters are in range by construction.
     """

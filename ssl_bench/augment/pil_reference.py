@@ -1,7 +1,8 @@
 """Per-image PIL pipelines doing the work of the batched policies: the baseline of ``ssl-bench bench augment``.
 
-They follow reference-algorithms.md §1.4 (weak), §2.1 (RandAugment) and §2.2 (CTAugment) one image at a time
-with PIL and torchvision's PIL transforms, the way per-image data-loader pipelines do it.
+They follow reference-algorithms.md §1.4 (weak), §2.1 (RandAugment) and §2.2 (CTAugment), and
+reference-algorithms-2.md §1.3 (TorchSSL / USB RandAugment), one image at a time with PIL and torchvision's PIL
+transforms, the way per-image data-loader pipelines do it.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import random
 
 import numpy as np
 import torchvision.transforms as T
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from ssl_bench.augment.strong import CTA_OPS, RA_OPS
+from ssl_bench.augment.usb import USB_CUTOUT_FILL, USB_CUTOUT_GREY, USB_N_OPS, USB_OPS, USB_RANGES
 
 
 def _enhance(kind, img: Image.Image, factor: float) -> Image.Image:
@@ -133,4 +135,60 @@ class PILCTAugment:
         return _cutout(img, side, random.randrange(self.size), random.randrange(self.size), 127)
 
 
-PIL_PIPELINES = {"weak": PILWeak, "randaugment": PILRandAugment, "ctaugment": PILCTAugment}
+def usb_pil_op(img: Image.Image, name: str, val: float) -> Image.Image:
+    """One TorchSSL / USB op on one image at the reference's magnitude ``val`` (``ssl_bench.augment.usb``)."""
+    if name in ("autocontrast", "equalize"):
+        return getattr(ImageOps, name)(img)  # the magnitude is ignored
+    if name == "posterize":
+        return ImageOps.posterize(img, max(1, int(val)))
+    if name == "rotate":
+        return img.rotate(val)  # nearest, black fill: PIL's defaults
+    if name == "solarize":
+        return ImageOps.solarize(img, val)  # a float threshold: pixels >= val are inverted
+    if name in ("translate_x", "translate_y"):
+        px = val * img.size[0 if name == "translate_x" else 1]
+        return img.transform(
+            img.size, Image.AFFINE, (1, 0, px, 0, 1, 0) if name == "translate_x" else (1, 0, 0, 0, 1, px)
+        )
+    if name in ("shear_x", "shear_y"):
+        return img.transform(
+            img.size, Image.AFFINE, (1, val, 0, 0, 1, 0) if name == "shear_x" else (1, 0, 0, val, 1, 0)
+        )
+    return pil_op(img, name, val, fill=0)  # identity and the enhance factors
+
+
+def usb_pil_cutout(img: Image.Image, v: float, x: float, y: float) -> Image.Image:
+    """The reference's cutout: side ``v`` px (0: none), centre (x, y), drawn with ``ImageDraw.rectangle``."""
+    if v <= 0:
+        return img
+    w, h = img.size
+    x0, y0 = int(max(0.0, x - v / 2)), int(max(0.0, y - v / 2))
+    img = img.copy()
+    colour = USB_CUTOUT_FILL if img.mode == "RGB" else USB_CUTOUT_GREY
+    ImageDraw.Draw(img).rectangle((x0, y0, min(w, x0 + v), min(h, y0 + v)), colour)
+    return img
+
+
+class PILRandAugmentUSB:
+    """Weak, then 3 of the 14 TorchSSL / USB ops (always applied, magnitude uniform in its range), then a
+    (125, 123, 114) cutout of side U[0, 0.5) x the width (reference-algorithms-2.md §1.3)."""
+
+    def __init__(self, size: int, cutout: float = 0.5) -> None:
+        self.weak, self.size, self.cutout = PILWeak(size), size, cutout
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        img = self.weak(img)
+        for name in random.choices(USB_OPS, k=USB_N_OPS):
+            low, high = USB_RANGES[name]
+            img = usb_pil_op(img, name, low + (high - low) * random.random())
+        w, h = img.size
+        v = random.random() * self.cutout * w
+        return usb_pil_cutout(img, v, np.random.uniform(w), np.random.uniform(h))  # uniform on (1, w], (1, h]
+
+
+PIL_PIPELINES = {
+    "weak": PILWeak,
+    "randaugment": PILRandAugment,
+    "ctaugment": PILCTAugment,
+    "randaugment_usb": PILRandAugmentUSB,
+}

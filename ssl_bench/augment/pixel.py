@@ -236,11 +236,14 @@ def solarize(images: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
 # Cutout
 
 
-def cutout(images: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, side: torch.Tensor, fill: int) -> torch.Tensor:
+def cutout(
+    images: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, side: torch.Tensor, fill: int | tuple[int, ...]
+) -> torch.Tensor:
     """Set a side x side square to ``fill``: rows [cy - side // 2, cy - side // 2 + side), likewise columns, clipped.
 
     For the even sides the references produce this is their [c - side / 2, c + side / 2) (``cutout_numpy``).
-    Returns a new tensor.
+    ``fill`` is one grey level for every channel, or a tuple with one level per channel (TorchSSL / USB fill
+    (125, 123, 114)). Returns a new tensor.
     """
     n, _, h, w = images.shape
     side = side.long()
@@ -253,4 +256,10 @@ def cutout(images: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, side: torch
     square = in_rows * in_cols
     # uint8 arithmetic: several times faster than masked_fill / where with a broadcast bool mask on CPU.
     out = images * (1 - square)
+    if isinstance(fill, tuple):
+        # filled channel by channel on the device: a tensor built from the tuple would be a host-to-device copy
+        colour = torch.empty((1, len(fill), 1, 1), dtype=torch.uint8, device=images.device)
+        for k, level in enumerate(fill):
+            colour[:, k].fill_(level)
+        return out.add_(square * colour)
     return out.add_(square.mul_(fill)) if fill else out

@@ -65,6 +65,16 @@ def _randaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
     return Chain(weak, RandAugment(cfg.ra_ops, cfg.ra_prob, cfg.cutout))
 
 
+@AUGMENTATIONS.register("randaugment_usb")
+def _randaugment_usb(cfg: AugmentConfig, hflip: bool) -> Policy:
+    """TorchSSL / USB RandAugment(3, 5) + cutout (reference-algorithms-2.md §1.3) after the weak flip-and-translate,
+    in USB's order (TorchSSL applies it before flip and crop); ``augment.cutout`` bounds the cutout side fraction.
+    ``augment.ra_ops`` / ``ra_prob`` are FixMatch's RandAugment's: this policy always applies 3 ops."""
+    from ssl_bench.augment.usb import RandAugmentUSB
+
+    return Chain(WeakPolicy(effective_flip(cfg, hflip), cfg.translate), RandAugmentUSB(cfg.cutout))
+
+
 @AUGMENTATIONS.register("ctaugment")
 def _ctaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
     """CTAugment (§2.2) after the weak flip-and-translate; its bin weights learn from probe feedback."""

@@ -18,6 +18,7 @@ from torch._subclasses.fake_tensor import (
 
 from ssl_bench.augment import host, ops
 from ssl_bench.augment.strong import CTA_OPS, CTAugment, RandAugment, sample_categorical
+from ssl_bench.augment.usb import RandAugmentUSB
 from ssl_bench.augment.weak import weak_augment
 
 DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
@@ -38,6 +39,7 @@ def trained_ctaugment(sampling: str, seed: int = 5) -> CTAugment:
 
 POLICIES = {
     "randaugment": lambda: RandAugment(),
+    "randaugment_usb": lambda: RandAugmentUSB(),
     "ctaugment": lambda: trained_ctaugment("fixmatch"),
     "ctaugment-remixmatch": lambda: trained_ctaugment("remixmatch"),
     "ctaugment-probe": lambda: lambda x, g: trained_ctaugment("remixmatch").probe(x, g)[0],
@@ -86,6 +88,9 @@ def test_policies_make_no_data_dependent_reads_on_cuda():
         x = torch.empty(64, 3, 32, 32, dtype=torch.uint8, device="cuda")
         assert weak_augment(x, None, flip=True, translate=0.125).device.type == "cuda"
         assert RandAugment()(x, None).shape == x.shape
+        assert RandAugmentUSB()(x, None).shape == x.shape
+        grey = torch.empty(64, 1, 32, 32, dtype=torch.uint8, device="cuda")
+        assert RandAugmentUSB()(grey, None).shape == grey.shape
         for cta in ctas:
             assert cta(x, None).shape == x.shape
             probes, record = cta.probe(x, None)

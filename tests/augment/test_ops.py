@@ -510,6 +510,22 @@ def test_out_of_range_params_raise_config_error(names, op, j, value, match):
         with_param(op, j, value, names=names)
 
 
+def test_apply_ops_checks_a_colour_fill():
+    """cutout_fill may be one grey level per channel (TorchSSL / USB's (125, 123, 114))."""
+    x = random_images(4, 3, 8, seed=0)
+    ids, params = torch.zeros(4, 1, dtype=torch.int64), torch.tensor([[[4.0, 3.0, 3.0]]] * 4)
+    for host_path in (True, False):
+        out = run_path(host_path, ops.apply_ops, x, ["cutout"], ids, params, fill=0, cutout_fill=(1, 2, 3))
+        expected = x.clone()
+        expected[:, :, 1:5, 1:5] = torch.tensor([1, 2, 3], dtype=torch.uint8).view(1, 3, 1, 1)
+        assert torch.equal(out, expected)
+    for bad in ((1, 2), (1, 2, 256), (1.0, 2, 3), [1, 2, 3]):
+        with pytest.raises(ConfigError, match=r"cutout_fill must be an integer grey level in \[0, 255\] or a tuple"):
+            ops.apply_ops(x, ["cutout"], ids, params, fill=0, cutout_fill=bad)
+    with pytest.raises(ConfigError, match=r"one per channel \(1\)"):
+        ops.apply_ops(x[:, :1], ["cutout"], ids, params, fill=0, cutout_fill=(1, 2, 3))
+
+
 def test_unused_params_are_not_checked():
     params = torch.zeros(4, 2, 3)
     params[:, :, 0] = 4.0
