@@ -118,7 +118,7 @@ def remixmatch(K: int = 8, w_rot: float = 0.5, rampup: float = 1 / 64) -> dict:
 
 FIXMATCH = dict(uratio=7, threshold=0.95, wu=1.0)  # §5.2
 # spec-2: fixmatch-repo flags (§2.3, §3.3, §4.3, §5.3 B, §5.3 A), TorchSSL configs (§6.5, §7.4-§7.5, §8.5), Dash (§9.3)
-PSEUDO_LABEL = dict(uratio=1, threshold=0.95, wu=1.0, warmup=0.4, loss="broadcast")
+PSEUDO_LABEL = dict(uratio=1, threshold=0.95, wu=1.0, warmup=0.4, variant="broadcast")
 PI_MODEL = dict(uratio=1, wu=10.0, warmup=0.4)
 MEAN_TEACHER = dict(uratio=1, wu=50.0, warmup=0.4)
 UDA = dict(uratio=7, threshold=0.95, strict=False, T=1.0, wu=1.0, we=0.0, tsa="no", tsa_end=1 / 16)
@@ -513,7 +513,7 @@ def test_every_non_default_value_cites_its_source(rel):
         ("cifar10/mixmatch.toml", "data.unlabeled_includes_labeled=true"),
         ("cifar10/mixmatch.toml", "train.median_k=10"),
         ("cifar100/pi_model.toml", "model.width=2"),
-        ("cifar10/pseudo_label.toml", "algorithm.loss=masked"),
+        ("cifar10/pseudo_label.toml", "algorithm.variant=masked"),
         ("svhn/mean_teacher.toml", "data.class_balance=balanced"),
         ("stl10/uda.toml", "augment.cutout=0.5"),
         ("cifar10/uda.toml", "algorithm.T=0.4"),
