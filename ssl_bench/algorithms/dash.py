@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
+from ssl_bench.algorithms.functional import joint_pass
 from ssl_bench.augment.views import Batch, ViewSpec
 from ssl_bench.registry import ALGORITHMS
 
@@ -91,8 +92,7 @@ class Dash(Algorithm):
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         cfg = self.cfg
         x, (u_weak, u_strong) = batch.x[0], batch.u
-        logits = self.model(torch.cat([x, u_weak, u_strong]))  # one pass: BN statistics over all images
-        logits_x, logits_weak, logits_strong = logits.split([len(x), len(u_weak), len(u_strong)])
+        logits_x, logits_weak, logits_strong = joint_pass(self.model, x, u_weak, u_strong)
         loss_x = F.cross_entropy(logits_x, batch.y)
         weak = logits_weak.detach().float()
         soft, hard = (weak / cfg.T).softmax(dim=1), weak.argmax(dim=1)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
-from ssl_bench.algorithms.functional import confidence_mask, masked_cross_entropy
+from ssl_bench.algorithms.functional import confidence_mask, joint_pass, masked_cross_entropy
 from ssl_bench.augment.views import Batch, ViewSpec
 from ssl_bench.registry import ALGORITHMS
 
@@ -39,8 +39,7 @@ class FixMatch(Algorithm):
 
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         x, (u_weak, u_strong) = batch.x[0], batch.u
-        logits = self.model(torch.cat([x, u_weak, u_strong]))  # one pass: BN statistics over all 2μB + B images
-        logits_x, logits_u_weak, logits_u_strong = logits.split([len(x), len(u_weak), len(u_strong)])
+        logits_x, logits_u_weak, logits_u_strong = joint_pass(self.model, x, u_weak, u_strong)  # all 2μB + B images
         loss_x = F.cross_entropy(logits_x, batch.y)
         probs_u = logits_u_weak.detach().softmax(dim=1)
         pseudo, mask = confidence_mask(probs_u, self.cfg.threshold)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
-from ssl_bench.algorithms.functional import histogram
+from ssl_bench.algorithms.functional import histogram, joint_pass
 from ssl_bench.augment.views import Batch, ViewSpec
 from ssl_bench.errors import ConfigError
 from ssl_bench.registry import ALGORITHMS
@@ -83,8 +83,7 @@ class FlexMatch(Algorithm):
         cfg = self.cfg
         beta = self.learning_effect()  # read before this step's selections are written (§1.4)
         x, (u_weak, u_strong) = batch.x[0], batch.u
-        logits = self.model(torch.cat([x, u_weak, u_strong]))  # one pass: BN statistics over all images
-        logits_x, logits_weak, logits_strong = logits.split([len(x), len(u_weak), len(u_strong)])
+        logits_x, logits_weak, logits_strong = joint_pass(self.model, x, u_weak, u_strong)
         loss_x = F.cross_entropy(logits_x, batch.y)
         with torch.no_grad():
             conf, pseudo = logits_weak.softmax(dim=1).max(dim=1)

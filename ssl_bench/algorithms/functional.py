@@ -169,6 +169,12 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
             m.running_mean, m.running_var, m.num_batches_tracked = mean, var, count
 
 
+def joint_pass(model: nn.Module, *groups: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Logits of one training-mode pass over the groups concatenated, split back per group: BatchNorm statistics over
+    every image and its update kept, as FixMatch and the TorchSSL methods do (reference-algorithms.md §1.10)."""
+    return model(torch.cat(groups)).split([len(g) for g in groups])
+
+
 def histogram(labels: torch.Tensor, num_classes: int, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Float counts of each class in ``labels`` (weighted by ``weights``), by ``index_add_``: unlike ``bincount``,
     no host read of the largest label on CUDA."""

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
+from ssl_bench.algorithms.functional import joint_pass
 from ssl_bench.augment.views import Batch, ViewSpec
 from ssl_bench.registry import ALGORITHMS
 
@@ -64,8 +65,7 @@ class UDA(Algorithm):
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         cfg = self.cfg
         x, (u_weak, u_strong) = batch.x[0], batch.u
-        logits = self.model(torch.cat([x, u_weak, u_strong]))  # one pass: BN statistics over all images
-        logits_x, logits_weak, logits_strong = logits.split([len(x), len(u_weak), len(u_strong)])
+        logits_x, logits_weak, logits_strong = joint_pass(self.model, x, u_weak, u_strong)
         with torch.no_grad():
             eta = tsa_threshold(cfg.tsa, progress, cfg.tsa_end, self.num_classes)
             p_correct = logits_x.softmax(dim=1).gather(1, batch.y[:, None]).squeeze(1)
