@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
+from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
 from ssl_bench.algorithms.functional import (
     EMAVector,
     FIFOMean,
@@ -52,8 +52,8 @@ class AdaMatch(Algorithm):
     not_split_because = "its relative confidence threshold and distribution alignment are statistics of the whole batch"
     separate_target_labels = True
 
-    def __init__(self, model: nn.Module, cfg: AdaMatchConfig, num_classes: int) -> None:
-        super().__init__(model, cfg, num_classes)
+    def __init__(self, model: nn.Module, cfg: AdaMatchConfig, num_classes: int, data: DataInfo | None = None) -> None:
+        super().__init__(model, cfg, num_classes, data)
         self.p_labeled = EMAVector(num_classes, cfg.p_labeled_decay)
         self.p_unlabeled = FIFOMean(num_classes, cfg.dbuf)
 

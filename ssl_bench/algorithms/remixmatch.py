@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
+from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
 from ssl_bench.algorithms.functional import (
     EMAVector,
     FIFOMean,
@@ -69,8 +69,8 @@ class ReMixMatch(Algorithm):
     # ssda would append labeled target images to x: the interleaved passes need x and u groups of one size
     settings = ("ssl", "uda")
 
-    def __init__(self, model: nn.Module, cfg: ReMixMatchConfig, num_classes: int) -> None:
-        super().__init__(model, cfg, num_classes)
+    def __init__(self, model: nn.Module, cfg: ReMixMatchConfig, num_classes: int, data: DataInfo | None = None) -> None:
+        super().__init__(model, cfg, num_classes, data)
         # dense 128 -> 4 on the pooled embedding, Glorot-normal kernel and zero bias like the classifier (§1.5;
         # remixmatch_no_cta.py classifier_rot: tf.layers.dense with glorot_normal_initializer)
         self.rot_head = nn.Linear(model.embed_dim, 4)

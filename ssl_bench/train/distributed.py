@@ -141,10 +141,12 @@ class ProcessGroupRanks(Ranks):
         return self.sum(t) / self.world
 
     def cat(self, t: torch.Tensor) -> torch.Tensor:
-        t = t.detach().contiguous()
+        flag = t.dtype == torch.bool  # sent as bytes: not every backend gathers bools
+        t = (t.to(torch.uint8) if flag else t).detach().contiguous()
         parts = [torch.empty_like(t) for _ in range(self.world)]
         dist.all_gather(parts, t)
-        return torch.cat(parts)
+        out = torch.cat(parts)
+        return out.bool() if flag else out
 
 
 class GlobalBatchNorm(nn.BatchNorm2d):
