@@ -23,6 +23,7 @@ from ssl_bench.augment.policies import Chain, create_policy
 from ssl_bench.augment.usb import USB_OPS, USB_RANGES, RandAugmentUSB, cutout_params, native_params
 from ssl_bench.config import AugmentConfig
 from ssl_bench.errors import ConfigError
+from tests.augment.test_ops import from_pil, to_pil
 
 SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml"
 ENHANCE = {"brightness": ImageEnhance.Brightness, "color": ImageEnhance.Color, "contrast": ImageEnhance.Contrast}
@@ -64,16 +65,6 @@ def reference_cutout(img: Image.Image, v: float, x: float, y: float) -> Image.Im
     colour = (125, 123, 114) if img.mode == "RGB" else 123
     ImageDraw.Draw(img).rectangle((x0, y0, min(w, x0 + v), min(h, y0 + v)), colour)
     return img
-
-
-def to_pil(x: torch.Tensor) -> Image.Image:
-    a = x.permute(1, 2, 0).numpy()
-    return Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
-
-
-def from_pil(img: Image.Image) -> torch.Tensor:
-    a = np.asarray(img)
-    return torch.from_numpy(a.reshape(a.shape[0], a.shape[1], -1).copy()).permute(2, 0, 1)
 
 
 def images(n: int, c: int = 3, side: int = 32, seed: int = 0) -> torch.Tensor:
