@@ -103,7 +103,7 @@ class Dash(Algorithm):
             warm = e < cfg.warmup_epochs
             if warm:
                 self.keep(self.ranks.cat(ce_soft.detach()), math.floor(e))
-                rho = torch.tensor(500.0, device=weak.device)
+                rho = weak.new_full((), 500.0)  # a fill on the device, not a copy from the host
             else:
                 drops = int((math.floor(e) - 1) / cfg.drop_step)  # tf.to_int32: truncated towards zero
                 rho = self.rho_hat() * cfg.gamma**-drops
@@ -112,21 +112,22 @@ class Dash(Algorithm):
             n = self.ranks.sum(selected.sum())
             per_image = torch.where(use_hard, ce_hard, ce_soft)
             loss_u = 0.9 * (per_image * selected).sum() * self.ranks.world / n.clamp_min(1.0)  # divide_no_nan
+            monitor_rho, monitor_hard = rho.detach().float(), use_hard.float()
         else:
             k = math.floor(max(progress - cfg.usb_warmup, 0.0) * cfg.epochs / 10)
             rho0 = cfg.rho_init or math.log(self.num_classes)
             rho_t = max(cfg.C * cfg.gamma**-k * rho0, cfg.rho_min)
-            use_hard = torch.tensor(rho_t == cfg.rho_min, device=weak.device)
-            target = F.one_hot(hard, self.num_classes).float() if rho_t == cfg.rho_min else soft
+            use_hard = rho_t == cfg.rho_min  # the schedule is known on the host: nothing to read from the device
+            target = F.one_hot(hard, self.num_classes).float() if use_hard else soft
             selected = (-(target * weak.log_softmax(dim=1)).sum(dim=1) <= rho_t).float()
             selected = selected * float(progress >= cfg.usb_warmup)  # labeled images only during the warm-up
-            loss_u = ((ce_hard if rho_t == cfg.rho_min else ce_soft) * selected).mean()
-            rho = torch.tensor(rho_t, device=weak.device)
+            loss_u = ((ce_hard if use_hard else ce_soft) * selected).mean()
+            monitor_rho, monitor_hard = rho_t, float(use_hard)
         loss = loss_x + cfg.wu * loss_u
         return loss, {
             "loss/x": loss_x.detach(),
             "loss/u": loss_u.detach(),
             "monitor/mask": selected.mean(),
-            "monitor/rho": rho.detach().float(),
-            "monitor/hard": use_hard.float(),
+            "monitor/rho": monitor_rho,
+            "monitor/hard": monitor_hard,
         }

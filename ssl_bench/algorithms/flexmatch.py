@@ -10,7 +10,8 @@ unlabeled image gets a hard pseudo-label. The threshold of class c is τ · M(β
 the mask is ``max p >= τ · M(β_ŷ)``; the loss is FixMatch's, averaged over the whole unlabeled batch.
 
 The per-image state is a buffer over training-set positions (``batch.idx_u``), counted on the device with
-``index_add_`` instead of the reference's Python Counter of every label at every step (§6.6, same values).
+``count_values`` (an ``index_add_`` off the CPU) instead of the reference's Python Counter of every label at every
+step (§6.6, same values).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
-from ssl_bench.algorithms.functional import histogram, joint_pass
+from ssl_bench.algorithms.functional import joint_pass
+from ssl_bench.augment.host import count_values
 from ssl_bench.augment.views import Batch, ViewSpec
 from ssl_bench.errors import ConfigError
 from ssl_bench.registry import ALGORITHMS
@@ -71,8 +73,7 @@ class FlexMatch(Algorithm):
     @torch.no_grad()
     def learning_effect(self) -> torch.Tensor:
         """β from the selections of the previous steps, as TorchSSL updates it at the start of a step."""
-        sel = self.selected_label
-        counts = histogram(sel.clamp_min(0), self.num_classes, (sel >= 0).float())
+        counts = count_values(self.selected_label + 1, self.num_classes + 1)[1:].float()  # key −1 dropped
         unused = self.data.n_unlabeled - counts.sum()  # pool images never selected (the reference's key −1)
         top = torch.maximum(unused, counts.max()) if self.cfg.thresh_warmup else counts.max()
         update = torch.maximum(unused, counts.max()) < self.data.n_unlabeled  # at least one image selected

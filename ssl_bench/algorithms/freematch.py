@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
-from ssl_bench.algorithms.functional import histogram, joint_pass
+from ssl_bench.algorithms.functional import joint_pass
+from ssl_bench.augment.host import count_values
 from ssl_bench.augment.views import Batch, ViewSpec
 from ssl_bench.registry import ALGORITHMS
 
@@ -49,8 +50,9 @@ def inverse(h: torch.Tensor) -> torch.Tensor:
 
 def fairness(probs_strong: torch.Tensor, mask: torch.Tensor, p_model: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
     """The self-adaptive fairness term over the images with ``mask`` 1 (§7.3); 0 when there are none."""
-    n = mask.sum()
-    hist_s = histogram(probs_strong.detach().argmax(dim=1), probs_strong.shape[1], mask) / n.clamp_min(1.0)
+    n, c = mask.sum(), probs_strong.shape[1]
+    pred_s = torch.where(mask > 0, probs_strong.detach().argmax(dim=1), c)  # unselected images counted as class c
+    hist_s = count_values(pred_s, c + 1)[:c].float() / n.clamp_min(1.0)
     a = p_model * inverse(hist)
     a = a / a.sum()
     b = (mask[:, None] * probs_strong).sum(dim=0) / n.clamp_min(1.0) * inverse(hist_s)
@@ -84,7 +86,7 @@ class FreeMatch(Algorithm):
         if self.cfg.clip == "usb":
             self.time_p.clamp_(0.0, 0.95)
         self.p_model.mul_(m).add_((1 - m) * probs.mean(dim=0))
-        self.label_hist.mul_(m).add_((1 - m) * histogram(pred, c) / len(pred))
+        self.label_hist.mul_(m).add_((1 - m) * count_values(pred, c).float() / len(pred))
 
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         cfg = self.cfg

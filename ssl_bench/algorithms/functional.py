@@ -175,13 +175,6 @@ def joint_pass(model: nn.Module, *groups: torch.Tensor) -> tuple[torch.Tensor, .
     return model(torch.cat(groups)).split([len(g) for g in groups])
 
 
-def histogram(labels: torch.Tensor, num_classes: int, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Float counts of each class in ``labels`` (weighted by ``weights``), by ``index_add_``: unlike ``bincount``,
-    no host read of the largest label on CUDA."""
-    w = torch.ones_like(labels, dtype=torch.float32) if weights is None else weights.float()
-    return torch.zeros(num_classes, dtype=torch.float32, device=labels.device).index_add_(0, labels, w)
-
-
 def mse_probs(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     """mean over samples and classes of (softmax(a) - softmax(b))², the Π-Model / Mean Teacher consistency of the
     fixmatch repo (reference-algorithms-2.md §3.2, §4.2)."""

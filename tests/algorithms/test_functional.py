@@ -22,9 +22,11 @@ from ssl_bench.algorithms.functional import (
     half_cosine_warmup,
     interleave,
     interleave_offsets,
+    joint_pass,
     linear_rampup,
     masked_cross_entropy,
     mixup,
+    mse_probs,
     relative_threshold,
     sample_mixup,
     sharpen,
@@ -508,3 +510,26 @@ def test_nested_frozen_contexts():
         model(torch.randn(6, 3, 4, 4))
     for a, b in zip(before, _bn_state(model), strict=True):
         assert torch.equal(a, b)
+
+
+def test_mse_probs_golden():
+    # row 1: softmax(0, 0) = (1/2, 1/2) vs softmax(ln 3, 0) = (3/4, 1/4): squared differences 1/16 and 1/16;
+    # row 2: equal logits, 0. Mean over 2 rows x 2 classes = (1/16 + 1/16) / 4 = 1/32
+    a = torch.tensor([[0.0, 0.0], [1.0, 2.0]])
+    b = torch.tensor([[LN3, 0.0], [1.0, 2.0]])
+    close(mse_probs(a, b), 1 / 32)
+    close(mse_probs(b, a), 1 / 32)
+
+
+def test_joint_pass_is_one_call_over_all_groups_split_back():
+    calls = []
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            calls.append(len(x))
+            return x * 2
+
+    groups = (torch.arange(2.0), torch.arange(10.0, 13.0), torch.tensor([7.0]))
+    out = joint_pass(Recorder(), *groups)
+    assert calls == [6]  # one pass: BatchNorm would see all six images together
+    assert [o.tolist() for o in out] == [[0.0, 2.0], [20.0, 22.0, 24.0], [14.0]]
