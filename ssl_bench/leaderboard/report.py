@@ -58,23 +58,6 @@ class Report:
     pngs: dict[str, plots.Plot] = field(default_factory=dict)  # file name -> what draws it
 
 
-def published_section(published: pd.DataFrame) -> pd.DataFrame:
-    """The published rows of one dataset as leaderboard rows (:func:`published_table`) with the evaluation rule of
-    each row beside its seeds, so a best-during-training number is never read as a median of the last evaluations.
-
-    ``published_table`` knows no evaluation rule: it is called once per rule, so rows of different rules never share
-    a line, and the parts are put back in the order of their source (paper, table)."""
-    parts = []
-    for rule, rows in published.groupby("evaluation", sort=True):
-        part = published_table(rows)
-        part.insert(part.columns.get_loc("seeds") + 1, "evaluation", rule)
-        parts.append(part)
-    table = pd.concat(parts, ignore_index=True).sort_values("source", kind="stable", ignore_index=True)
-    budgets = sorted({int(c.split()[0]) for c in table.columns if c.endswith(" labels")})
-    head = [c for c in table.columns if not c.endswith(" labels")]
-    return table[[*head, *[f"{b} labels" for b in budgets]]].fillna("—")
-
-
 def main_job_pairs(part: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(each SSL row vs the supervised row of its protocol, every pair of SSL rows of one protocol).
 
@@ -123,7 +106,7 @@ def build_report(results_dir: Path) -> Report:
         section = Section(
             dataset,
             tables.get(dataset),
-            published_section(pub) if not pub.empty else None,
+            published_table(pub) if not pub.empty else None,
             protocol_differences(ours, pub),
             comparisons(ours) if not ours.empty else pd.DataFrame(),
             frame=ours,

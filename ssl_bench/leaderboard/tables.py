@@ -138,21 +138,22 @@ def published_cell(value: float, std: float | None, verified: bool) -> str:
     return f"{value:.2f}{spread} (published{'' if verified else ', unverified'})"
 
 
+PUBLISHED_KEYS = ["algorithm", "source", "model", "schedule", "seeds", "evaluation"]
+
+
 def published_table(published: pd.DataFrame) -> pd.DataFrame:
-    """Published rows of one dataset as leaderboard rows: method, source, protocol, one column per budget."""
+    """Published rows of one dataset as leaderboard rows: method, source, protocol (seeds and the evaluation rule
+    beside them, so a best-during-training number is never read as a median of the last evaluations), one column
+    per budget. Rows of one method and source under two rules never share a line."""
     rows = {}
     for _, r in published.sort_values(["paper", "method", "n_labels"]).iterrows():
         source = f"{r['paper']}, {r['table']} (arXiv {r['arxiv']})"
-        key = (r["method"], source, r["backbone"], r["schedule"], r["seeds"])
+        key = (r["method"], source, r["backbone"], r["schedule"], r["seeds"], r.get("evaluation", "not stated"))
         row = rows.setdefault(key, {})
         row[f"{int(r['n_labels'])} labels"] = published_cell(r["acc"], r["acc_std"], bool(r["verified"]))
-    out = [
-        {"algorithm": m, "source": src, "model": bb, "schedule": sch, "seeds": seeds, **cells}
-        for (m, src, bb, sch, seeds), cells in rows.items()
-    ]
-    table = pd.DataFrame(out)
+    table = pd.DataFrame([{**dict(zip(PUBLISHED_KEYS, key, strict=True)), **cells} for key, cells in rows.items()])
     budgets = sorted({int(c.split()[0]) for c in table.columns if c.endswith(" labels")})
-    return table[["algorithm", "source", "model", "schedule", "seeds", *[f"{b} labels" for b in budgets]]].fillna("—")
+    return table[[*PUBLISHED_KEYS, *[f"{b} labels" for b in budgets]]].fillna("—")
 
 
 def protocol_differences(ours: pd.DataFrame, published: pd.DataFrame) -> str:
@@ -167,6 +168,8 @@ def protocol_differences(ours: pd.DataFrame, published: pd.DataFrame) -> str:
     theirs = "; ".join(sorted(set(published["schedule"])))
     diffs.append(f"schedule {', '.join(f'{s:,} steps' for s in our_steps)} (ours) vs {theirs} (published)")
     our_k = sorted({int(k) for k in ours["k"]})
-    if our_k != [20]:
-        diffs.append(f"median of the last {', '.join(map(str, our_k))} evaluations (ours) vs 20 (the papers)")
+    rules = sorted(set(published["evaluation"])) if "evaluation" in published else ["median of last 20"]
+    if rules != ["median of last 20"] or our_k != [20]:
+        ours_rule = f"median of the last {', '.join(map(str, our_k))} evaluations"
+        diffs.append(f"{ours_rule} (ours) vs {', '.join(rules)} (published)")
     return "Protocol differences from the published rows: " + "; ".join(diffs) + "."
