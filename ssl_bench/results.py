@@ -18,13 +18,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ssl_bench.atomic_write import atomic_write_text, remove_stale_temps
 from ssl_bench.config import RunConfig
+from ssl_bench.cpu_info import cpu_fields, native_bf16_cpu
 from ssl_bench.data.pairs import SETTINGS
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ConfigError, ResultsDirError
 from ssl_bench.locks import LOCK_DIR
 from ssl_bench.registry import is_file_name
-from ssl_bench.utils import atomic_write_text, cpu_fields, creation_problem, native_bf16_cpu, remove_stale_temps
+from ssl_bench.writable import creation_problem
 
 # the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
 RECORD_KEYS = (

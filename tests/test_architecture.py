@@ -18,7 +18,7 @@ LAYERS = [
     ("active",),
     ("train",),
     ("algorithms", "augment", "data", "models", "results", "locks"),
-    ("config", "values", "registry", "utils", "plugins"),
+    ("config", "values", "registry", "plugins", "fault_hook", "atomic_write", "writable", "devices", "cpu_info"),
     ("errors",),
 ]
 # files allowed past MAX_LINES, and why

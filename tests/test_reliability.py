@@ -658,7 +658,7 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(tmp_pa
 
 
 def test_available_memory_is_the_kernels_figure_on_a_cpu_and_unknown_on_a_gpu():
-    from ssl_bench.utils import available_memory
+    from ssl_bench.devices import available_memory
 
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     total = int(meminfo["MemTotal"].split()[0]) * 1024

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ssl_bench.active.acquisition import Acquisition, select
+from ssl_bench.atomic_write import atomic_write_text, remove_stale_temps
 from ssl_bench.config import ActiveConfig, RunConfig
 from ssl_bench.data.splits import Split
 from ssl_bench.errors import DataError
@@ -29,7 +30,6 @@ from ssl_bench.results import (
     write_record,
 )
 from ssl_bench.train import median_last
-from ssl_bench.utils import atomic_write_text, remove_stale_temps
 
 INTERVAL_UNITS = ("steps", "images")
 

@@ -20,10 +20,10 @@ from ssl_bench.config import RunConfig, run_hash
 from ssl_bench.data import load_data
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import DASplit, Split, get_run_split
+from ssl_bench.devices import resolve_device
 from ssl_bench.errors import SSLBenchError
 from ssl_bench.plugins import import_plugins
 from ssl_bench.train import Trainer
-from ssl_bench.utils import resolve_device
 
 PHASES = ("data", "probes", "model")
 

@@ -25,7 +25,7 @@ from ssl_bench.bench.pipelines import PHASES, Child
 from ssl_bench.bench.reference import check_reference
 from ssl_bench.bench.settle import WARMING, SettleRule, note, settled_flag, verdict, warm_up_done
 from ssl_bench.config import RunConfig
-from ssl_bench.utils import resolve_device
+from ssl_bench.devices import resolve_device
 
 # the default of ``ssl-bench bench train``: a paper-scale FixMatch step (64 labeled + 7 x 64 unlabeled x 2 views of
 # 32x32 RGB images through WRN-28-2, RandAugment), on random images so that no dataset files are needed

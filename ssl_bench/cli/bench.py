@@ -31,8 +31,10 @@ def one_process(name: str) -> None:
 
 
 def cmd_bench_augment(args: argparse.Namespace) -> int:
+    from ssl_bench.atomic_write import atomic_write_text
     from ssl_bench.bench.augment import bench_augment
-    from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
+    from ssl_bench.devices import resolve_device
+    from ssl_bench.writable import check_output_file
 
     one_process("augment")
     device = resolve_device(args.device, "--device")
@@ -60,11 +62,13 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     import copy
     import tempfile
 
+    from ssl_bench.atomic_write import atomic_write_text
     from ssl_bench.bench.settle import rule_of_flag
     from ssl_bench.bench.train import DEFAULT_RECIPE, bench_algorithms, bench_train
     from ssl_bench.config import apply_overrides, read_recipe
+    from ssl_bench.devices import resolve_device
     from ssl_bench.plan import plan, recipe_from_dict
-    from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
+    from ssl_bench.writable import check_output_file
 
     one_process("train")
     load_plugins(args)
@@ -183,10 +187,11 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
     import importlib.util
     import tempfile
 
+    from ssl_bench.atomic_write import atomic_write_text
     from ssl_bench.bench.grid import bench_grid, parse_variants
     from ssl_bench.executor.options import EXECUTORS
     from ssl_bench.plan import load_recipe, plan
-    from ssl_bench.utils import atomic_write_text, check_output_file
+    from ssl_bench.writable import check_output_file
 
     one_process("grid")
     variants = parse_variants(args.executors, EXECUTORS)
