@@ -44,7 +44,7 @@ from ssl_bench.errors import ConfigError, SSLBenchError
 from ssl_bench.models import parameter_bytes
 from ssl_bench.plugins import import_plugins, provenance
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
-from ssl_bench.results import manifest_dir
+from ssl_bench.results.layout import manifest_dir
 from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.feed import data_info
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS

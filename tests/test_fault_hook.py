@@ -15,7 +15,7 @@ from ssl_bench.atomic_write import atomic_write_bytes, atomic_write_text, remove
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError, WriteError
 from ssl_bench.fault_hook import Fault
-from ssl_bench.results import load_records, scan_records
+from ssl_bench.results.store import load_records, scan_records
 from tests.conftest import ROOT
 
 OLD = {"algorithm": "supervised", "acc_median": 0.5, "config_hash": "a" * 64, "note": "old"}

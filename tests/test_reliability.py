@@ -16,7 +16,9 @@ from PIL import Image
 
 from ssl_bench.cli import main
 from ssl_bench.errors import ResultsDirError
-from ssl_bench.results import check_record, inside, load_records, record_path, scan_records
+from ssl_bench.results.layout import inside, record_path
+from ssl_bench.results.record import check_record
+from ssl_bench.results.store import load_records, scan_records
 from tests.conftest import ROOT, files_in, one_line_error
 
 SMOKE = str(ROOT / "recipes/smoke.toml")

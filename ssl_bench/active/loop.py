@@ -20,15 +20,9 @@ from ssl_bench.atomic_write import atomic_write_text, remove_stale_temps
 from ssl_bench.config import ActiveConfig, RunConfig
 from ssl_bench.data.splits import Split
 from ssl_bench.errors import DataError
-from ssl_bench.results import (
-    TrainResult,
-    checkpoint_path,
-    load_records,
-    make_record,
-    manifest_dir,
-    remove_checkpoint,
-    write_record,
-)
+from ssl_bench.results.layout import checkpoint_path, manifest_dir, remove_checkpoint
+from ssl_bench.results.record import TrainResult, make_record
+from ssl_bench.results.store import load_records, write_record
 from ssl_bench.train import median_last
 
 INTERVAL_UNITS = ("steps", "images")

@@ -177,7 +177,7 @@ def progress_line(line: str) -> None:
 
 def machine() -> str:
     """'AMD EPYC, 2 cores, cpu family 25 model 1 stepping 1, AVX2': the CPU that figures printed here come from."""
-    from ssl_bench.results import host_info
+    from ssl_bench.results.provenance import host_info
 
     h = host_info()
     return ", ".join(str(x) for x in (h["cpu"], f"{h['cores']} cores", h.get("cpu_id"), h["cpu_capability"]) if x)

@@ -16,7 +16,8 @@ from ssl_bench.leaderboard.markdown import render_brief, render_markdown
 from ssl_bench.leaderboard.page import render_page
 from ssl_bench.leaderboard.report import Report, build_report, export_rows
 from ssl_bench.locks import exclusive
-from ssl_bench.results import require_results_dir, scan_records
+from ssl_bench.results.layout import require_results_dir
+from ssl_bench.results.store import scan_records
 
 # plots a generation writes: one of an older generation that this one does not redraw is removed
 PLOT_PREFIXES = ("accuracy_vs_labels_", "learning_curves_", "active_learning_", "exchange_rate", "active.png")

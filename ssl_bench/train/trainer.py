@@ -25,7 +25,7 @@ from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.devices import out_of_memory, resolve_device
 from ssl_bench.errors import CheckpointError, RunMemoryError, one_line
-from ssl_bench.results import TrainResult
+from ssl_bench.results.record import TrainResult
 from ssl_bench.train.build import build_run
 from ssl_bench.train.distributed import (
     SINGLE,
