@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ssl_bench"
 LAYERS = [
     ("cli",),
     ("executor",),
-    ("runner", "plan", "leaderboard", "conformance", "bench"),
+    ("runner", "plan", "leaderboard", "conformance", "benchmarks"),
     ("active",),
     ("train",),
     ("algorithms", "augment", "data", "models", "results", "locks"),
