@@ -39,16 +39,16 @@ from ssl_bench.config import (
 from ssl_bench.data import load_data
 from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, get_pair
 from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, check_budget, get_run_split, run_split_id
+from ssl_bench.devices import available_memory, out_of_memory, resolve_device
 from ssl_bench.errors import ConfigError, SSLBenchError
 from ssl_bench.models import parameter_bytes
 from ssl_bench.plugins import import_plugins, provenance
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
-from ssl_bench.results import manifest_dir
+from ssl_bench.results.layout import manifest_dir
 from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.feed import data_info
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
 from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
-from ssl_bench.utils import available_memory, out_of_memory, resolve_device
 from ssl_bench.values import check_limits, check_value
 
 # image sides data.image_size may resize to: below 8 px no augmentation or network here is meaningful, and above

@@ -35,7 +35,7 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         if not name or name != name.strip():
             raise ValueError(f"invalid {self.kind} name {name!r}")
-        if not is_file_name(name):  # algorithm and dataset names become folders of results.record_path
+        if not is_file_name(name):  # algorithm and dataset names become folders of results.layout.record_path
             raise ValueError(f"invalid {self.kind} name {name!r}: names become file names, so no '/', '\\' or '..'")
         if name in self._items:
             raise ValueError(f"duplicate {self.kind} name {name!r}: already registered as {self._items[name]!r}")

@@ -20,17 +20,10 @@ from ssl_bench.data.splits import get_run_split
 from ssl_bench.errors import DivergenceError, RunMemoryError
 from ssl_bench.locks import RunLock, describe
 from ssl_bench.plan import PlannedRun, plan
-from ssl_bench.results import (
-    checkpoint_path,
-    load_records,
-    make_record,
-    manifest_dir,
-    note_code_checkout,
-    quarantine,
-    remove_checkpoint,
-    tensorboard_dir,
-    write_record,
-)
+from ssl_bench.results.layout import checkpoint_path, manifest_dir, remove_checkpoint, tensorboard_dir
+from ssl_bench.results.provenance import note_code_checkout
+from ssl_bench.results.record import make_record
+from ssl_bench.results.store import load_records, quarantine, write_record
 from ssl_bench.train import Trainer
 from ssl_bench.train.distributed import SINGLE, Dist
 

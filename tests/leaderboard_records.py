@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_bench.results import write_record
+from ssl_bench.results.store import write_record
 
 
 def record(algorithm, n, seed, acc, dataset="digits", augment="weak", **kw):

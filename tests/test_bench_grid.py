@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from ssl_bench.bench import grid
-from ssl_bench.bench.grid import Variant, busy_seconds, parse_variants
+from ssl_bench.benchmarks import grid
+from ssl_bench.benchmarks.grid import Variant, busy_seconds, parse_variants
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError, SSLBenchError
 from ssl_bench.executor.options import EXECUTORS

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from ssl_bench.augment.views import to_input
-from ssl_bench.bench.reference import PILViews, check_reference, pil_view, to_input_tensor
-from ssl_bench.bench.settle import (
+from ssl_bench.benchmarks.reference import PILViews, check_reference, pil_view, to_input_tensor
+from ssl_bench.benchmarks.settle import (
     NOT_SETTLED,
     SETTLED,
     UNJUDGED,
@@ -24,7 +24,7 @@ from ssl_bench.bench.settle import (
     verdict,
     warm_up_done,
 )
-from ssl_bench.bench.train import race
+from ssl_bench.benchmarks.train import race
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError
 from ssl_bench.plan import expand, load_recipe

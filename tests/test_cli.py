@@ -9,7 +9,8 @@ import torch
 
 from ssl_bench.cli import main
 from ssl_bench.plan import load_recipe
-from ssl_bench.results import RECORD_KEYS, load_records
+from ssl_bench.results.record import RECORD_KEYS
+from ssl_bench.results.store import load_records
 from ssl_bench.runner import run_recipe
 from tests.conftest import ROOT, files_in
 

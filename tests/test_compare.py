@@ -7,7 +7,7 @@ from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard.compare import compare
 from ssl_bench.leaderboard.tables import records_frame
-from ssl_bench.results import load_records, write_record
+from ssl_bench.results.store import load_records, write_record
 
 # t(0.975, df=4), from any table of Student's t
 T_975_4 = 2.7764451

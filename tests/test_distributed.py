@@ -17,7 +17,7 @@ from ssl_bench.data import load_data
 from ssl_bench.data.splits import get_run_split
 from ssl_bench.errors import CheckpointError
 from ssl_bench.plan import load_recipe, plan
-from ssl_bench.results import load_records
+from ssl_bench.results.store import load_records
 from ssl_bench.train import Trainer
 from ssl_bench.train.distributed import SINGLE, Dist, GlobalBatchNorm, mean_over_ranks, shard
 from tests.conftest import ROOT

@@ -32,7 +32,7 @@ from ssl_bench.data.splits import DASplitId, draw_da_split, get_da_split, get_ru
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
 from ssl_bench.leaderboard.tables import da_table, records_frame, ssl_tables
 from ssl_bench.plan import check_data, expand, load_recipe, recipe_from_dict
-from ssl_bench.results import load_records
+from ssl_bench.results.store import load_records
 from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
 from ssl_bench.train.build import build_run

@@ -14,7 +14,8 @@ from ssl_bench.cli import main
 from ssl_bench.executor import GridOptions, run_grid, summary
 from ssl_bench.locks import lock_path, read_holder
 from ssl_bench.plan import load_recipe, plan
-from ssl_bench.results import checkpoint_path, load_records
+from ssl_bench.results.layout import checkpoint_path
+from ssl_bench.results.store import load_records
 from tests.conftest import ROOT
 
 SMOKE = str(ROOT / "recipes/smoke.toml")

@@ -10,11 +10,12 @@ import sys
 import pytest
 import torch
 
-import ssl_bench.utils as utils
+from ssl_bench import fault_hook
+from ssl_bench.atomic_write import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError, WriteError
-from ssl_bench.results import load_records, scan_records
-from ssl_bench.utils import Fault, atomic_write_bytes, atomic_write_text, remove_stale_temps
+from ssl_bench.fault_hook import Fault
+from ssl_bench.results.store import load_records, scan_records
 from tests.conftest import ROOT
 
 OLD = {"algorithm": "supervised", "acc_median": 0.5, "config_hash": "a" * 64, "note": "old"}
@@ -23,7 +24,7 @@ NEW = {**OLD, "acc_median": 0.75, "note": "new " * 200}
 KILLED_WRITER = """
 import json, sys
 from pathlib import Path
-from ssl_bench.utils import atomic_write_text
+from ssl_bench.atomic_write import atomic_write_text
 path = Path(sys.argv[1])
 atomic_write_text(path, sys.argv[2])  # the first record write of the process
 atomic_write_text(path, sys.argv[3])  # the second: killed half-way
@@ -32,7 +33,7 @@ print("not reached")
 
 
 def test_unset_hook_costs_nothing():
-    assert os.environ.get(utils.FAULT_ENV) or utils._FAULT is None
+    assert os.environ.get(fault_hook.FAULT_ENV) or fault_hook.ACTIVE is None
 
 
 def test_kinds_and_malformed_values(tmp_path):
@@ -50,7 +51,7 @@ def test_kinds_and_malformed_values(tmp_path):
 def test_a_record_write_killed_half_way_leaves_the_old_record(tmp_path):
     path = tmp_path / "runs" / "digits" / "supervised" / "digits.1@40-0-aaaaaaaaaaaa.json"
     old, new = json.dumps(OLD), json.dumps(NEW)
-    env = {**os.environ, utils.FAULT_ENV: "record:2", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, fault_hook.FAULT_ENV: "record:2", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path), old, new], env=env, capture_output=True)
     assert proc.returncode == -signal.SIGKILL and b"not reached" not in proc.stdout
     assert path.read_text() == old
@@ -63,7 +64,7 @@ def test_a_record_write_killed_half_way_leaves_the_old_record(tmp_path):
 
 
 def test_enospc_half_way_raises_and_leaves_the_old_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(utils, "_FAULT", Fault.parse("enospc:checkpoint:2"))
+    monkeypatch.setattr(fault_hook, "ACTIVE", Fault.parse("enospc:checkpoint:2"))
     path = tmp_path / ".checkpoints" / "abc.pt"
     atomic_write_bytes(path, b"old checkpoint")
     atomic_write_text(tmp_path / "runs" / "r.json", "{}")  # another kind: not counted
@@ -74,7 +75,7 @@ def test_enospc_half_way_raises_and_leaves_the_old_file(tmp_path, monkeypatch):
 
 
 def test_a_full_disk_during_a_run_is_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(utils, "_FAULT", Fault.parse("enospc:checkpoint:2"))
+    monkeypatch.setattr(fault_hook, "ACTIVE", Fault.parse("enospc:checkpoint:2"))
     results = tmp_path / "results"
     args = ["run", str(ROOT / "recipes/smoke.toml"), "--results-dir", str(results), "--quiet"]
     assert main([*args, "--set", "train.steps=30", "--set", "train.eval_every=10"]) == 2

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ssl_bench.atomic_write import atomic_write_text, umask
 from ssl_bench.cli import main
-from ssl_bench.utils import atomic_write_text, umask
 
 ROOT = Path(__file__).resolve().parents[1]
 

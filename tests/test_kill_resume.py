@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ssl_bench.results import load_records
+from ssl_bench.results.store import load_records
 from tests.conftest import ROOT
 
 ARGS = ["--set", "train.steps=200", "--set", "train.eval_every=20", "--quiet"]

@@ -3,7 +3,7 @@ import re
 
 from ssl_bench.leaderboard import render
 from ssl_bench.leaderboard.tables import records_frame, ssl_tables
-from ssl_bench.results import write_record
+from ssl_bench.results.store import write_record
 
 
 def rec(algorithm, n, seed, acc, **kw):

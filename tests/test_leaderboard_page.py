@@ -13,7 +13,7 @@ import ssl_bench.leaderboard as lb
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard.published import load_published
-from ssl_bench.results import write_record
+from ssl_bench.results.store import write_record
 
 EVIL = "<script>alert(1)</script>"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -179,7 +179,7 @@ def test_every_plot_has_a_title_and_labeled_axes(tmp_path, monkeypatch):
 
     from ssl_bench.leaderboard import plots
     from ssl_bench.leaderboard.tables import records_frame
-    from ssl_bench.results import load_records
+    from ssl_bench.results.store import load_records
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path, **kw: figures.append(fig) or path)

@@ -12,7 +12,7 @@ import pytest
 
 from ssl_bench.cli import main
 from ssl_bench.locks import RunLock, lock_path, read_holder
-from ssl_bench.results import load_records
+from ssl_bench.results.store import load_records
 from tests.conftest import ROOT
 
 SMOKE = str(ROOT / "recipes/smoke.toml")

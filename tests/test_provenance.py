@@ -1,5 +1,5 @@
 """A record names the commit of the code that trained it: the checkout as the training process found it, dirty if
-the checkout differed from that commit at any point up to the record (results.git_state)."""
+the checkout differed from that commit at any point up to the record (results.provenance.git_state)."""
 
 import json
 import subprocess
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench import results
 from ssl_bench.cli import main
-from ssl_bench.results import Checkout, git_state, read_checkout
+from ssl_bench.results import provenance
+from ssl_bench.results.provenance import Checkout, git_state, read_checkout
 from tests.conftest import ROOT
 
 SMOKE = str(ROOT / "recipes/smoke.toml")
@@ -40,11 +40,11 @@ def test_what_counts_as_dirty(changed, results_dir, dirty):
 @pytest.fixture
 def checkouts(monkeypatch):
     """Feed git_state a sequence of checkouts, with the process's start not yet noted."""
-    monkeypatch.setattr(results, "_code_checkout", results._UNREAD)
+    monkeypatch.setattr(provenance, "_code_checkout", provenance._UNREAD)
 
     def feed(*seq):
         it = iter(seq)
-        monkeypatch.setattr(results, "read_checkout", lambda where=None: next(it))
+        monkeypatch.setattr(provenance, "read_checkout", lambda where=None: next(it))
 
     return feed
 
@@ -63,8 +63,8 @@ def checkouts(monkeypatch):
 )
 def test_the_record_names_the_commit_noted_when_training_began(checkouts, start, now, expected):
     checkouts(start, now)
-    results.note_code_checkout()
-    results.note_code_checkout()  # only the first note counts: later runs of the process keep it
+    provenance.note_code_checkout()
+    provenance.note_code_checkout()  # only the first note counts: later runs of the process keep it
     assert git_state() == expected
 
 

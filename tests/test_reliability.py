@@ -16,7 +16,9 @@ from PIL import Image
 
 from ssl_bench.cli import main
 from ssl_bench.errors import ResultsDirError
-from ssl_bench.results import check_record, inside, load_records, record_path, scan_records
+from ssl_bench.results.layout import inside, record_path
+from ssl_bench.results.record import check_record
+from ssl_bench.results.store import load_records, scan_records
 from tests.conftest import ROOT, files_in, one_line_error
 
 SMOKE = str(ROOT / "recipes/smoke.toml")
@@ -658,7 +660,7 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(tmp_pa
 
 
 def test_available_memory_is_the_kernels_figure_on_a_cpu_and_unknown_on_a_gpu():
-    from ssl_bench.utils import available_memory
+    from ssl_bench.devices import available_memory
 
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     total = int(meminfo["MemTotal"].split()[0]) * 1024

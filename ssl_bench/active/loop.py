@@ -16,20 +16,14 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ssl_bench.active.acquisition import Acquisition, select
+from ssl_bench.atomic_write import atomic_write_text, remove_stale_temps
 from ssl_bench.config import ActiveConfig, RunConfig
 from ssl_bench.data.splits import Split
 from ssl_bench.errors import DataError
-from ssl_bench.results import (
-    TrainResult,
-    checkpoint_path,
-    load_records,
-    make_record,
-    manifest_dir,
-    remove_checkpoint,
-    write_record,
-)
+from ssl_bench.results.layout import checkpoint_path, manifest_dir, remove_checkpoint
+from ssl_bench.results.record import TrainResult, make_record
+from ssl_bench.results.store import load_records, write_record
 from ssl_bench.train import median_last
-from ssl_bench.utils import atomic_write_text, remove_stale_temps
 
 INTERVAL_UNITS = ("steps", "images")
 

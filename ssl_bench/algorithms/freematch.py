@@ -25,7 +25,7 @@ from torch import nn
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
 from ssl_bench.algorithms.functional import joint_pass
-from ssl_bench.augment.host import count_values
+from ssl_bench.augment.host_reads import count_values
 from ssl_bench.augment.views import Batch, ViewSpec
 from ssl_bench.registry import ALGORITHMS
 

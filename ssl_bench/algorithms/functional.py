@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_bench.utils import to_device
+from ssl_bench.devices import to_device
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:

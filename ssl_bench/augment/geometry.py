@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ssl_bench.augment.host import host_reads
+from ssl_bench.augment.host_reads import host_reads
 from ssl_bench.errors import ConfigError
 
 NEAREST, BILINEAR, BICUBIC = 0, 1, 2

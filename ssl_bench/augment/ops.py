@@ -28,7 +28,7 @@ from ssl_bench.augment.geometry import (
     translate_y_matrix,
     warp,
 )
-from ssl_bench.augment.host import host_reads
+from ssl_bench.augment.host_reads import host_reads
 from ssl_bench.augment.pixel import (
     autocontrast,
     blur,

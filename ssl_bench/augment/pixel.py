@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from ssl_bench.augment.host import count_values, host_reads
+from ssl_bench.augment.host_reads import count_values, host_reads
 
 # ----------------------------------------------------------------------------------------------------------------
 # Shared helpers

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.augment.host import count_values
+from ssl_bench.augment.host_reads import count_values
 from ssl_bench.augment.ops import apply_ops, check_images
 from ssl_bench.errors import ConfigError
 

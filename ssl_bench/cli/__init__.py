@@ -17,7 +17,7 @@ from ssl_bench.errors import ConfigError, SSLBenchError
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ssl_bench.plan import load_recipe, plan
-    from ssl_bench.results import check_results_dir
+    from ssl_bench.results.layout import check_results_dir
     from ssl_bench.runner import run_planned
 
     check_results_dir(args.results_dir)
@@ -68,7 +68,7 @@ def refresh_leaderboard(results_dir: Path) -> None:
     """Regenerate the leaderboard once the results directory holds a record (a run that failed before its first
     record leaves no leaderboard behind) and print the tables of its runs (``ssl-bench leaderboard`` prints all)."""
     from ssl_bench.leaderboard import brief
-    from ssl_bench.results import RUNS_DIR
+    from ssl_bench.results.layout import RUNS_DIR
 
     if any((Path(results_dir) / RUNS_DIR).rglob("*.json")):
         print(brief(results_dir), end="")
@@ -105,7 +105,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     from ssl_bench.config import DataConfig
     from ssl_bench.data.datasets import load_dataset
     from ssl_bench.data.splits import SplitId, check_budget, get_split, manifest_path
-    from ssl_bench.results import manifest_dir
+    from ssl_bench.results.layout import manifest_dir
 
     if "-" in args.split_id.split("@")[0].split(".")[0]:  # source-target.seed@...: dataset names have no "-"
         return _print_da_split(args)
@@ -141,7 +141,7 @@ def _print_da_split(args: argparse.Namespace) -> int:
     from ssl_bench.data.pairs import load_pair
     from ssl_bench.data.splits import DASplitId, get_da_split, manifest_path
     from ssl_bench.plan import MAX_SIDE, MIN_SIDE
-    from ssl_bench.results import manifest_dir
+    from ssl_bench.results.layout import manifest_dir
 
     sid = DASplitId.parse(args.split_id)
     cfg = DataConfig(setting=sid.setting, source=sid.source, target=sid.target, download=args.download)

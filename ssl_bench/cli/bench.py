@@ -9,7 +9,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from ssl_bench.bench import provenance
+from ssl_bench.benchmarks import provenance
 from ssl_bench.cli.args import load_plugins, path_arg, plugin_arg
 from ssl_bench.errors import SSLBenchError
 
@@ -31,8 +31,10 @@ def one_process(name: str) -> None:
 
 
 def cmd_bench_augment(args: argparse.Namespace) -> int:
-    from ssl_bench.bench.augment import bench_augment
-    from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
+    from ssl_bench.atomic_write import atomic_write_text
+    from ssl_bench.benchmarks.augment import bench_augment
+    from ssl_bench.devices import resolve_device
+    from ssl_bench.writable import check_output_file
 
     one_process("augment")
     device = resolve_device(args.device, "--device")
@@ -60,11 +62,13 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     import copy
     import tempfile
 
-    from ssl_bench.bench.settle import rule_of_flag
-    from ssl_bench.bench.train import DEFAULT_RECIPE, bench_algorithms, bench_train
+    from ssl_bench.atomic_write import atomic_write_text
+    from ssl_bench.benchmarks.settle import rule_of_flag
+    from ssl_bench.benchmarks.train import DEFAULT_RECIPE, bench_algorithms, bench_train
     from ssl_bench.config import apply_overrides, read_recipe
+    from ssl_bench.devices import resolve_device
     from ssl_bench.plan import plan, recipe_from_dict
-    from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
+    from ssl_bench.writable import check_output_file
 
     one_process("train")
     load_plugins(args)
@@ -125,7 +129,7 @@ def caveat(rows: list[dict]) -> str:
 
 
 def print_pipelines(out: dict, rule) -> None:
-    from ssl_bench.bench.pipelines import PHASES
+    from ssl_bench.benchmarks.pipelines import PHASES
 
     first = next(iter(out["pipelines"].values()))
     print_header(out, f"{out['algorithm']} ({first['images_per_step']} images per step)", rule)
@@ -173,7 +177,7 @@ def progress_line(line: str) -> None:
 
 def machine() -> str:
     """'AMD EPYC, 2 cores, cpu family 25 model 1 stepping 1, AVX2': the CPU that figures printed here come from."""
-    from ssl_bench.results import host_info
+    from ssl_bench.results.provenance import host_info
 
     h = host_info()
     return ", ".join(str(x) for x in (h["cpu"], f"{h['cores']} cores", h.get("cpu_id"), h["cpu_capability"]) if x)
@@ -183,10 +187,11 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
     import importlib.util
     import tempfile
 
-    from ssl_bench.bench.grid import bench_grid, parse_variants
+    from ssl_bench.atomic_write import atomic_write_text
+    from ssl_bench.benchmarks.grid import bench_grid, parse_variants
     from ssl_bench.executor.options import EXECUTORS
     from ssl_bench.plan import load_recipe, plan
-    from ssl_bench.utils import atomic_write_text, check_output_file
+    from ssl_bench.writable import check_output_file
 
     one_process("grid")
     variants = parse_variants(args.executors, EXECUTORS)
@@ -221,7 +226,7 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
 
 
 def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
-    from ssl_bench.bench.settle import SettleRule  # no torch: --help stays quick
+    from ssl_bench.benchmarks.settle import SettleRule  # no torch: --help stays quick
 
     rule = SettleRule()
     p = sub.add_parser("bench", help="benchmarks that print numbers (bench augment, bench train, bench grid)")

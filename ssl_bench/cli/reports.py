@@ -11,7 +11,7 @@ from ssl_bench.errors import ConfigError, SSLBenchError
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from ssl_bench.leaderboard import write_leaderboard
-    from ssl_bench.utils import check_output_file
+    from ssl_bench.writable import check_output_file
 
     check_output_file(args.csv, "--csv")  # before the generation: no new leaderboard beside a failed export
     check_output_file(args.json, "--json")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_bench.utils import temp_beside
+from ssl_bench.atomic_write import temp_beside
 
 Arrays = dict[str, np.ndarray]
 

@@ -17,12 +17,12 @@ from typing import TypeVar
 
 import numpy as np
 
+from ssl_bench.atomic_write import atomic_write_text
 from ssl_bench.config import DataConfig, pair_name
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.pairs import get_pair
 from ssl_bench.errors import DataError, SplitError
 from ssl_bench.registry import DATASETS
-from ssl_bench.utils import atomic_write_text
 
 _SPLIT_RE = re.compile(r"^(?P<dataset>[A-Za-z0-9_]+)\.(?P<seed>\d+)@(?P<labels>\d+)-(?P<valid>\d+)$")
 MANIFEST_FORMAT = 1

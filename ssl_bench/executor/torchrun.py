@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 
 from ssl_bench.config import RecipeConfig
+from ssl_bench.devices import resolve_device
 from ssl_bench.errors import ConfigError
 from ssl_bench.executor.options import GridOptions
 from ssl_bench.leaderboard import brief
 from ssl_bench.plan import plan
 from ssl_bench.runner import run_planned
 from ssl_bench.train.distributed import Dist, backend_for
-from ssl_bench.utils import resolve_device
 
 
 def run_distributed(recipes: list[RecipeConfig], results_dir: Path, opts: GridOptions, dist: Dist) -> int:

@@ -10,13 +10,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ssl_bench.atomic_write import atomic_write_text, write_failed
 from ssl_bench.errors import ResultsDirError
 from ssl_bench.leaderboard.markdown import render_brief, render_markdown
 from ssl_bench.leaderboard.page import render_page
 from ssl_bench.leaderboard.report import Report, build_report, export_rows
 from ssl_bench.locks import exclusive
-from ssl_bench.results import require_results_dir, scan_records
-from ssl_bench.utils import atomic_write_text, write_failed
+from ssl_bench.results.layout import require_results_dir
+from ssl_bench.results.store import scan_records
 
 # plots a generation writes: one of an older generation that this one does not redraw is removed
 PLOT_PREFIXES = ("accuracy_vs_labels_", "learning_curves_", "active_learning_", "exchange_rate", "active.png")

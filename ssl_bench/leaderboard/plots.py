@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ssl_bench.atomic_write import temp_beside
 from ssl_bench.leaderboard.tables import ROW_KEYS
-from ssl_bench.utils import temp_beside
 
 ACC_LABEL = "test accuracy (%), median of the last k evaluations"
 

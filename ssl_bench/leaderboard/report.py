@@ -24,7 +24,7 @@ from ssl_bench.leaderboard.tables import (
     records_frame,
     ssl_tables,
 )
-from ssl_bench.results import scan_records
+from ssl_bench.results.store import scan_records
 
 BASELINE = "supervised"
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from ssl_bench.algorithms import Ranks
 from ssl_bench.augment.views import Batch
-from ssl_bench.utils import cpu_fields
+from ssl_bench.cpu_info import cpu_fields
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.data.streams import IndexStream
-from ssl_bench.utils import to_device
+from ssl_bench.devices import to_device
 
 
 def subsample_pool(pool: np.ndarray, n: int, seed: int) -> np.ndarray:

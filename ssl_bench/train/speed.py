@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ssl_bench.config import TrainConfig
-from ssl_bench.utils import native_bf16_cpu
+from ssl_bench.cpu_info import native_bf16_cpu
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")

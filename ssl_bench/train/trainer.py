@@ -18,12 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssl_bench.atomic_write import atomic_write_bytes
 from ssl_bench.augment.views import to_input
 from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.devices import out_of_memory, resolve_device
 from ssl_bench.errors import CheckpointError, RunMemoryError, one_line
-from ssl_bench.results import TrainResult
+from ssl_bench.results.record import TrainResult
 from ssl_bench.train.build import build_run
 from ssl_bench.train.distributed import (
     SINGLE,
@@ -39,7 +41,6 @@ from ssl_bench.train.divergence import DivergenceGuard
 from ssl_bench.train.feed import Feed, data_info
 from ssl_bench.train.optim import decoupled_decay, lr_at
 from ssl_bench.train.speed import apply_process_settings, resolve
-from ssl_bench.utils import atomic_write_bytes, out_of_memory, resolve_device
 
 CHECKPOINT_FORMAT = 1
 

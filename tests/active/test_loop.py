@@ -12,7 +12,7 @@ from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import ConfigError
 from ssl_bench.plan import check_active, expand, load_recipe, split_id
-from ssl_bench.results import load_records
+from ssl_bench.results.store import load_records
 from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
 from ssl_bench.values import check_limits
@@ -167,7 +167,7 @@ def test_bad_active_inputs(case, tmp_path, capsys):
 
 def test_exchange_rate_from_records(tmp_path, capsys):
     from ssl_bench.leaderboard.active import exchange_rates
-    from ssl_bench.results import write_record
+    from ssl_bench.results.store import write_record
     from tests.test_leaderboard import rec
 
     # acc(L, U): +0.5 point per extra label between 20 and 40, +1 point per 100 unlabeled images at 20 labels

@@ -2,7 +2,7 @@
 
 On a CUDA device a host read (``.tolist()``, ``bool(t)``, ``nonzero``, boolean indexing, ``bincount``,
 ``torch.multinomial``'s checks) waits for the device. Without a GPU this is checked two ways: the masked path
-(``host.no_host_reads``) gives bit for bit what the grouped CPU path gives, and the whole policy runs on fake CUDA
+(``host_reads.no_host_reads``) gives bit for bit what the grouped CPU path gives, and the whole policy runs on fake CUDA
 tensors (``FakeTensorMode``), where any data-dependent read raises.
 """
 
@@ -16,7 +16,7 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
 )
 
-from ssl_bench.augment import host, ops
+from ssl_bench.augment import host_reads, ops
 from ssl_bench.augment.strong import CTA_OPS, CTAugment, RandAugment, sample_categorical
 from ssl_bench.augment.usb import RandAugmentUSB
 from ssl_bench.augment.weak import weak_augment
@@ -51,7 +51,7 @@ POLICIES = {
 def test_masked_path_equals_grouped_path(name, channels, size):
     x = images(channels=channels, size=size)
     grouped = POLICIES[name]()(x, torch.Generator().manual_seed(7))
-    with host.no_host_reads():
+    with host_reads.no_host_reads():
         masked = POLICIES[name]()(x, torch.Generator().manual_seed(7))
     assert torch.equal(grouped, masked)
     assert not torch.equal(grouped, x)
@@ -63,7 +63,7 @@ def test_ctaugment_update_is_the_same_without_host_reads():
     _, record = a.probe(images(n=64), g)
     omega = torch.rand(64, generator=g)
     a.update(record, omega)
-    with host.no_host_reads():
+    with host_reads.no_host_reads():
         b.update(record, omega)
     assert torch.equal(a.rates, b.rates)
     # parameters an op does not have ("identity", the second parameter of most ops) are not counted

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from ssl_bench.augment import geometry, host, ops, pixel
+from ssl_bench.augment import geometry, host_reads, ops, pixel
 from ssl_bench.errors import ConfigError
 
 SHAPES = [(3, 32), (1, 8), (1, 96)]  # (channels, side)
@@ -375,7 +375,7 @@ EXECUTOR_OPS = sorted({*PIXEL_CASES, *GEOMETRIC_CASES, "cutout"})
 
 def run_path(host_path: bool, fn, *args, **kwargs):
     """``fn`` on the CPU path (grouped, host reads) or on the accelerator path (masked, no host reads)."""
-    with contextlib.nullcontext() if host_path else host.no_host_reads():
+    with contextlib.nullcontext() if host_path else host_reads.no_host_reads():
         return fn(*args, **kwargs)
 
 

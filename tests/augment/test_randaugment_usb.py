@@ -263,7 +263,7 @@ def test_draws_only_parameters_that_pass_validation(monkeypatch):
 
 
 def test_pil_pipeline_runs_and_the_reference_feed_accepts_it():
-    from ssl_bench.bench.reference import check_reference, pil_view
+    from ssl_bench.benchmarks.reference import check_reference, pil_view
     from ssl_bench.plan import expand, load_recipe
 
     assert pil_reference.PIL_PIPELINES["randaugment_usb"] is pil_reference.PILRandAugmentUSB

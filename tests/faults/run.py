@@ -2,7 +2,7 @@
 through the real ``ssl-bench`` command; nothing may be lost, corrupted, left behind or computed differently.
 
 Kills land mid-step (a random time while training), during a checkpoint write and during a record write (the
-test-only hook ``SSL_BENCH_FAULT`` of ``ssl_bench/utils.py`` kills the process half-way through the n-th such
+test-only hook ``SSL_BENCH_FAULT`` of ``ssl_bench/fault_hook.py`` kills the process half-way through the n-th such
 write), during ``ssl-bench leaderboard``, during an active-learning run and during a domain-adaptation run. After
 each kill the same command is run again, and its records must equal an uninterrupted run's in every metric
 (``checks.COMPARED``); a killed leaderboard must leave the previous or the new README.md and index.html, never a

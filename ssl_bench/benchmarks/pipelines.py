@@ -3,7 +3,7 @@
 The trainer's steps are ``Trainer.train_step`` itself (the code path of ``ssl-bench run``) with a clock attached
 that marks the end of its phases: data/augmentation, CTAugment probes, model/optimizer (forward, backward,
 optimizer, EMA); on CUDA the clock synchronises the device at each mark. The peer-style pipeline is
-``ssl_bench.bench.reference``. A process per pipeline, spawned once, means that no pipeline inherits another's
+``ssl_bench.benchmarks.reference``. A process per pipeline, spawned once, means that no pipeline inherits another's
 threads, allocator settings or memory peak.
 """
 
@@ -15,15 +15,15 @@ from typing import Any
 
 import torch
 
-from ssl_bench.bench.reference import ReferencePipeline
+from ssl_bench.benchmarks.reference import ReferencePipeline
 from ssl_bench.config import RunConfig, run_hash
 from ssl_bench.data import load_data
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import DASplit, Split, get_run_split
+from ssl_bench.devices import resolve_device
 from ssl_bench.errors import SSLBenchError
 from ssl_bench.plugins import import_plugins
 from ssl_bench.train import Trainer
-from ssl_bench.utils import resolve_device
 
 PHASES = ("data", "probes", "model")
 

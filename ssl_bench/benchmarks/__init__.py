@@ -10,7 +10,7 @@ from typing import Any
 def provenance() -> dict[str, Any]:
     """Where a benchmark's numbers come from, written beside them in its JSON: the machine (CPU model and cores,
     as records name it) and the commit, so that figures from two machines or commits are not mixed up."""
-    from ssl_bench.results import git_state, host_info, now_iso
+    from ssl_bench.results.provenance import git_state, host_info, now_iso
 
     commit, dirty = git_state()
     return {"host": host_info(), "git_commit": commit, "git_dirty": dirty, "created_at": now_iso()}

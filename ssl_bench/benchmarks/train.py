@@ -2,7 +2,7 @@
 another pipeline.
 
 Two races, each between processes that take one step at a time in alternation (so that a slow phase of the
-machine hits both), first untimed until their step times settle (``ssl_bench.bench.settle``), then timed:
+machine hits both), first untimed until their step times settle (``ssl_bench.benchmarks.settle``), then timed:
 
 - ``bench_train``: the trainer's step (``ours``), alone or against the peer-style ``reference`` pipeline feeding
   the same algorithm step; their ratio of steps/s.
@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from ssl_bench.bench.pipelines import PHASES, Child
-from ssl_bench.bench.reference import check_reference
-from ssl_bench.bench.settle import WARMING, SettleRule, note, settled_flag, verdict, warm_up_done
+from ssl_bench.benchmarks.pipelines import PHASES, Child
+from ssl_bench.benchmarks.reference import check_reference
+from ssl_bench.benchmarks.settle import WARMING, SettleRule, note, settled_flag, verdict, warm_up_done
 from ssl_bench.config import RunConfig
-from ssl_bench.utils import resolve_device
+from ssl_bench.devices import resolve_device
 
 # the default of ``ssl-bench bench train``: a paper-scale FixMatch step (64 labeled + 7 x 64 unlabeled x 2 views of
 # 32x32 RGB images through WRN-28-2, RandAugment), on random images so that no dataset files are needed

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_bench.errors import ConfigError, SSLBenchError
-from ssl_bench.results import load_records
+from ssl_bench.results.store import load_records
 
 # /proc/stat's first line: cpu user nice system idle iowait irq softirq steal ..., in clock ticks; busy is all
 # but idle and iowait (guest time is already inside user)
