@@ -1,9 +1,10 @@
 """The configuration reference, generated from the config dataclasses each time the site is built (an mkdocs hook).
 
 configuration.md holds the line ``MARKER``; ``on_page_markdown`` replaces it with one table per recipe section and
-one per registered algorithm: every key that a recipe and ``--set`` accept, with its type, default, choices, range
-and the comment its declaration carries. Read from the code at build time, the page cannot drift from it
-(tests/test_docs_config_page.py checks it against the keys the override parser accepts).
+one per registered algorithm: every key that a recipe and ``--set`` accept, with its type, default, what it allows
+(its choices, the registered names it takes, or its range) and the comment its declaration carries. Read from the
+code at build time, the page cannot drift from it (tests/test_docs_config_page.py checks it against the keys the
+override parser accepts).
 """
 
 from __future__ import annotations
@@ -91,16 +92,16 @@ def table(cls: type, prefix: str, named: dict[str, str] | None = None, skip: tup
     """A markdown table of every field of ``cls``, as ``prefix.key``; ``named`` gives the choices of fields that
     take a registered name."""
     hints, notes = typing.get_type_hints(cls), field_notes(cls)
-    rows = ["| key | type | default | choices | range | notes |", "|---|---|---|---|---|---|"]
+    rows = ["| key | type | default | allowed | notes |", "|---|---|---|---|---|"]
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         choices, limit = field_rules(cls, f)
-        allowed = ", ".join(_code(c) for c in choices) or (named or {}).get(f.name, "")
+        allowed = ", ".join(_code(c) for c in choices) or (named or {}).get(f.name, "") or _cell(limit)
         aliases = f.metadata.get("aliases", {})  # older values a recipe may still give
         allowed += "".join(f"; {_code(old)} = {_code(new)}" for old, new in aliases.items())
         key = f"{prefix}.{f.name}" if prefix else f.name
-        row = [f"`{key}`", _cell(_type(hints[f.name])), _code(_default(f)), allowed, _cell(limit), _cell(notes[f.name])]
+        row = [f"`{key}`", _cell(_type(hints[f.name])), _code(_default(f)), allowed, _cell(notes[f.name])]
         rows.append("| " + " | ".join(row) + " |")
     return rows
 
