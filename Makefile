@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-slow test-faults lint run run-all run-da leaderboard bench clean
+.PHONY: install test test-slow test-faults lint docs run run-all run-da leaderboard bench clean
 
 install: $(BIN)/ssl-bench
 
@@ -12,7 +12,7 @@ $(BIN)/ssl-bench: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# torch and torchvision resolved together, so that `import torchvision` works
-	$(BIN)/pip install -e '.[test,tensorboard]'
+	$(BIN)/pip install -e '.[test,tensorboard,docs]'
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(BIN)/ssl-bench
 
@@ -29,6 +29,11 @@ test-faults:
 lint:
 	$(BIN)/ruff check ssl_bench tests examples
 	$(BIN)/ruff format --check ssl_bench tests examples
+
+# the documentation site into site/ (mkdocs.yml); --strict: a broken link, a missing #anchor or an API reference
+# warning fails the build. `$(BIN)/mkdocs serve` serves it at http://127.0.0.1:8000 while you edit.
+docs:
+	$(BIN)/mkdocs build --strict --site-dir site
 
 # the main job: the digits comparison of the algorithms below, within 25 minutes on 2 cores (README, "The main job")
 DIGITS := supervised mixmatch fixmatch flexmatch freematch softmatch
@@ -66,4 +71,4 @@ bench:
 	$(BIN)/ssl-bench bench grid recipes/smoke.toml --set 'grid.seeds=[1,2,3,4]' --json bench-grid.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info
