@@ -47,7 +47,7 @@ from ssl_bench.results import manifest_dir
 from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.feed import data_info
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
-from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
+from ssl_bench.train.switches import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
 from ssl_bench.utils import available_memory, out_of_memory, resolve_device
 from ssl_bench.values import check_limits, check_value
 

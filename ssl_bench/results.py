@@ -110,7 +110,7 @@ class TrainResult:
     augmentation: str  # the policies the run really used, e.g. "ctaugment+weak"
     flip: bool  # whether its weak views flipped horizontally (augment.flip resolved against the dataset)
     n_unlabeled: int  # size of the unlabeled pool
-    speed: dict[str, Any]  # the speed switches as resolved for the device (train/speed.py)
+    speed: dict[str, Any]  # the speed switches as resolved for the device (train/switches.py)
     world_size: int = 1  # processes that trained the run together (torchrun; train/distributed.py)
     devices: list[str] = field(default_factory=list)  # the device of each rank, e.g. ["NVIDIA H200", ...]
 

@@ -38,7 +38,7 @@ from ssl_bench.train.distributed import (
 from ssl_bench.train.divergence import DivergenceGuard
 from ssl_bench.train.feed import Feed, data_info
 from ssl_bench.train.optim import decoupled_decay, lr_at
-from ssl_bench.train.speed import apply_process_settings, resolve
+from ssl_bench.train.switches import apply_process_settings, resolve
 from ssl_bench.utils import atomic_write_bytes, out_of_memory, resolve_device
 
 CHECKPOINT_FORMAT = 1
