@@ -20,7 +20,7 @@ from typing import Any
 
 from ssl_bench.config import RunConfig
 from ssl_bench.data.pairs import SETTINGS
-from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.data.splits import Split
 from ssl_bench.errors import ConfigError, ResultsDirError
 from ssl_bench.locks import LOCK_DIR
 from ssl_bench.registry import is_file_name
@@ -221,7 +221,7 @@ def now_iso() -> str:
 def make_record(
     run: RunConfig,
     chash: str,
-    split: Split | DASplit,
+    split: Split,
     result: TrainResult,
     results_dir: Path,
     rnd: int | None = None,

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from ssl_bench.algorithms import Algorithm
-from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.data.splits import Split
 from ssl_bench.errors import CheckpointError
 from ssl_bench.train.distributed import Dist
 from ssl_bench.train.feed import Feed
@@ -29,7 +29,7 @@ class Resumable(Protocol):
     """The state of a trainer that a checkpoint captures and restores (``Trainer`` provides it)."""
 
     config_hash: str
-    split: Split | DASplit
+    split: Split
     dist: Dist
     device: torch.device
     algorithm: Algorithm

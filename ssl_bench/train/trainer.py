@@ -23,7 +23,7 @@ from torch import nn
 from ssl_bench.augment.views import to_input
 from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
-from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.data.splits import Split
 from ssl_bench.errors import RunMemoryError, one_line
 from ssl_bench.results import TrainResult
 from ssl_bench.train.build import build_run
@@ -85,9 +85,7 @@ class Trainer:
     two models, ``generator``, ``autocast``, ``run``, ``save``, ``resume`` and ``result``.
     """
 
-    def __init__(
-        self, cfg: RunConfig, ds: ImageDataset, split: Split | DASplit, config_hash: str, dist: Dist = SINGLE
-    ) -> None:
+    def __init__(self, cfg: RunConfig, ds: ImageDataset, split: Split, config_hash: str, dist: Dist = SINGLE) -> None:
         self.cfg, self.split, self.config_hash, self.dist = cfg, split, config_hash, dist
         self.device = resolve_device(cfg.train.device)
         if dist.active and self.device.type == "cuda":
