@@ -1,7 +1,7 @@
 """The one training loop: steps, evaluation cadence, when to checkpoint and resume, and progress.
 
-The run's parts come built (``build``), each step's batch from the feed (``feed``), and what a checkpoint holds from
-``checkpoint``; what active learning needs between rounds lives with it (``ssl_bench.active.learner``).
+The run's parts come built (``build``), each step's batch comes from the feed (``feed``) and the checkpoint format is
+``checkpoint``'s; what active learning needs between its rounds lives with active learning (``active.learner``).
 
 Conventions follow reference-algorithms.md §1.1 (steps, evaluation every 64 kimg), §1.7 (the EMA model is the one
 evaluated) and §1.8 (the headline is the median of the last k evaluations).
