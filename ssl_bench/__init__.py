@@ -158,7 +158,8 @@ def run_recipe(
     ``train.progress=false``. A run that diverges raises ``DivergenceError`` after the others have run."""
     from ssl_bench.leaderboard import write_leaderboard
     from ssl_bench.plan import plan
-    from ssl_bench.results import RUNS_DIR, check_results_dir, load_records
+    from ssl_bench.results.layout import RUNS_DIR, check_results_dir
+    from ssl_bench.results.store import load_records
     from ssl_bench.runner import run_planned
 
     results = Path(results_dir)

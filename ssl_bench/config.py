@@ -132,7 +132,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     tensorboard: bool = False  # write scalars under <results-dir>/tensorboard/
     progress: bool = True  # progress bar on stderr
-    # speed switches (train/speed.py); auto = the choice measured for the device (README, "Speed")
+    # speed switches (train/switches.py); auto = the choice measured for the device (README, "Speed")
     precision: str = "auto"  # auto (fp32 on every device so far) | fp32 | bf16 (autocast) | fp16 (+ loss scaling, CUDA)
     memory_format: str = "auto"  # auto (channels_last on CPU, contiguous on CUDA) | contiguous | channels_last
     compile: str = "none"  # none | model: torch.compile of the backbone and its EMA copy

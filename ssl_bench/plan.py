@@ -38,7 +38,8 @@ from ssl_bench.config import (
 )
 from ssl_bench.data import load_data
 from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, get_pair
-from ssl_bench.data.splits import DASplit, DASplitId, Split, SplitId, check_budget, get_run_split, run_split_id
+from ssl_bench.data.split_ids import DASplitId, SplitId, run_split_id
+from ssl_bench.data.splits import Split, check_budget, get_run_split
 from ssl_bench.devices import available_memory, out_of_memory, resolve_device
 from ssl_bench.errors import ConfigError, SSLBenchError
 from ssl_bench.models import parameter_bytes
@@ -48,7 +49,7 @@ from ssl_bench.results.layout import manifest_dir
 from ssl_bench.train import RunParts, build_run
 from ssl_bench.train.feed import data_info
 from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
-from ssl_bench.train.speed import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
+from ssl_bench.train.switches import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
 from ssl_bench.values import check_limits, check_value
 
 # image sides data.image_size may resize to: below 8 px no augmentation or network here is meaningful, and above
@@ -312,7 +313,7 @@ def check_classes(run: RunConfig, num_classes: int) -> None:
         check_budget(run.data.n_labels, num_classes, run.dataset, run.data.class_balance)
 
 
-def check_pools(run: RunConfig, n_train: int, split: Split | DASplit) -> None:
+def check_pools(run: RunConfig, n_train: int, split: Split) -> None:
     """Pools large enough for ``data.n_unlabeled`` and for every round of an active-learning schedule."""
     available = len(split.pool(n_train, split.labeled, include_labeled=False))
     if run.acquisition is not None and run.active.final - len(split.labeled) > available:
@@ -381,7 +382,7 @@ def check_model_memory(run: RunConfig, ds, at_once: int = 1) -> None:
         )
 
 
-def build_parts(run: RunConfig, ds, split: Split | DASplit, at_once: int = 1) -> RunParts:
+def build_parts(run: RunConfig, ds, split: Split, at_once: int = 1) -> RunParts:
     """The run's model, algorithm and augmentation, built once to check them (the algorithm sized for ``split``); a
     model too large for memory (for ``at_once`` runs together) is a one-line error naming its size, not the
     allocator's traceback or the OOM killer."""

@@ -54,7 +54,9 @@ def imports_of(module: str) -> set[str]:
             base = node.module or ""
             if node.level:
                 base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
-            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            named = [f"{base}.{a.name}" for a in node.names]
+            # `from pkg import submodule` imports the submodule; pkg itself only when a name is not a module
+            targets = named + ([base] if any(n not in MODULES for n in named) else [])
         else:
             continue
         for target in targets:

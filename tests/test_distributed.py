@@ -114,7 +114,7 @@ def test_a_checkpoint_of_another_world_size_is_refused(tmp_path):
     state["world_size"] = 2
     torch.save(state, ckpt)
     with pytest.raises(CheckpointError, match=r"trained on 2 process\(es\), this run has 1: resume it with the same"):
-        make_trainer(tmp_path, SETS).load(ckpt)
+        make_trainer(tmp_path, SETS).resume(ckpt)
 
 
 def test_plan_refuses_what_cannot_split(tmp_path):

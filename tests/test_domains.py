@@ -28,7 +28,8 @@ from ssl_bench.data.digits import digits_arrays
 from ssl_bench.data.digits_m import make_digits_m
 from ssl_bench.data.images import resize_images, to_channels
 from ssl_bench.data.pairs import PAIRS, load_pair
-from ssl_bench.data.splits import DASplitId, draw_da_split, get_da_split, get_run_split, manifest_path, read_da_manifest
+from ssl_bench.data.split_ids import DASplitId
+from ssl_bench.data.splits import draw_da_split, get_da_split, get_run_split, manifest_path, read_manifest
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
 from ssl_bench.leaderboard.tables import da_table, records_frame, ssl_tables
 from ssl_bench.plan import check_data, expand, load_recipe, recipe_from_dict
@@ -329,13 +330,13 @@ def test_da_manifest_round_trip_and_tampering(tmp_path):
     m = json.loads(path.read_text())
     assert m["split"] == str(sid) and m["n_source"] == N_TRAIN and m["n_target"] == N_TRAIN
     assert m["labeled_target"] == split.target_local.tolist() and m["dataset_fingerprint"] == pair.fingerprint()
-    back = read_da_manifest(path, pair)
+    back = read_manifest(path, pair)
     assert back.id == split.id and back.hash == split.hash and back.n_train == split.n_train
     assert np.array_equal(back.target_local, split.target_local) and back.n_source == split.n_source
     again = get_da_split(pair, sid, tmp_path)  # read from the manifest
     assert np.array_equal(again.target_labeled, split.target_labeled)
     # the manifest is size-independent: the pair at 16 px reads it too
-    assert read_da_manifest(path, load_pair(da_cfg(image_size=16))).hash == split.hash
+    assert read_manifest(path, load_pair(da_cfg(image_size=16))).hash == split.hash
     # a manifest under another split's name
     wrong = manifest_path(tmp_path, DASplitId("digits", "digits_m", 3, 2))
     wrong.write_text(path.read_text())
@@ -346,13 +347,13 @@ def test_da_manifest_round_trip_and_tampering(tmp_path):
     m["labeled_target"][0] = (m["labeled_target"][0] + 1) % N_TRAIN
     path.write_text(json.dumps(m))
     with pytest.raises(DataError) as err:
-        read_da_manifest(path, pair)
+        read_manifest(path, pair)
     assert_one_line(err, "was modified")
     with pytest.raises(DataError):
         get_da_split(pair, sid, tmp_path)
     path.write_text("{not json")
     with pytest.raises(DataError) as err:
-        read_da_manifest(path, pair)
+        read_manifest(path, pair)
     assert_one_line(err, "unreadable or malformed")
 
 

@@ -1,4 +1,4 @@
-"""Speed switches (train/speed.py): resolved per device, validated by the plan, recorded, and with the defaults
+"""Speed switches (train/switches.py): resolved per device, validated by the plan, recorded, and with the defaults
 the step computes exactly what it did before them."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from ssl_bench.config import TrainConfig, run_hash
 from ssl_bench.data import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.plan import expand, load_recipe, split_id
-from ssl_bench.train import Trainer, speed
-from ssl_bench.train.speed import resolve
+from ssl_bench.train import Trainer, switches
+from ssl_bench.train.switches import resolve
 from tests.conftest import ROOT
 
 SMOKE = str(ROOT / "recipes/smoke.toml")
@@ -28,12 +28,12 @@ def cpu_flags() -> set[str]:
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the kernel's CPU flags")
 def test_native_bf16_is_what_the_cpu_flags_say():
-    assert speed.native_bf16_cpu() == bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    assert switches.native_bf16_cpu() == bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_resolves_per_device(native, monkeypatch):
-    monkeypatch.setattr(speed, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(switches, "native_bf16_cpu", lambda: native)
     cpu = resolve(TrainConfig(precision="auto", memory_format="auto", cpu_malloc="auto"), CPU)
     assert (cpu.precision, cpu.memory_format) == ("bf16" if native else "fp32", "channels_last")
     assert cpu.cpu_malloc in ("keep", "default") and cpu.threads == torch.get_num_threads()

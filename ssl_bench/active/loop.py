@@ -11,19 +11,20 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from ssl_bench.active.acquisition import Acquisition, select
+from ssl_bench.active.learner import Learner
 from ssl_bench.atomic_write import atomic_write_text, remove_stale_temps
 from ssl_bench.config import ActiveConfig, RunConfig
 from ssl_bench.data.splits import Split
 from ssl_bench.errors import DataError
 from ssl_bench.results.layout import checkpoint_path, manifest_dir, remove_checkpoint
-from ssl_bench.results.record import TrainResult, make_record
+from ssl_bench.results.record import make_record
 from ssl_bench.results.store import load_records, write_record
-from ssl_bench.train import median_last
+from ssl_bench.train import Trainer, median_last
 
 INTERVAL_UNITS = ("steps", "images")
 
@@ -41,33 +42,6 @@ def schedule(cfg: ActiveConfig, start: int, batch_size: int) -> list[tuple[int, 
         first = cfg.first_interval // batch_size
     rounds = math.ceil((cfg.final - start) / cfg.grow)
     return [(first + r * per, min(start + r * cfg.grow, cfg.final)) for r in range(rounds + 1)]
-
-
-@runtime_checkable
-class Learner(Protocol):
-    """What the label-growth loop needs from training (``ssl_bench.train.Trainer`` provides it)."""
-
-    step: int
-    history: list[tuple[int, float]]
-
-    @property
-    def labeled_pool(self) -> np.ndarray: ...
-
-    def candidates(self) -> np.ndarray: ...
-
-    def predict(self, indices: np.ndarray, aug_k: int = 0) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def pixels(self, indices: np.ndarray) -> np.ndarray: ...
-
-    def reveal(self, indices: np.ndarray) -> None: ...
-
-    def train_to(self, step: int, checkpoint: Path, desc: str = "") -> None: ...
-
-    def resume(self, checkpoint: Path) -> bool: ...
-
-    def save(self, path: Path) -> None: ...
-
-    def result(self, acc_median: float, acc_final: float, median_k: int) -> TrainResult: ...
 
 
 def acquire(learner: Learner, acq: Acquisition, k: int, seed: int, rnd: int, aug_k: int) -> np.ndarray:
@@ -128,7 +102,7 @@ def round_accuracy(history: list[tuple[int, float]], start: int, end: int, k: in
 
 
 def run_active(
-    learner: Learner,
+    trainer: Trainer,
     run: RunConfig,
     chash: str,
     split: Split,
@@ -136,10 +110,11 @@ def run_active(
     log: Callable[[str], None],
     desc: str = "",
 ) -> list[dict[str, Any]]:
-    """Train ``learner`` through every round of the ``active`` schedule of ``run``; one record per round.
+    """Train ``trainer`` through every round of the ``active`` schedule of ``run``; one record per round.
 
     Resumes from the run's checkpoint; rounds already recorded are not recorded again.
     """
+    learner = Learner(trainer)
     acquisition = run.acquisition
     assert acquisition is not None, "run_active needs an active-learning run"
     acq = Acquisition.parse(acquisition)

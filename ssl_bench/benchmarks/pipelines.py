@@ -19,7 +19,7 @@ from ssl_bench.benchmarks.reference import ReferencePipeline
 from ssl_bench.config import RunConfig, run_hash
 from ssl_bench.data import load_data
 from ssl_bench.data.images import ImageDataset
-from ssl_bench.data.splits import DASplit, Split, get_run_split
+from ssl_bench.data.splits import Split, get_run_split
 from ssl_bench.devices import resolve_device
 from ssl_bench.errors import SSLBenchError
 from ssl_bench.plugins import import_plugins
@@ -54,7 +54,7 @@ class PhaseClock:
 class OursPipeline:
     """The trainer of ``run``, one ``train_step`` at a time."""
 
-    def __init__(self, run: RunConfig, ds: ImageDataset, split: Split | DASplit) -> None:
+    def __init__(self, run: RunConfig, ds: ImageDataset, split: Split) -> None:
         self.trainer = Trainer(run, ds, split, run_hash(run))
         self.clock = PhaseClock(self.trainer.device)
         self.trainer.clock = self.clock

@@ -104,7 +104,8 @@ def cmd_split(args: argparse.Namespace) -> int:
     import ssl_bench.data  # noqa: F401
     from ssl_bench.config import DataConfig
     from ssl_bench.data.datasets import load_dataset
-    from ssl_bench.data.splits import SplitId, check_budget, get_split, manifest_path
+    from ssl_bench.data.split_ids import SplitId
+    from ssl_bench.data.splits import check_budget, get_split, manifest_path
     from ssl_bench.results.layout import manifest_dir
 
     if "-" in args.split_id.split("@")[0].split(".")[0]:  # source-target.seed@...: dataset names have no "-"
@@ -139,7 +140,8 @@ def _print_da_split(args: argparse.Namespace) -> int:
 
     from ssl_bench.config import DataConfig
     from ssl_bench.data.pairs import load_pair
-    from ssl_bench.data.splits import DASplitId, get_da_split, manifest_path
+    from ssl_bench.data.split_ids import DASplitId
+    from ssl_bench.data.splits import get_da_split, manifest_path
     from ssl_bench.plan import MAX_SIDE, MIN_SIDE
     from ssl_bench.results.layout import manifest_dir
 

@@ -7,7 +7,8 @@
   (torchvision's files), ``folder`` (a class-folder tree) and ``synthetic`` (random images for timing) register
   themselves on import;
 - ``pairs``: domain pairs (source -> target) loaded as one dataset;
-- ``splits``: SSL and domain-adaptation split ids, their draws and manifest files;
+- ``split_ids``: the ids of SSL and domain-adaptation splits; ``splits``: the one ``Split`` type, its draws and
+  manifest files;
 - ``streams``: seeded, resumable index batches.
 """
 

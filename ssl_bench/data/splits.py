@@ -1,53 +1,28 @@
-"""Canonical split ids and their verified manifest files, for SSL and domain-adaptation runs alike.
+"""Drawn splits and their verified manifest files, one ``Split`` type for the SSL and domain-adaptation settings.
 
-SSL splits ``dataset.seed@labels-valid`` follow the reference's draw (reference-algorithms.md §1.3); the
-domain-adaptation splits ``source-target.seed@uda`` / ``@ssdaK`` of AdaMatch's settings (§6) draw their K labeled
-target images per class with the same rule. Both share one manifest path: read, verify, or draw and save once.
+SSL splits follow the reference's draw (reference-algorithms.md §1.3); the domain-adaptation splits of AdaMatch's
+settings (§6) draw their K labeled target images per class with the same rule. Both share one manifest path (named
+by the split id, ``split_ids``): read and verified if it exists, else drawn and saved once, so a split never changes
+under the records made on it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
 from ssl_bench.atomic_write import atomic_write_text
-from ssl_bench.config import DataConfig, pair_name
+from ssl_bench.config import DataConfig
 from ssl_bench.data.images import ImageDataset
-from ssl_bench.data.pairs import get_pair
+from ssl_bench.data.split_ids import DASplitId, SplitId, run_split_id
 from ssl_bench.errors import DataError, SplitError
-from ssl_bench.registry import DATASETS
 
-_SPLIT_RE = re.compile(r"^(?P<dataset>[A-Za-z0-9_]+)\.(?P<seed>\d+)@(?P<labels>\d+)-(?P<valid>\d+)$")
 MANIFEST_FORMAT = 1
-S = TypeVar("S")
-
-
-@dataclass(frozen=True)
-class SplitId:
-    """The parsed form of ``dataset.seed@labels-valid``, e.g. ``cifar10.3@250-500``."""
-
-    dataset: str
-    seed: int
-    n_labels: int
-    n_valid: int
-
-    def __str__(self) -> str:
-        return f"{self.dataset}.{self.seed}@{self.n_labels}-{self.n_valid}"
-
-    @classmethod
-    def parse(cls, text: str) -> SplitId:
-        m = _SPLIT_RE.match(text.strip())
-        if not m:
-            raise SplitError(f"invalid split id {text!r}; expected dataset.seed@labels-valid, e.g. digits.1@40-100")
-        DATASETS.get(m["dataset"])
-        return cls(m["dataset"], int(m["seed"]), int(m["labels"]), int(m["valid"]))
 
 
 def greedy_select(per_class: list[np.ndarray], freq: np.ndarray, n: int) -> tuple[list[int], np.ndarray]:
@@ -114,49 +89,93 @@ def draw_split(labels: np.ndarray, num_classes: int, sid: SplitId, class_balance
 
 @dataclass(frozen=True)
 class Split:
-    """A drawn split: labeled and validation indices into the training pool, tied to a dataset fingerprint."""
+    """A drawn split, tied to a dataset fingerprint: labeled and validation indices into the training pool.
+
+    SSL (``target_local`` None): the labeled draw and a validation set. Domain adaptation (uda, ssda): the pool is
+    the pair's, source images 0..n_source-1 then the target's n_source..n_train-1; every source image is labeled,
+    and so are the ``target_local`` images (indices into the target's training images; none in uda); there is no
+    validation set. ``n_source`` and ``n_train`` are 0 in SSL, whose manifests record neither.
+    """
 
     id: str
     labeled: np.ndarray
     valid: np.ndarray
     fingerprint: str
-    class_balance: str
+    class_balance: str = "balanced"
+    target_local: np.ndarray | None = None
+    n_source: int = 0
+    n_train: int = 0
+
+    @classmethod
+    def domain_adaptation(
+        cls, sid: str, target_local: np.ndarray, n_source: int, n_train: int, fingerprint: str
+    ) -> Split:
+        """The uda/ssda split of a pair: every source image labeled, ``target_local`` labeled too."""
+        labeled, none = np.arange(n_source, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return cls(sid, labeled, none, fingerprint, "balanced", target_local, n_source, n_train)
 
     @property
-    def hash(self) -> str:
-        return _content_hash(self.id, self.fingerprint, self.class_balance, self.labeled, self.valid)
+    def setting(self) -> str:
+        """ssl, uda or ssda (``data.setting``)."""
+        if self.target_local is None:
+            return "ssl"
+        return "ssda" if len(self.target_local) else "uda"
 
     @property
     def target_labeled(self) -> np.ndarray:
-        """Labeled target-domain images of a domain-adaptation split; none in the SSL setting."""
-        return np.zeros(0, dtype=np.int64)
+        """Pool indices of the labeled target images of a domain-adaptation split; none in the SSL setting."""
+        if self.target_local is None:
+            return np.zeros(0, dtype=np.int64)
+        return self.n_source + self.target_local
+
+    @property
+    def hash(self) -> str:
+        if self.target_local is None:
+            return _content_hash(self.id, self.fingerprint, self.class_balance, self.labeled, self.valid)
+        blob = json.dumps([self.id, self.fingerprint, self.n_source, self.n_train, self.target_local.tolist()])
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def pool(self, n_train: int, labeled: np.ndarray, include_labeled: bool) -> np.ndarray:
-        """The unlabeled pool given the current labeled pool ``labeled`` (it grows under active learning)."""
+        """The unlabeled pool given the current labeled pool ``labeled`` (it grows under active learning): every
+        training image except validation (SSL) or every target training image (uda/ssda), minus the labeled ones
+        unless ``include_labeled``."""
         keep = np.ones(n_train, dtype=bool)
-        keep[self.valid] = False
+        if self.target_local is None:
+            keep[self.valid] = False
+            if not include_labeled:
+                keep[labeled] = False
+            return np.flatnonzero(keep)
+        if n_train != self.n_train:
+            raise DataError(f"split {self.id} covers {self.n_train} training images, the pair has {n_train}")
+        keep[: self.n_source] = False
         if not include_labeled:
-            keep[labeled] = False
+            keep[self.target_labeled] = False
         return np.flatnonzero(keep)
 
     def unlabeled(self, n_train: int, include_labeled: bool) -> np.ndarray:
-        """The unlabeled pool: every training image except validation (and, if asked, except the labeled ones)."""
-        keep = np.ones(n_train, dtype=bool)
-        keep[self.valid] = False
-        if not include_labeled:
-            keep[self.labeled] = False
-        return np.flatnonzero(keep)
+        """The unlabeled pool of the split's own labeled pool."""
+        return self.pool(n_train, self.labeled, include_labeled)
 
     def manifest(self) -> dict:
+        if self.target_local is None:
+            return {
+                "format": MANIFEST_FORMAT,
+                "split": self.id,
+                "class_balance": self.class_balance,
+                "dataset_fingerprint": self.fingerprint,
+                "n_labeled": len(self.labeled),
+                "n_valid": len(self.valid),
+                "labeled": self.labeled.tolist(),
+                "valid": self.valid.tolist(),
+                "hash": self.hash,
+            }
         return {
             "format": MANIFEST_FORMAT,
             "split": self.id,
-            "class_balance": self.class_balance,
             "dataset_fingerprint": self.fingerprint,
-            "n_labeled": len(self.labeled),
-            "n_valid": len(self.valid),
-            "labeled": self.labeled.tolist(),
-            "valid": self.valid.tolist(),
+            "n_source": self.n_source,
+            "n_target": self.n_train - self.n_source,
+            "labeled_target": self.target_local.tolist(),
             "hash": self.hash,
         }
 
@@ -166,17 +185,34 @@ def _content_hash(sid: str, fingerprint: str, balance: str, labeled: np.ndarray,
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def manifest_path(manifest_dir: Path, sid: SplitId | str, class_balance: str = "balanced") -> Path:
+def _parse(m: dict) -> Split:
+    """The split of a manifest's JSON; a domain-adaptation manifest is the one with ``labeled_target``."""
+    if "labeled_target" in m:
+        n_source = int(m["n_source"])
+        local = np.asarray(m["labeled_target"], dtype=np.int64)
+        return Split.domain_adaptation(
+            m["split"], local, n_source, n_source + int(m["n_target"]), m["dataset_fingerprint"]
+        )
+    return Split(
+        id=m["split"],
+        labeled=np.asarray(m["labeled"], dtype=np.int64),
+        valid=np.asarray(m["valid"], dtype=np.int64),
+        fingerprint=m["dataset_fingerprint"],
+        class_balance=m["class_balance"],
+    )
+
+
+def manifest_path(manifest_dir: Path, sid: SplitId | DASplitId | str, class_balance: str = "balanced") -> Path:
     suffix = "" if class_balance == "balanced" else f".{class_balance}"
     return Path(manifest_dir) / f"{sid}{suffix}.json"
 
 
-def read_verified(path: Path, ds: ImageDataset, parse: Callable[[dict], S]) -> S:
-    """Load a manifest with ``parse`` (JSON dict -> split) and verify its own hash and that it was made from
-    exactly this dataset (fingerprint)."""
+def read_manifest(path: Path, ds: ImageDataset) -> Split:
+    """Load a manifest of either setting and verify its own hash and that it was made from exactly this dataset
+    (fingerprint)."""
     try:
         m = json.loads(path.read_text())
-        split = parse(m)
+        split = _parse(m)
         stored_hash = m["hash"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"split manifest {path} is unreadable or malformed ({exc})") from None
@@ -190,12 +226,10 @@ def read_verified(path: Path, ds: ImageDataset, parse: Callable[[dict], S]) -> S
     return split
 
 
-def read_or_draw(
-    path: Path | None, sid: object, ds: ImageDataset, parse: Callable[[dict], S], draw: Callable[[], S], write: bool
-) -> S:
+def read_or_draw(path: Path | None, sid: object, ds: ImageDataset, draw: Callable[[], Split], write: bool) -> Split:
     """The split ``sid``: read from its manifest at ``path`` if it exists (verified), else drawn and saved once."""
     if path is not None and path.exists():
-        split = read_verified(path, ds, parse)
+        split = read_manifest(path, ds)
         if split.id != str(sid):
             raise DataError(f"split manifest {path} holds split {split.id}, not {sid}")
         return split
@@ -205,21 +239,6 @@ def read_or_draw(
     return split
 
 
-def _parse_split(m: dict) -> Split:
-    return Split(
-        id=m["split"],
-        labeled=np.asarray(m["labeled"], dtype=np.int64),
-        valid=np.asarray(m["valid"], dtype=np.int64),
-        fingerprint=m["dataset_fingerprint"],
-        class_balance=m["class_balance"],
-    )
-
-
-def read_manifest(path: Path, ds: ImageDataset) -> Split:
-    """Load and verify an SSL split manifest."""
-    return read_verified(path, ds, _parse_split)
-
-
 def get_split(
     ds: ImageDataset,
     sid: SplitId,
@@ -227,107 +246,17 @@ def get_split(
     manifest_dir: Path | None = None,
     write: bool = True,
 ) -> Split:
-    """The split ``sid`` of ``ds``: read from its manifest if one exists (verified), else drawn and saved once."""
+    """The SSL split ``sid`` of ``ds``: read from its manifest if one exists (verified), else drawn and saved once."""
     path = manifest_path(manifest_dir, sid, class_balance) if manifest_dir is not None else None
 
     def draw() -> Split:
         labeled, valid = draw_split(ds.train_labels.numpy(), ds.num_classes, sid, class_balance)
         return Split(str(sid), labeled, valid, ds.fingerprint(), class_balance)
 
-    return read_or_draw(path, sid, ds, _parse_split, draw, write)
+    return read_or_draw(path, sid, ds, draw, write)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# domain-adaptation splits
-
-_DA_SPLIT_RE = re.compile(
-    r"^(?P<source>[A-Za-z0-9_:]+)-(?P<target>[A-Za-z0-9_:]+)\.(?P<seed>\d+)@(?:uda|ssda(?P<k>[1-9]\d*))$"
-)
-
-
-@dataclass(frozen=True)
-class DASplitId:
-    """``source-target.seed@uda`` or ``source-target.seed@ssdaK`` (K labeled target images per class)."""
-
-    source: str
-    target: str
-    seed: int
-    target_labels: int
-
-    @property
-    def setting(self) -> str:
-        return "ssda" if self.target_labels else "uda"
-
-    def __str__(self) -> str:
-        tail = f"ssda{self.target_labels}" if self.target_labels else "uda"
-        return f"{pair_name(self.source, self.target)}.{self.seed}@{tail}"
-
-    @classmethod
-    def parse(cls, text: str) -> DASplitId:
-        m = _DA_SPLIT_RE.match(text.strip())
-        if not m:
-            raise SplitError(
-                f"invalid domain-adaptation split id {text!r}; expected source-target.seed@uda or "
-                "source-target.seed@ssdaK, e.g. digits-digits_m.1@ssda1"
-            )
-        get_pair(m["source"], m["target"])
-        return cls(m["source"], m["target"], int(m["seed"]), int(m["k"] or 0))
-
-
-@dataclass(frozen=True)
-class DASplit:
-    """Every source image labeled; ``target_local`` (indices into the target's training images) labeled too.
-
-    Pool indices: source images are 0..n_source-1, target images n_source..n_train-1.
-    """
-
-    id: str
-    target_local: np.ndarray
-    n_source: int
-    n_train: int
-    fingerprint: str
-    class_balance: str = "balanced"
-
-    @property
-    def labeled(self) -> np.ndarray:
-        return np.arange(self.n_source, dtype=np.int64)
-
-    @property
-    def target_labeled(self) -> np.ndarray:
-        return self.n_source + self.target_local
-
-    @property
-    def valid(self) -> np.ndarray:
-        return np.zeros(0, dtype=np.int64)
-
-    @property
-    def hash(self) -> str:
-        blob = json.dumps([self.id, self.fingerprint, self.n_source, self.n_train, self.target_local.tolist()])
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def pool(self, n_train: int, labeled: np.ndarray, include_labeled: bool) -> np.ndarray:
-        """The unlabeled pool: every target training image (minus the labeled ones unless ``include_labeled``)."""
-        if n_train != self.n_train:
-            raise DataError(f"split {self.id} covers {self.n_train} training images, the pair has {n_train}")
-        keep = np.zeros(n_train, dtype=bool)
-        keep[self.n_source :] = True
-        if not include_labeled:
-            keep[self.target_labeled] = False
-        return np.flatnonzero(keep)
-
-    def manifest(self) -> dict:
-        return {
-            "format": MANIFEST_FORMAT,
-            "split": self.id,
-            "dataset_fingerprint": self.fingerprint,
-            "n_source": self.n_source,
-            "n_target": self.n_train - self.n_source,
-            "labeled_target": self.target_local.tolist(),
-            "hash": self.hash,
-        }
-
-
-def draw_da_split(ds: ImageDataset, sid: DASplitId) -> DASplit:
+def draw_da_split(ds: ImageDataset, sid: DASplitId) -> Split:
     """k target images per class: the class-balanced draw of SSL splits (§1.3) on the target's training labels."""
     target_labels = ds.train_labels[ds.n_source :].numpy()
     k = sid.target_labels
@@ -343,43 +272,16 @@ def draw_da_split(ds: ImageDataset, sid: DASplitId) -> DASplit:
             )
         draw = SplitId(sid.target, sid.seed, k * ds.num_classes, 0)
         local, _ = draw_split(target_labels, ds.num_classes, draw, "balanced")
-    return DASplit(str(sid), local, ds.n_source, len(ds.train_labels), ds.fingerprint())
+    return Split.domain_adaptation(str(sid), local, ds.n_source, len(ds.train_labels), ds.fingerprint())
 
 
-def _parse_da_split(m: dict) -> DASplit:
-    return DASplit(
-        id=m["split"],
-        target_local=np.asarray(m["labeled_target"], dtype=np.int64),
-        n_source=int(m["n_source"]),
-        n_train=int(m["n_source"]) + int(m["n_target"]),
-        fingerprint=m["dataset_fingerprint"],
-    )
-
-
-def read_da_manifest(path: Path, ds: ImageDataset) -> DASplit:
-    """Load and verify a domain-adaptation split manifest."""
-    return read_verified(path, ds, _parse_da_split)
-
-
-def get_da_split(ds: ImageDataset, sid: DASplitId, manifest_dir: Path | None = None, write: bool = True) -> DASplit:
+def get_da_split(ds: ImageDataset, sid: DASplitId, manifest_dir: Path | None = None, write: bool = True) -> Split:
     """The split ``sid`` of the pair ``ds``: read from its manifest if one exists (verified), else drawn and saved."""
     path = manifest_path(manifest_dir, sid) if manifest_dir is not None else None
-    return read_or_draw(path, sid, ds, _parse_da_split, lambda: draw_da_split(ds, sid), write)
+    return read_or_draw(path, sid, ds, lambda: draw_da_split(ds, sid), write)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# the split of one run, in any setting
-
-
-def run_split_id(cfg: DataConfig, seed: int) -> SplitId | DASplitId:
-    if cfg.setting == "ssl":
-        return SplitId(cfg.dataset, seed, cfg.n_labels, cfg.n_valid)
-    return DASplitId(cfg.source, cfg.target, seed, cfg.target_labels)
-
-
-def get_run_split(
-    ds: ImageDataset, cfg: DataConfig, seed: int, manifest_dir: Path | None, write: bool = True
-) -> Split | DASplit:
+def get_run_split(ds: ImageDataset, cfg: DataConfig, seed: int, manifest_dir: Path | None, write: bool = True) -> Split:
     """The split of one run in any setting (manifests under ``manifest_dir``)."""
     sid = run_split_id(cfg, seed)
     if isinstance(sid, DASplitId):

@@ -10,7 +10,7 @@ from typing import Any
 
 from ssl_bench.config import RunConfig
 from ssl_bench.data.pairs import SETTINGS
-from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.data.splits import Split
 from ssl_bench.registry import is_file_name
 from ssl_bench.results.provenance import git_state, host_info, library_versions, now_iso
 
@@ -41,7 +41,7 @@ class TrainResult:
     augmentation: str  # the policies the run really used, e.g. "ctaugment+weak"
     flip: bool  # whether its weak views flipped horizontally (augment.flip resolved against the dataset)
     n_unlabeled: int  # size of the unlabeled pool
-    speed: dict[str, Any]  # the speed switches as resolved for the device (train/speed.py)
+    speed: dict[str, Any]  # the speed switches as resolved for the device (train/switches.py)
     world_size: int = 1  # processes that trained the run together (torchrun; train/distributed.py)
     devices: list[str] = field(default_factory=list)  # the device of each rank, e.g. ["NVIDIA H200", ...]
 
@@ -49,7 +49,7 @@ class TrainResult:
 def make_record(
     run: RunConfig,
     chash: str,
-    split: Split | DASplit,
+    split: Split,
     result: TrainResult,
     results_dir: Path,
     rnd: int | None = None,

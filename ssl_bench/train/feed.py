@@ -11,7 +11,7 @@ from ssl_bench.algorithms import DataInfo
 from ssl_bench.augment import Batch, Policy, ViewBuilder, ViewSpec
 from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
-from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.data.splits import Split
 from ssl_bench.data.streams import IndexStream
 from ssl_bench.devices import to_device
 
@@ -23,7 +23,7 @@ def subsample_pool(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, n]).choice(pool, size=n, replace=False))
 
 
-def unlabeled_pool(run: RunConfig, split: Split | DASplit, n_train: int, labeled: np.ndarray) -> np.ndarray:
+def unlabeled_pool(run: RunConfig, split: Split, n_train: int, labeled: np.ndarray) -> np.ndarray:
     """The unlabeled pool for the labeled pool ``labeled``: the split's pool (the training images minus validation,
     and minus the labeled images where ``data.unlabeled_includes_labeled`` is false; the target domain's images in
     uda/ssda), or its seeded subset of ``data.n_unlabeled`` images."""
@@ -32,7 +32,7 @@ def unlabeled_pool(run: RunConfig, split: Split | DASplit, n_train: int, labeled
 
 
 def data_info(
-    run: RunConfig, train_labels: torch.Tensor, num_classes: int, split: Split | DASplit, labeled: np.ndarray
+    run: RunConfig, train_labels: torch.Tensor, num_classes: int, split: Split, labeled: np.ndarray
 ) -> DataInfo:
     """What the algorithm of ``run`` may know of its data when ``labeled`` is the labeled pool (``DataInfo``)."""
     n_train = len(train_labels)
@@ -55,7 +55,7 @@ class Feed:
         self,
         run: RunConfig,
         ds: ImageDataset,
-        split: Split | DASplit,
+        split: Split,
         spec: ViewSpec,
         policies: dict[str, Policy],
         generator: torch.Generator,

@@ -1,4 +1,7 @@
-"""The one training loop: steps, evaluation cadence, checkpoint/resume and progress; the run's parts come built.
+"""The one training loop: steps, evaluation cadence, when to checkpoint and resume, and progress.
+
+The run's parts come built (``build``), each step's batch comes from the feed (``feed``) and the checkpoint format is
+``checkpoint``'s; what active learning needs between its rounds lives with active learning (``active.learner``).
 
 Conventions follow reference-algorithms.md §1.1 (steps, evaluation every 64 kimg), §1.7 (the EMA model is the one
 evaluated) and §1.8 (the headline is the median of the last k evaluations).
@@ -7,26 +10,26 @@ evaluated) and §1.8 (the headline is the median of the last k evaluations).
 from __future__ import annotations
 
 import contextlib
-import io
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from ssl_bench.atomic_write import atomic_write_bytes
 from ssl_bench.augment.views import to_input
 from ssl_bench.config import RunConfig
 from ssl_bench.data.images import ImageDataset
-from ssl_bench.data.splits import DASplit, Split
+from ssl_bench.data.splits import Split
 from ssl_bench.devices import out_of_memory, resolve_device
-from ssl_bench.errors import CheckpointError, RunMemoryError, one_line
+from ssl_bench.errors import RunMemoryError, one_line
 from ssl_bench.results.record import TrainResult
 from ssl_bench.train.build import build_run
+from ssl_bench.train.checkpoint import load as load_checkpoint
+from ssl_bench.train.checkpoint import save as save_checkpoint
 from ssl_bench.train.distributed import (
     SINGLE,
     Dist,
@@ -40,9 +43,7 @@ from ssl_bench.train.distributed import (
 from ssl_bench.train.divergence import DivergenceGuard
 from ssl_bench.train.feed import Feed, data_info
 from ssl_bench.train.optim import decoupled_decay, lr_at
-from ssl_bench.train.speed import apply_process_settings, resolve
-
-CHECKPOINT_FORMAT = 1
+from ssl_bench.train.switches import apply_process_settings, resolve
 
 
 @torch.no_grad()
@@ -80,13 +81,11 @@ class StepClock(Protocol):
 class Trainer:
     """Trains one ``RunConfig`` on a dataset and split; ``run`` resumes from a checkpoint if there is one.
 
-    Active learning drives it through ``labeled_pool``, ``candidates``, ``predict``, ``pixels``, ``reveal``,
-    ``train_to``, ``resume``, ``save`` and ``result`` (the ``Learner`` interface of ``active/loop.py``).
+    Active learning (``ssl_bench.active.learner``) drives it between rounds through ``set_labeled``, ``feed``, the
+    two models, ``generator``, ``autocast``, ``run``, ``save``, ``resume`` and ``result``.
     """
 
-    def __init__(
-        self, cfg: RunConfig, ds: ImageDataset, split: Split | DASplit, config_hash: str, dist: Dist = SINGLE
-    ) -> None:
+    def __init__(self, cfg: RunConfig, ds: ImageDataset, split: Split, config_hash: str, dist: Dist = SINGLE) -> None:
         self.cfg, self.split, self.config_hash, self.dist = cfg, split, config_hash, dist
         self.device = resolve_device(cfg.train.device)
         if dist.active and self.device.type == "cuda":
@@ -124,131 +123,7 @@ class Trainer:
         self.before_save: Callable[[], None] | None = None  # e.g. pin the split manifest with the first checkpoint
 
     # ------------------------------------------------------------------------------------------------------
-    # checkpoints
-
-    def state_dict(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state(), "views": self.generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config_hash": self.config_hash,
-            "split_hash": self.split.hash,
-            "world_size": self.dist.world,
-            "step": self.step,
-            "algorithm": self.algorithm.state_dict(),
-            "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": rng,
-            "augment": {n: f.state_dict() for n, f in self.feedback.items()},
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            **self.feed.state_dict(),  # labeled_pool, streams
-            "history": [list(h) for h in self.history],
-            "wall_s": self.wall_s,
-        }
-
-    def save(self, path: Path) -> None:
-        if self.before_save is not None:
-            self.before_save()
-        buf = io.BytesIO()
-        torch.save(self.state_dict(), buf)
-        atomic_write_bytes(path, buf.getvalue())
-
-    def load(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for truncated or foreign files
-            raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({type(exc).__name__})") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"checkpoint {path} is not an ssl_bench checkpoint (format {CHECKPOINT_FORMAT})")
-        if state.get("config_hash") != self.config_hash:
-            raise CheckpointError(f"checkpoint {path} belongs to another config (config hash mismatch)")
-        if state.get("split_hash") != self.split.hash:
-            raise CheckpointError(f"checkpoint {path} was trained on another split (split hash mismatch)")
-        world = int(state.get("world_size", 1))
-        if world != self.dist.world:
-            raise CheckpointError(
-                f"checkpoint {path} was trained on {world} process(es), this run has {self.dist.world}: resume it "
-                f"with the same world size (torchrun --nproc_per_node ...), or delete the checkpoint to start over"
-            )
-        try:
-            self.algorithm.load_state_dict(state["algorithm"])
-            self.ema.load_state_dict(state["ema"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"]["torch"])
-            self.generator.set_state(state["rng"]["views"])
-            if "cuda" in state["rng"] and self.device.type == "cuda":
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-            for n, f in self.feedback.items():
-                f.load_state_dict(state["augment"][n])
-            if self.scaler is not None:
-                self.scaler.load_state_dict(state["scaler"])
-            self.feed.load_state_dict(state)
-            self.algorithm.set_data(self.feed.data_info(self.algorithm.num_classes))
-            self.step = int(state["step"])
-            self.history = [(int(s), float(a)) for s, a in state["history"]]
-            self.wall_s = float(state["wall_s"])
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} does not match this run ({type(exc).__name__}: {exc})") from None
-
-    def resume(self, checkpoint: Path) -> bool:
-        """Load ``checkpoint`` if it exists; True if it did."""
-        if not checkpoint.exists():
-            return False
-        self.load(checkpoint)
-        return True
-
-    # ------------------------------------------------------------------------------------------------------
     # the loop
-
-    def train_step(self) -> dict[str, float]:
-        tc = self.cfg.train
-        lr = lr_at(tc, self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        batch = self.feed.next(self.algorithm.separate_target_labels)
-        self._lap("data")
-        if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
-            self.probe_feedback(batch.idx_x if batch.idx_target is None else torch.cat([batch.idx_x, batch.idx_target]))
-            self._lap("probes")
-        batch = shard(batch, self.dist)  # this rank's slice of the global batch (the whole batch on one process)
-        with self.speed.autocast(self.device), forward_through(self.algorithm, self.ddp):
-            loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        decoupled_decay(tc, self.optimizer, lr)
-        if self.ddp is not None and not tc.sync_bn:
-            self.dist.broadcast_buffers(self.algorithm.model)
-        self.ema.update(self.algorithm.model)
-        self.step += 1
-        self.guard.watch(self.step, loss)
-        self._lap("model")
-        return {"loss": loss.detach(), "lr": lr, **metrics}  # tensors: read on the host only when logged
-
-    def _lap(self, phase: str) -> None:
-        if self.clock is not None:
-            self.clock.lap(phase)
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return self.speed.autocast(self.device)
-
-    @torch.no_grad()
-    def probe_feedback(self, labeled_idx: torch.Tensor) -> None:
-        """CTAugment update (§2.2): probes of the weakly augmented labeled images, classified by the EMA model in
-        inference mode; omega = its probability of the true class."""
-        weak = self.probe_base(self.feed.images[labeled_idx], self.generator)
-        labels = self.feed.labels[labeled_idx]
-        for cta in self.feedback.values():
-            probes, record = cta.probe(weak, self.generator)
-            with self._autocast():
-                probs = self.ema.model(to_input(probes)).float().softmax(1)
-            cta.update(record, probs.gather(1, labels[:, None]).squeeze(1))
 
     def run(
         self,
@@ -291,7 +166,7 @@ class Trainer:
                 metrics = self.train_step()
                 if self.step % tc.eval_every == 0 or self.step == tc.steps:
                     last_acc = evaluate(
-                        self.ema.model, self.test_images, self.test_labels, tc.eval_batch_size, self._autocast
+                        self.ema.model, self.test_images, self.test_labels, tc.eval_batch_size, self.autocast
                     )
                     self.history.append((self.step, last_acc))
                     self.guard.check(self.step, metrics["loss"], self.history)
@@ -324,6 +199,56 @@ class Trainer:
         k = min(tc.median_k, len(self.history))
         return self.result(median_last(self.history, tc.median_k), self.history[-1][1], k)
 
+    def train_step(self) -> dict[str, float]:
+        tc = self.cfg.train
+        lr = lr_at(tc, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.feed.next(self.algorithm.separate_target_labels)
+        self._lap("data")
+        if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
+            self.probe_feedback(batch.idx_x if batch.idx_target is None else torch.cat([batch.idx_x, batch.idx_target]))
+            self._lap("probes")
+        batch = shard(batch, self.dist)  # this rank's slice of the global batch (the whole batch on one process)
+        with self.speed.autocast(self.device), forward_through(self.algorithm, self.ddp):
+            loss, metrics = self.algorithm.step(batch, self.step / tc.steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        decoupled_decay(tc, self.optimizer, lr)
+        if self.ddp is not None and not tc.sync_bn:
+            self.dist.broadcast_buffers(self.algorithm.model)
+        self.ema.update(self.algorithm.model)
+        self.step += 1
+        self.guard.watch(self.step, loss)
+        self._lap("model")
+        return {"loss": loss.detach(), "lr": lr, **metrics}  # tensors: read on the host only when logged
+
+    @torch.no_grad()
+    def probe_feedback(self, labeled_idx: torch.Tensor) -> None:
+        """CTAugment update (§2.2): probes of the weakly augmented labeled images, classified by the EMA model in
+        inference mode; omega = its probability of the true class."""
+        weak = self.probe_base(self.feed.images[labeled_idx], self.generator)
+        labels = self.feed.labels[labeled_idx]
+        for cta in self.feedback.values():
+            probes, record = cta.probe(weak, self.generator)
+            with self.autocast():
+                probs = self.ema.model(to_input(probes)).float().softmax(1)
+            cta.update(record, probs.gather(1, labels[:, None]).squeeze(1))
+
+    def _lap(self, phase: str) -> None:
+        if self.clock is not None:
+            self.clock.lap(phase)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision the forward passes run in (``train.precision`` resolved for the device)."""
+        return self.speed.autocast(self.device)
+
     def result(self, acc_median: float, acc_final: float, median_k: int) -> TrainResult:
         """The run's result so far, with the given headline (active-learning rounds pass their own)."""
         tc = self.cfg.train
@@ -333,7 +258,7 @@ class Trainer:
             acc_final=acc_final,
             median_k=median_k,
             acc_raw_final=evaluate(
-                self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size, self._autocast
+                self.algorithm.model, self.test_images, self.test_labels, tc.eval_batch_size, self.autocast
             ),
             steps=self.step,
             images_seen=self.step * tc.batch_size,
@@ -348,47 +273,23 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------------------------------------------
-    # what active learning uses (the Learner interface of active/loop.py)
+    # between runs: checkpoints (their format: train/checkpoint.py) and a grown labeled pool (active learning)
 
-    @property
-    def labeled_pool(self) -> np.ndarray:
-        """Dataset indices of the labeled images, sorted."""
-        return self.feed.labeled_pool
+    def resume(self, path: Path) -> bool:
+        """Load the checkpoint at ``path`` if it exists; True if it did."""
+        if not path.exists():
+            return False
+        load_checkpoint(self, path)
+        return True
 
-    def candidates(self) -> np.ndarray:
-        """Training images that could still be labeled: neither labeled nor held out for validation."""
-        return self.feed.candidates()
+    def save(self, path: Path) -> None:
+        """Checkpoint the run to ``path``, after ``before_save`` (the runner pins the split manifest there)."""
+        if self.before_save is not None:
+            self.before_save()
+        save_checkpoint(self, path)
 
-    def reveal(self, indices: np.ndarray) -> None:
-        """Label ``indices`` too: their labels become visible and the streams restart on the grown pools."""
-        self.feed.set_labeled(np.concatenate([self.labeled_pool, np.asarray(indices, dtype=np.int64)]))
+    def set_labeled(self, indices: np.ndarray) -> None:
+        """Use ``indices`` as the labeled pool from the next step on: the feed reveals their labels and restarts
+        its streams, and the algorithm sees the new pool sizes (``DataInfo``)."""
+        self.feed.set_labeled(indices)
         self.algorithm.set_data(self.feed.data_info(self.algorithm.num_classes))
-
-    def train_to(self, step: int, checkpoint: Path, desc: str = "") -> None:
-        """Continue this trainer (no reload) up to ``step``, checkpointing on the way and at the end."""
-        self.run(checkpoint, stop_at=step, resume=False, desc=desc)
-
-    @torch.no_grad()
-    def predict(self, indices: np.ndarray, aug_k: int = 0, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        """(EMA-model probabilities, pooled raw-model embeddings) of training images ``indices``; with ``aug_k``
-        the probabilities are averaged over that many weak augmentations (the ``.aug`` acquisitions, §7.4)."""
-        probs, feats = [], []
-        model, raw = self.ema.model, self.algorithm.model
-        was_training = raw.training
-        raw.eval()
-        for start in range(0, len(indices), batch):
-            images = self.feed.images[torch.as_tensor(indices[start : start + batch]).to(self.device)]
-            with self._autocast():
-                if aug_k:
-                    augmented = (self.probe_base(images, self.generator) for _ in range(aug_k))
-                    p = sum(model(to_input(v)).float().softmax(1) for v in augmented) / aug_k
-                else:
-                    p = model(to_input(images)).float().softmax(1)
-                probs.append(p.cpu())
-                feats.append(raw.embed(to_input(images)).float().cpu())
-        raw.train(was_training)
-        return torch.cat(probs).numpy(), torch.cat(feats).numpy()
-
-    def pixels(self, indices: np.ndarray) -> np.ndarray:
-        """The uint8 pixels of training images ``indices`` as float32 (N, C, H, W)."""
-        return self.feed.images[torch.as_tensor(indices).to(self.device)].float().cpu().numpy()

@@ -209,18 +209,28 @@ def test_unlabeled_pool_grid_and_subset():
     assert trainer.feed.n_unlabeled == 300 and len(set(trainer.feed.unlabeled.pool.tolist())) == 300
 
 
-def test_the_trainer_is_the_learner_active_learning_drives():
-    from ssl_bench.active.loop import Learner
+def test_the_learner_drives_the_trainer_between_rounds(tmp_path):
+    from ssl_bench.active.learner import Learner
 
     recipe = load_recipe(ACTIVE, TINY)
     run = expand(recipe)[0]
     ds = load_dataset(run.data)
-    trainer = Trainer(run, ds, get_split(ds, split_id(run), "balanced", None), run_hash(run))
-    assert isinstance(trainer, Learner)
-    candidates = trainer.candidates()
-    assert not set(candidates) & set(trainer.labeled_pool) and len(candidates) == len(ds.train_labels) - 20 - 100
-    probs, embeds = trainer.predict(candidates[:7], aug_k=2)
+    split = get_split(ds, split_id(run), "balanced", None)
+    trainer = Trainer(run, ds, split, run_hash(run))
+    learner = Learner(trainer)
+    candidates = learner.candidates()
+    assert not set(candidates) & set(learner.labeled_pool) and len(candidates) == len(ds.train_labels) - 20 - 100
+    probs, embeds = learner.predict(candidates[:7], aug_k=2)
     assert probs.shape == (7, 10) and np.allclose(probs.sum(1), 1, atol=1e-5) and len(embeds) == 7
-    assert trainer.pixels(candidates[:3]).shape == (3, 1, 16, 16)
-    trainer.reveal(candidates[:5])
-    assert len(trainer.labeled_pool) == 25 and set(candidates[:5]) <= set(trainer.labeled_pool)
+    assert learner.pixels(candidates[:3]).shape == (3, 1, 16, 16)
+    assert np.array_equal(learner.pixels(candidates[:2]), ds.train_images[candidates[:2]].float().numpy())
+    learner.reveal(candidates[:5])
+    assert len(learner.labeled_pool) == 25 and set(candidates[:5]) <= set(learner.labeled_pool)
+    # the trainer itself sees the grown pool: its labels are revealed and its algorithm counts 25 labeled images
+    assert set(np.flatnonzero(trainer.feed.labels.cpu().numpy() >= 0)) == set(split.labeled) | set(candidates[:5])
+    assert trainer.feed.data_info(10).n_labeled == 25
+    learner.train_to(10, tmp_path / "ckpt.pt")  # continues in memory and checkpoints where it stops
+    assert learner.step == trainer.step == 10 and learner.history is trainer.history and len(trainer.history) == 1
+    resumed = Learner(Trainer(run, ds, split, run_hash(run)))
+    assert resumed.resume(tmp_path / "ckpt.pt") and resumed.step == 10
+    assert np.array_equal(resumed.labeled_pool, learner.labeled_pool)

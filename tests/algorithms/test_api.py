@@ -81,8 +81,8 @@ def test_the_algorithm_is_told_the_sizes_of_its_sets_when_built(tmp_path, includ
 
 def test_a_grown_labeled_set_is_told_to_the_algorithm(tmp_path):
     trainer, ds, split = digits_trainer(tmp_path, "data.unlabeled_includes_labeled=false")
-    extra = trainer.candidates()[:5]
-    trainer.reveal(extra)
+    extra = trainer.feed.candidates()[:5]
+    trainer.set_labeled(np.concatenate([split.labeled, extra]))
     labels = ds.train_labels.numpy()
     data = trainer.algorithm.data
     assert data.n_labeled == 25 and data.n_unlabeled == 1297 - 100 - 25

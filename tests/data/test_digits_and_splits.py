@@ -7,7 +7,8 @@ import torch
 from ssl_bench.config import DataConfig
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.images import ImageDataset, resize_images
-from ssl_bench.data.splits import SplitId, draw_split, get_split, greedy_select, manifest_path, read_manifest
+from ssl_bench.data.split_ids import SplitId
+from ssl_bench.data.splits import draw_split, get_split, greedy_select, manifest_path, read_manifest
 from ssl_bench.errors import ConfigError, DataError, SplitError
 
 
@@ -194,3 +195,32 @@ def test_dataset_cache_keeps_the_last_two_and_older_ones_while_they_fit(monkeypa
     monkeypatch.setattr(images, "CACHE_BYTES", 3 * first[2].nbytes)
     load_dataset(DataConfig(dataset="digits", image_size=12))
     assert [k[3] for k in datasets._CACHE] == [16, 8, 12]  # all three fit
+
+
+def test_committed_manifests_of_every_setting_read_back_as_one_split_type(digits):
+    """The leaderboard's manifests, SSL and domain adaptation alike, verify against their data, keep their stored
+    hash, and serialize back to the same bytes; the setting is the one their id names."""
+    from ssl_bench.data.pairs import load_pair
+    from tests.conftest import ROOT
+
+    pair = load_pair(DataConfig(setting="uda", source="digits", target="digits_m", image_size=8))
+    paths = [p for p in sorted((ROOT / "leaderboard/splits").glob("*.json")) if ".active-" not in p.name]
+    settings = set()
+    for path in paths:
+        text = path.read_text()
+        stored = json.loads(text)
+        name = stored["split"]
+        setting = "uda" if name.endswith("@uda") else "ssda" if "@ssda" in name else "ssl"
+        split = read_manifest(path, digits if setting == "ssl" else pair)
+        assert split.setting == setting and split.hash == stored["hash"] and split.id == path.stem
+        assert json.dumps(split.manifest(), indent=1) + "\n" == text
+        if setting == "ssl":
+            assert len(split.target_labeled) == 0 and split.labeled.tolist() == stored["labeled"]
+        else:  # every source image labeled, the labeled target images after them, no validation set
+            assert split.labeled.tolist() == list(range(stored["n_source"])) and len(split.valid) == 0
+            assert split.target_labeled.tolist() == [stored["n_source"] + i for i in stored["labeled_target"]]
+            assert len(split.pool(len(pair.train_labels), split.labeled, False)) == stored["n_target"] - len(
+                stored["labeled_target"]
+            )
+        settings.add(setting)
+    assert settings == {"ssl", "uda", "ssda"}
