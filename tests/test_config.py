@@ -7,12 +7,11 @@ from ssl_bench.config import (
     DataConfig,
     TrainConfig,
     apply_overrides,
-    config_hash,
     parse_override,
-    run_hash,
     to_dict,
 )
 from ssl_bench.errors import ConfigError
+from ssl_bench.identity import config_hash, run_hash
 from ssl_bench.plan import expand, load_recipe, recipe_from_dict
 from ssl_bench.values import from_dict
 

@@ -22,7 +22,7 @@ import ssl_bench.data  # noqa: F401  (registers every dataset loader)
 from ssl_bench.algorithms.adamatch import AdaMatch, AdaMatchConfig
 from ssl_bench.augment.views import Batch
 from ssl_bench.cli import main
-from ssl_bench.config import DataConfig, run_hash
+from ssl_bench.config import DataConfig
 from ssl_bench.data import load_data, load_dataset
 from ssl_bench.data.digits import digits_arrays
 from ssl_bench.data.digits_m import make_digits_m
@@ -30,6 +30,7 @@ from ssl_bench.data.images import resize_images, to_channels
 from ssl_bench.data.pairs import PAIRS, load_pair
 from ssl_bench.data.splits import DASplitId, draw_da_split, get_da_split, get_run_split, manifest_path, read_da_manifest
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
+from ssl_bench.identity import run_hash
 from ssl_bench.leaderboard.tables import da_table, records_frame, ssl_tables
 from ssl_bench.plan import check_data, expand, load_recipe, recipe_from_dict
 from ssl_bench.results import load_records

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench.config import RunConfig, run_hash
+from ssl_bench.config import RunConfig
+from ssl_bench.identity import run_hash
 from ssl_bench.plan import expand, load_recipe
 from ssl_bench.plugins import provenance
 from ssl_bench.registry import ALGORITHMS

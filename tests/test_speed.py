@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from ssl_bench.cli import main
-from ssl_bench.config import TrainConfig, run_hash
+from ssl_bench.config import TrainConfig
 from ssl_bench.data import load_dataset
 from ssl_bench.data.splits import get_split
+from ssl_bench.identity import run_hash
 from ssl_bench.plan import expand, load_recipe, split_id
 from ssl_bench.train import Trainer, speed
 from ssl_bench.train.speed import resolve
