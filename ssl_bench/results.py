@@ -22,6 +22,7 @@ from ssl_bench.config import RunConfig
 from ssl_bench.data.pairs import SETTINGS
 from ssl_bench.data.splits import DASplit, Split
 from ssl_bench.errors import ConfigError, ResultsDirError
+from ssl_bench.identity import HASH_VERSION
 from ssl_bench.locks import LOCK_DIR
 from ssl_bench.registry import is_file_name
 from ssl_bench.utils import atomic_write_text, cpu_fields, creation_problem, native_bf16_cpu, remove_stale_temps
@@ -268,6 +269,7 @@ def make_record(
         "plugins": [dict(p) for p in run.plugins],  # outside code behind the run's components, with source sha256
         "config": run.to_dict(),
         "config_hash": chash,
+        "config_hash_version": HASH_VERSION,  # how chash was computed (identity.py); records without it are version 1
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": library_versions(),
