@@ -49,7 +49,7 @@ def test_auto_resolves_per_device(native, monkeypatch):
     )
 
 
-def test_speed_keys_of_old_value_keep_the_config_hash():
+def test_speed_keys_that_change_the_numbers_enter_the_config_hash():
     (run,) = expand(load_recipe(SMOKE))
     for key, value in (("precision", "bf16"), ("memory_format", "channels_last"), ("compile", "model")):
         (other,) = expand(load_recipe(SMOKE, [f"train.{key}={value}"]))
