@@ -23,7 +23,6 @@ from ssl_bench.algorithms import algorithm_config
 from ssl_bench.augment import create_policy
 from ssl_bench.augment.strong import check_cta_choices
 from ssl_bench.config import (
-    NON_SEMANTIC,
     ActiveConfig,
     AugmentConfig,
     DataConfig,
@@ -34,7 +33,6 @@ from ssl_bench.config import (
     parse_override,
     read_recipe,
     read_toml,
-    run_hash,
 )
 from ssl_bench.data import load_data
 from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, get_pair
@@ -42,6 +40,7 @@ from ssl_bench.data.split_ids import DASplitId, SplitId, run_split_id
 from ssl_bench.data.splits import Split, check_budget, get_run_split
 from ssl_bench.devices import available_memory, out_of_memory, resolve_device
 from ssl_bench.errors import ConfigError, SSLBenchError
+from ssl_bench.identity import NON_SEMANTIC, run_hash
 from ssl_bench.models import parameter_bytes
 from ssl_bench.plugins import import_plugins, provenance
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS

@@ -19,7 +19,18 @@ LAYERS = [
     ("active",),
     ("train",),
     ("algorithms", "augment", "data", "models", "results", "locks"),
-    ("config", "values", "registry", "plugins", "fault_hook", "atomic_write", "writable", "devices", "cpu_info"),
+    (
+        "config",
+        "identity",
+        "values",
+        "registry",
+        "plugins",
+        "fault_hook",
+        "atomic_write",
+        "writable",
+        "devices",
+        "cpu_info",
+    ),
     ("errors",),
 ]
 # files allowed past MAX_LINES, and why

@@ -7,13 +7,11 @@ from ssl_bench.config import (
     DataConfig,
     TrainConfig,
     apply_overrides,
-    config_hash,
     parse_override,
-    run_hash,
     to_dict,
 )
 from ssl_bench.errors import ConfigError
-from ssl_bench.plan import expand, load_recipe, recipe_from_dict
+from ssl_bench.plan import load_recipe, recipe_from_dict
 from ssl_bench.values import from_dict
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.toml"))
@@ -51,15 +49,6 @@ def test_a_literal_field_is_a_choice():
         from_dict(TrainConfig, {"decay_scope": 1}, "train")
 
 
-def test_decay_scope_enters_the_config_hash_only_when_not_the_default():
-    """At its default the key is left out of the hash, so every committed record keeps its hash (test_plugins checks
-    those against the recipes); another scope is another run."""
-    (run,) = expand(load_recipe(RECIPES[-1]))[:1]
-    (same,) = expand(load_recipe(RECIPES[-1], ['train.decay_scope="weights"']))[:1]
-    (other,) = expand(load_recipe(RECIPES[-1], ['train.decay_scope="all"']))[:1]
-    assert run_hash(same) == run_hash(run) != run_hash(other)
-
-
 def test_overrides_are_type_checked_through_the_recipe():
     base = {"grid": {"n_labels": [40], "seeds": [1]}, "algorithm": {"name": "supervised"}}
     recipe = recipe_from_dict(apply_overrides(base, ["train.steps=7", "grid.seeds=[4, 5]"]))
@@ -72,13 +61,6 @@ def test_overrides_are_type_checked_through_the_recipe():
         recipe_from_dict(apply_overrides(base, ["algorithm.name=nope"]))
     with pytest.raises(ConfigError, match="unknown key algorithm.lr"):
         recipe_from_dict(apply_overrides(base, ["algorithm.lr=0.1"]))
-
-
-def test_config_hash_is_stable_and_order_free():
-    a = config_hash({"a": 1, "b": [1, 2]})
-    assert a == config_hash({"b": [1, 2], "a": 1})
-    assert a != config_hash({"a": 2, "b": [1, 2]})
-    assert len(a) == 64
 
 
 def test_missing_and_invalid_recipe_files(tmp_path):
@@ -129,60 +111,3 @@ def test_flip_is_a_choice_with_the_old_booleans_as_aliases():
     assert "\n" not in msg and "augment.flip must be one of dataset, always, never" in msg and "'sometimes'" in msg
     with pytest.raises(ConfigError, match=r"^augment\.flip: expected str, got 1$"):
         from_dict(AugmentConfig, {"flip": 1}, "augment")
-
-
-# (recipe values, the config hash the code computed when augment.flip was a bool): golden values of that code
-FLIP_VALUES = {
-    "digits": {"grid": {"n_labels": [20], "seeds": [1]}, "algorithm": {"name": "fixmatch"}},
-    "folder": {
-        "grid": {"n_labels": [20], "seeds": [1]},
-        "algorithm": {"name": "fixmatch"},
-        "data": {"dataset": "folder", "image_size": 16},
-    },
-    "pair": {
-        "grid": {"target_labels": [0], "seeds": [1]},
-        "algorithm": {"name": "adamatch"},
-        "data": {"setting": "uda", "source": "folder:a", "target": "folder:b", "image_size": 16},
-    },
-}
-OLD_BOOL_HASHES = {
-    ("digits", True): "061711e69928dfae7e534451f2aed0917a48fc74c3af96cec3dc1555dfeff741",
-    ("digits", False): "c5f7f4a49a1d98e0f310d9acd251fcbd8d346603abb5bcf8233e27859209f8c6",
-    ("folder", True): "c0526dd124c5ac3bdad0283ffadb67f102fcc022840b897107d6e0531dd3831a",
-    ("folder", False): "a7be1e3faa3450d267fb3c94315d726cae3409c7a2555b913298fe8d3a58c72e",
-    ("pair", True): "dbba2706766955cf0391174101677bd8b5a5f0dca2183a4d4655602621dba787",
-    ("pair", False): "523d2738e4c53b63a19315f3a56a9b1ab41dc2d2ad81bbda5c2b640804f1f9a8",
-}
-
-
-def flip_hash(kind: str, flip: object | None) -> str:
-    values = FLIP_VALUES[kind] if flip is None else {**FLIP_VALUES[kind], "augment": {"flip": flip}}
-    return run_hash(expand(recipe_from_dict(values))[0])
-
-
-@pytest.mark.parametrize(
-    ("kind", "flip", "old"),
-    [
-        # elsewhere: "dataset" is what true did, "never" what false did; "always" is new
-        ("digits", None, True),
-        ("digits", True, True),
-        ("digits", "dataset", True),
-        ("digits", False, False),
-        ("digits", "never", False),
-        ("digits", "always", None),
-        # a folder dataset flipped under true and no longer flips under "dataset"
-        ("folder", "always", True),
-        ("folder", "dataset", False),
-        ("folder", True, False),
-        ("folder", "never", False),
-        ("pair", "always", True),
-        ("pair", None, False),
-        ("pair", "never", False),
-    ],
-)
-def test_a_flip_that_computes_what_an_old_bool_did_keeps_its_hash(kind, flip, old):
-    got = flip_hash(kind, flip)
-    if old is None:
-        assert got not in {h for (k, _), h in OLD_BOOL_HASHES.items() if k == kind}
-    else:
-        assert got == OLD_BOOL_HASHES[kind, old]

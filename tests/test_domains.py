@@ -22,7 +22,7 @@ import ssl_bench.data  # noqa: F401  (registers every dataset loader)
 from ssl_bench.algorithms.adamatch import AdaMatch, AdaMatchConfig
 from ssl_bench.augment.views import Batch
 from ssl_bench.cli import main
-from ssl_bench.config import DataConfig, run_hash
+from ssl_bench.config import DataConfig
 from ssl_bench.data import load_data, load_dataset
 from ssl_bench.data.digits import digits_arrays
 from ssl_bench.data.digits_m import make_digits_m
@@ -31,6 +31,7 @@ from ssl_bench.data.pairs import PAIRS, load_pair
 from ssl_bench.data.split_ids import DASplitId
 from ssl_bench.data.splits import draw_da_split, get_da_split, get_run_split, manifest_path, read_manifest
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
+from ssl_bench.identity import run_hash
 from ssl_bench.leaderboard.tables import da_table, records_frame, ssl_tables
 from ssl_bench.plan import check_data, expand, load_recipe, recipe_from_dict
 from ssl_bench.results.store import load_records

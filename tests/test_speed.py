@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from ssl_bench.cli import main
-from ssl_bench.config import TrainConfig, run_hash
+from ssl_bench.config import TrainConfig
 from ssl_bench.data import load_dataset
 from ssl_bench.data.splits import get_split
+from ssl_bench.identity import run_hash
 from ssl_bench.plan import expand, load_recipe, split_id
 from ssl_bench.train import Trainer, switches
 from ssl_bench.train.switches import resolve
@@ -48,7 +49,7 @@ def test_auto_resolves_per_device(native, monkeypatch):
     )
 
 
-def test_speed_keys_of_old_value_keep_the_config_hash():
+def test_speed_keys_that_change_the_numbers_enter_the_config_hash():
     (run,) = expand(load_recipe(SMOKE))
     for key, value in (("precision", "bf16"), ("memory_format", "channels_last"), ("compile", "model")):
         (other,) = expand(load_recipe(SMOKE, [f"train.{key}={value}"]))

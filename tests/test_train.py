@@ -5,10 +5,11 @@ import torch
 from torch import nn
 
 from ssl_bench.augment.strong import CTA_OPS
-from ssl_bench.config import DataConfig, TrainConfig, run_hash
+from ssl_bench.config import DataConfig, TrainConfig
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import CheckpointError
+from ssl_bench.identity import run_hash
 from ssl_bench.plan import expand, load_recipe, split_id
 from ssl_bench.train import Trainer, median_last
 from ssl_bench.train.optim import EMA, decay_split, lr_at, make_optimizer

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from ssl_bench.benchmarks.reference import ReferencePipeline
-from ssl_bench.config import RunConfig, run_hash
+from ssl_bench.config import RunConfig
 from ssl_bench.data import load_data
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import Split, get_run_split
 from ssl_bench.devices import resolve_device
 from ssl_bench.errors import SSLBenchError
+from ssl_bench.identity import run_hash
 from ssl_bench.plugins import import_plugins
 from ssl_bench.train import Trainer
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ssl_bench.config import NON_SEMANTIC
+from ssl_bench.identity import NON_SEMANTIC
 from ssl_bench.leaderboard.tables import mean_std_cell
 
 

@@ -62,13 +62,9 @@ def table_md(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
 
 
 def recipes_line(section: Section) -> list[str]:
-    f = section.frame
-    if f is None or f.empty:
+    pairs = section.recipes()
+    if not pairs:
         return []
-    named = f[f["recipe"] != ""].drop_duplicates(["recipe", "description"])
-    if named.empty:
-        return []
-    pairs = zip(named["recipe"], named["description"], strict=True)
     items = "; ".join(f"`{text(r)}`: {text(d)}" if d else f"`{text(r)}`" for r, d in pairs)
     return [f"Recipes: {items}", ""]
 

@@ -109,14 +109,7 @@ def ours_html(section: Section) -> str:
 
 
 def recipes_html(section: Section) -> str:
-    f = section.frame
-    if f is None or f.empty:
-        return ""
-    named = f[f["recipe"] != ""].drop_duplicates(["recipe", "description"])
-    items = "".join(
-        f"<li><code>{esc(r)}</code>{': ' + esc(d) if d else ''}</li>"
-        for r, d in zip(named["recipe"], named["description"], strict=True)
-    )
+    items = "".join(f"<li><code>{esc(r)}</code>{': ' + esc(d) if d else ''}</li>" for r, d in section.recipes())
     return f'<ul class="recipes">{items}</ul>' if items else ""
 
 

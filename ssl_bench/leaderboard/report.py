@@ -41,6 +41,15 @@ class Section:
     plots: list[tuple[str, str]] = field(default_factory=list)  # (file name, alt text)
     frame: pd.DataFrame | None = None  # the records behind ``ours``, one row per record
 
+    def recipes(self) -> list[tuple[str, str]]:
+        """(name, description) of every named recipe behind ``ours``, sorted: record files are named by config hash,
+        so their order is no order for a reader, and would change with the hash."""
+        f = self.frame
+        if f is None or f.empty:
+            return []
+        named = f[f["recipe"] != ""].drop_duplicates(["recipe", "description"])
+        return sorted(zip(named["recipe"], named["description"], strict=True))
+
 
 @dataclass
 class Report:

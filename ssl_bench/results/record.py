@@ -11,6 +11,7 @@ from typing import Any
 from ssl_bench.config import RunConfig
 from ssl_bench.data.pairs import SETTINGS
 from ssl_bench.data.splits import Split
+from ssl_bench.identity import HASH_VERSION
 from ssl_bench.registry import is_file_name
 from ssl_bench.results.provenance import git_state, host_info, library_versions, now_iso
 
@@ -96,6 +97,7 @@ def make_record(
         "plugins": [dict(p) for p in run.plugins],  # outside code behind the run's components, with source sha256
         "config": run.to_dict(),
         "config_hash": chash,
+        "config_hash_version": HASH_VERSION,  # how chash was computed (identity.py); records without it are version 1
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": library_versions(),

@@ -7,10 +7,11 @@ import pytest
 
 from ssl_bench.active.loop import schedule
 from ssl_bench.cli import main
-from ssl_bench.config import ActiveConfig, run_hash
+from ssl_bench.config import ActiveConfig
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import ConfigError
+from ssl_bench.identity import run_hash
 from ssl_bench.plan import check_active, expand, load_recipe, split_id
 from ssl_bench.results.store import load_records
 from ssl_bench.runner import run_recipe
