@@ -29,6 +29,7 @@ test-faults:
 lint:
 	$(BIN)/ruff check ssl_bench tests examples
 	$(BIN)/ruff format --check ssl_bench tests examples
+	$(BIN)/mypy
 
 # the main job: the digits comparison of the algorithms below, within 25 minutes on 2 cores (README, "The main job")
 DIGITS := supervised mixmatch fixmatch flexmatch freematch softmatch
