@@ -29,6 +29,7 @@ test-faults:
 lint:
 	$(BIN)/ruff check ssl_bench tests examples
 	$(BIN)/ruff format --check ssl_bench tests examples
+	$(BIN)/mypy
 
 # the documentation site into site/ (mkdocs.yml); --strict: a broken link, a missing #anchor or an API reference
 # warning fails the build. `$(BIN)/mkdocs serve` serves it at http://127.0.0.1:8000 while you edit.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,8 @@ def check_config(name: str) -> None:
     except (TypeError, ConfigError) as exc:
         raise AssertionError(f"{cls.__name__}.Config defaults against its limits: {exc}") from None
     assert from_dict(cls.Config, to_dict(cfg), "algorithm") == cfg
-    assert dataclasses.is_dataclass(cfg) and cls.Config.__dataclass_params__.frozen, "config must be a frozen dataclass"
+    params = getattr(cls.Config, "__dataclass_params__", None)  # what @dataclass was given; no typed way to read it
+    assert dataclasses.is_dataclass(cfg) and params is not None and params.frozen, "config must be a frozen dataclass"
     doc = inspect.getdoc(cls.Config) or ""
     source = inspect.getsource(cls.Config)
     assert "§" in doc or "arXiv" in doc or "§" in source, f"{cls.__name__}.Config must cite its defaults' source"
@@ -231,11 +233,12 @@ def _watch_indices(trainer: Trainer) -> list[tuple[list[int], list[int]]]:
     seen: list[tuple[list[int], list[int]]] = []
     step = trainer.algorithm.step
 
-    def watched(batch: Batch, progress: float):
+    def watched(batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        assert batch.idx_x is not None, "the trainer's batch has no idx_x"
         seen.append((batch.idx_x.tolist(), [] if batch.idx_u is None else batch.idx_u.tolist()))
         return step(batch, progress)
 
-    trainer.algorithm.step = watched
+    object.__setattr__(trainer.algorithm, "step", watched)  # an instance attribute in front of the method
     return seen
 
 
@@ -274,16 +277,15 @@ def check_learns(name: str, steps: int = 300) -> None:
     algo = parts.algorithm
     opt = torch.optim.SGD(algo.parameters(), lr=0.01, momentum=0.9)
     images, labels = tiny_data()
-    first = last = None
+    labeled_losses: list[float] = []
     for s in range(steps):
         loss, metrics = algo.step(tiny_batch(parts, seed=s), s / steps)
         opt.zero_grad()
         loss.backward()
         opt.step()
         parts.ema.update(algo.model)  # the teacher follows, as in the trainer
-        labeled_loss = float(metrics.get("loss/x", loss.detach()))  # ramped terms make the total loss grow
-        first = labeled_loss if first is None else first
-        last = labeled_loss
+        labeled_losses.append(float(metrics.get("loss/x", loss.detach())))  # ramped terms make the total loss grow
+    first, last = labeled_losses[0], labeled_losses[-1]
     algo.eval()
     with torch.no_grad():
         acc = (algo.model(to_input(images)).argmax(1) == labels).float().mean().item()
@@ -291,7 +293,8 @@ def check_learns(name: str, steps: int = 300) -> None:
     assert acc >= 0.9, f"accuracy {acc:.2f} on tiny separable data after {steps} steps"
 
 
-CHECKS = [
+Check = Callable[[str], None]  # takes an algorithm's name; raises AssertionError naming what failed
+CHECKS: list[Check] = [
     check_config,
     check_finite,
     check_unlabeled_labels_unused,
@@ -299,13 +302,13 @@ CHECKS = [
     check_state_roundtrip,
     check_teacher_unchanged,
 ]
-SLOW_CHECKS = [check_resume_through_trainer, check_learns]
+SLOW_CHECKS: list[Check] = [check_resume_through_trainer, check_learns]
 
 
-def run_checks(name: str, checks: list | None = None) -> list[tuple[object, str | None]]:
+def run_checks(name: str, checks: list[Check] | None = None) -> list[tuple[Check, str | None]]:
     """Run ``checks`` (default: ``CHECKS``) on algorithm ``name``: (check, None) for a pass, (check, one-line reason)
     for a failure. Every check runs, whatever the others gave."""
-    out = []
+    out: list[tuple[Check, str | None]] = []
     for check in CHECKS if checks is None else checks:
         try:
             check(name)

@@ -274,6 +274,7 @@ def test_loader_imports_nothing_heavy():
         "re",
         "importlib",
         "pathlib",
+        "typing",
         "pandas",
     }
 

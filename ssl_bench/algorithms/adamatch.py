@@ -49,6 +49,7 @@ class AdaMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("adamatch")
 class AdaMatch(Algorithm):
     Config = AdaMatchConfig
+    cfg: AdaMatchConfig
     not_split_because = "its relative confidence threshold and distribution alignment are statistics of the whole batch"
     separate_target_labels = True
 
@@ -90,6 +91,7 @@ class AdaMatch(Algorithm):
         metrics: dict[str, torch.Tensor | float] = {}
         if logits_t:  # ssda: labeled target images, weak and strong
             y_t = batch.y_target
+            assert y_t is not None  # a batch holds the labeled target images with their labels (views.ViewBuilder)
             loss_t = 0.5 * (F.cross_entropy(logits_t[0], y_t) + F.cross_entropy(logits_t[1], y_t))
             loss = loss + loss_t
             metrics["loss/t"] = loss_t.detach()

@@ -76,6 +76,8 @@ class Algorithm(nn.Module):
     distribution-alignment averages, one entry per training image indexed by ``batch.idx_u``) must be registered
     buffers, sized in ``__init__`` from ``data``, so that checkpoints hold it and a resumed run continues exactly.
     A subclass that overrides ``__init__`` takes ``(model, cfg, num_classes, data=None)`` and passes all four on.
+    For the type checker, a subclass annotates ``cfg`` with its ``Config`` and each buffer as a ``torch.Tensor``
+    (``cfg: FixMatchConfig``, ``p_model: torch.Tensor``): neither is known from ``__init__`` alone.
     """
 
     Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
@@ -88,6 +90,7 @@ class Algorithm(nn.Module):
     # on the global batch. False refuses, naming ``not_split_because``.
     data_parallel: ClassVar[bool] = False
     not_split_because: ClassVar[str] = "it does not declare that its step splits across processes (data_parallel)"
+    _teacher_model: nn.Module | None  # set with object.__setattr__: not a submodule
 
     def __init__(self, model: nn.Module, cfg: AlgorithmConfig, num_classes: int, data: DataInfo | None = None) -> None:
         super().__init__()

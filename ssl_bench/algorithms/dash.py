@@ -60,6 +60,11 @@ class DashConfig(AlgorithmConfig):
 @ALGORITHMS.register("dash")
 class Dash(Algorithm):
     Config = DashConfig
+    cfg: DashConfig
+    # buffers, registered in __init__ (nn.Module's __getattr__ types them only as Tensor | Module)
+    losses: torch.Tensor
+    count: torch.Tensor
+    epoch_kept: torch.Tensor
     data_parallel = True  # per-image terms; the selected count and the kept losses cover the global batch
 
     def __init__(self, model: nn.Module, cfg: DashConfig, num_classes: int, data: DataInfo | None = None) -> None:
@@ -99,6 +104,8 @@ class Dash(Algorithm):
         log_p_strong = logits_strong.log_softmax(dim=1)
         ce_soft, ce_hard = -(soft * log_p_strong).sum(dim=1), F.nll_loss(log_p_strong, hard, reduction="none")
         e = progress * cfg.epochs
+        monitor_rho: torch.Tensor | float  # a tensor on the device (official) or the host's schedule (usb)
+        monitor_hard: torch.Tensor | float
         if cfg.variant == "official":
             warm = e < cfg.warmup_epochs
             if warm:
@@ -117,12 +124,12 @@ class Dash(Algorithm):
             k = math.floor(max(progress - cfg.usb_warmup, 0.0) * cfg.epochs / 10)
             rho0 = cfg.rho_init or math.log(self.num_classes)
             rho_t = max(cfg.C * cfg.gamma**-k * rho0, cfg.rho_min)
-            use_hard = rho_t == cfg.rho_min  # the schedule is known on the host: nothing to read from the device
-            target = F.one_hot(hard, self.num_classes).float() if use_hard else soft
+            hard_now = rho_t == cfg.rho_min  # the schedule is known on the host: nothing to read from the device
+            target = F.one_hot(hard, self.num_classes).float() if hard_now else soft
             selected = (-(target * weak.log_softmax(dim=1)).sum(dim=1) <= rho_t).float()
             selected = selected * float(progress >= cfg.usb_warmup)  # labeled images only during the warm-up
-            loss_u = ((ce_hard if use_hard else ce_soft) * selected).mean()
-            monitor_rho, monitor_hard = rho_t, float(use_hard)
+            loss_u = ((ce_hard if hard_now else ce_soft) * selected).mean()
+            monitor_rho, monitor_hard = rho_t, float(hard_now)
         loss = loss_x + cfg.wu * loss_u
         return loss, {
             "loss/x": loss_x.detach(),

@@ -32,6 +32,7 @@ class FixMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("fixmatch")
 class FixMatch(Algorithm):
     Config = FixMatchConfig
+    cfg: FixMatchConfig
     data_parallel = True  # per-image loss terms, means over the batch (train/distributed.py)
 
     def views(self) -> ViewSpec:

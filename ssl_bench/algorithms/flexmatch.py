@@ -58,6 +58,10 @@ class FlexMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("flexmatch")
 class FlexMatch(Algorithm):
     Config = FlexMatchConfig
+    cfg: FlexMatchConfig
+    # buffers, registered in __init__ (nn.Module's __getattr__ types them only as Tensor | Module)
+    selected_label: torch.Tensor
+    classwise_acc: torch.Tensor
     data_parallel = True  # per-image terms; every rank applies the whole global batch's selections
 
     def __init__(self, model: nn.Module, cfg: FlexMatchConfig, num_classes: int, data: DataInfo | None = None) -> None:
@@ -82,6 +86,8 @@ class FlexMatch(Algorithm):
 
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         cfg = self.cfg
+        if batch.idx_u is None:
+            raise RuntimeError("flexmatch keeps one selected label per training image: its batches need idx_u")
         beta = self.learning_effect()  # read before this step's selections are written (§1.4)
         x, (u_weak, u_strong) = batch.x[0], batch.u
         logits_x, logits_weak, logits_strong = joint_pass(self.model, x, u_weak, u_strong)

@@ -63,6 +63,11 @@ def fairness(probs_strong: torch.Tensor, mask: torch.Tensor, p_model: torch.Tens
 @ALGORITHMS.register("freematch")
 class FreeMatch(Algorithm):
     Config = FreeMatchConfig
+    cfg: FreeMatchConfig
+    # buffers, registered in __init__ (nn.Module's __getattr__ types them only as Tensor | Module)
+    time_p: torch.Tensor
+    p_model: torch.Tensor
+    label_hist: torch.Tensor
     not_split_because = (
         "its fairness term is a non-linear function of the mean prediction over the selected images of the whole "
         "batch, which per-rank gradients cannot add up to"

@@ -112,6 +112,9 @@ class FIFOMean(nn.Module):
     """Mean of the last ``size`` pushed vectors, initialised to uniform rows (ReMixMatch's PMovingAverage §1.11,
     AdaMatch's p(unlabeled) §6.1). Buffers, so checkpoints hold it."""
 
+    rows: torch.Tensor  # buffers, registered in __init__ (nn.Module's __getattr__ types them only as Tensor | Module)
+    pos: torch.Tensor
+
     def __init__(self, num_classes: int, size: int = 128) -> None:
         super().__init__()
         self.register_buffer("rows", torch.full((size, num_classes), 1.0 / num_classes))
@@ -130,6 +133,8 @@ class FIFOMean(nn.Module):
 
 class EMAVector(nn.Module):
     """p ← decay · p + (1 − decay) · x, initialised uniform (ReMixMatch's PData, AdaMatch's p(labeled))."""
+
+    p: torch.Tensor  # a buffer, registered in __init__
 
     def __init__(self, num_classes: int, decay: float = 0.999) -> None:
         super().__init__()
@@ -158,10 +163,10 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
     """
     saved = []
     for m in batch_norms(model):
-        if m.track_running_stats and m.running_mean is not None:
-            saved.append((m, m.running_mean, m.running_var, m.num_batches_tracked))
-            m.running_mean, m.running_var = m.running_mean.clone(), m.running_var.clone()
-            m.num_batches_tracked = m.num_batches_tracked.clone()
+        mean, var, count = m.running_mean, m.running_var, m.num_batches_tracked  # set together, or all None
+        if m.track_running_stats and mean is not None and var is not None and count is not None:
+            saved.append((m, mean, var, count))
+            m.running_mean, m.running_var, m.num_batches_tracked = mean.clone(), var.clone(), count.clone()
     try:
         yield
     finally:

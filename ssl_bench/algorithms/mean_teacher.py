@@ -36,6 +36,7 @@ class MeanTeacherConfig(AlgorithmConfig):
 @ALGORITHMS.register("mean_teacher")
 class MeanTeacher(Algorithm):
     Config = MeanTeacherConfig
+    cfg: MeanTeacherConfig
     # per-image terms; with train.sync_bn the teacher's batch statistics are global too (the EMA model is converted)
     data_parallel = True
 

@@ -43,6 +43,7 @@ class MixMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("mixmatch")
 class MixMatch(Algorithm):
     Config = MixMatchConfig
+    cfg: MixMatchConfig
     not_split_because = "its MixUp partners and interleaved BatchNorm passes span the whole batch"
     # ssda would append labeled target images to x: the interleaved passes need x and u groups of one size
     settings = ("ssl", "uda")

@@ -34,6 +34,7 @@ class PiModelConfig(AlgorithmConfig):
 @ALGORITHMS.register("pi_model")
 class PiModel(Algorithm):
     Config = PiModelConfig
+    cfg: PiModelConfig
     data_parallel = True  # per-image terms, means over the batch
 
     def views(self) -> ViewSpec:

@@ -42,6 +42,7 @@ class PseudoLabelConfig(AlgorithmConfig):
 @ALGORITHMS.register("pseudo_label")
 class PseudoLabel(Algorithm):
     Config = PseudoLabelConfig
+    cfg: PseudoLabelConfig
     data_parallel = True  # per-image terms; the broadcast loss's mask fraction is taken over the global batch
 
     def views(self) -> ViewSpec:

@@ -29,6 +29,7 @@ from ssl_bench.algorithms.functional import (
     soft_cross_entropy,
 )
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.models.backbone import Backbone
 from ssl_bench.models.wrn import init_weights
 from ssl_bench.registry import ALGORITHMS
 
@@ -65,11 +66,13 @@ def rotate_quarters(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @ALGORITHMS.register("remixmatch")
 class ReMixMatch(Algorithm):
     Config = ReMixMatchConfig
+    cfg: ReMixMatchConfig
+    model: Backbone  # the rotation head reads its pooled features
     not_split_because = "its MixUp partners and interleaved BatchNorm passes span the whole batch"
     # ssda would append labeled target images to x: the interleaved passes need x and u groups of one size
     settings = ("ssl", "uda")
 
-    def __init__(self, model: nn.Module, cfg: ReMixMatchConfig, num_classes: int, data: DataInfo | None = None) -> None:
+    def __init__(self, model: Backbone, cfg: ReMixMatchConfig, num_classes: int, data: DataInfo | None = None) -> None:
         super().__init__(model, cfg, num_classes, data)
         # dense 128 -> 4 on the pooled embedding, Glorot-normal kernel and zero bias like the classifier (§1.5;
         # remixmatch_no_cta.py classifier_rot: tf.layers.dense with glorot_normal_initializer)

@@ -44,6 +44,13 @@ class SoftMatchConfig(AlgorithmConfig):
 @ALGORITHMS.register("softmatch")
 class SoftMatch(Algorithm):
     Config = SoftMatchConfig
+    cfg: SoftMatchConfig
+    # buffers, registered in __init__ (nn.Module's __getattr__ types them only as Tensor | Module)
+    mu: torch.Tensor
+    var: torch.Tensor
+    p_model: torch.Tensor
+    p_target: torch.Tensor
+    started: torch.Tensor
     data_parallel = True  # per-image terms; the statistics are taken over the global batch (Ranks.cat)
 
     def __init__(self, model: nn.Module, cfg: SoftMatchConfig, num_classes: int, data: DataInfo | None = None) -> None:

@@ -23,6 +23,7 @@ class SupervisedConfig(AlgorithmConfig):
 @ALGORITHMS.register("supervised")
 class Supervised(Algorithm):
     Config = SupervisedConfig
+    cfg: SupervisedConfig
     data_parallel = True  # per-image loss terms, means over the batch (train/distributed.py)
 
     def views(self) -> ViewSpec:

@@ -57,6 +57,7 @@ def tsa_threshold(schedule: str, progress: float, end: float, num_classes: int) 
 @ALGORITHMS.register("uda")
 class UDA(Algorithm):
     Config = UDAConfig
+    cfg: UDAConfig
     data_parallel = True  # per-image terms; TSA's count of kept labeled images is summed over the ranks
 
     def views(self) -> ViewSpec:

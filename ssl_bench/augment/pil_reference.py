@@ -7,11 +7,13 @@ transforms, the way per-image data-loader pipelines do it.
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
 import torchvision.transforms as T
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL.Image import Resampling, Transform
 
 from ssl_bench.augment.strong import CTA_OPS, RA_OPS
 from ssl_bench.augment.usb import USB_CUTOUT_FILL, USB_CUTOUT_GREY, USB_N_OPS, USB_OPS, USB_RANGES
@@ -22,7 +24,9 @@ def _enhance(kind, img: Image.Image, factor: float) -> Image.Image:
 
 
 def _affine(img: Image.Image, data: tuple, fill: int) -> Image.Image:
-    return img.transform(img.size, Image.AFFINE, data, resample=Image.NEAREST, fillcolor=(fill,) * len(img.getbands()))
+    return img.transform(
+        img.size, Transform.AFFINE, data, resample=Resampling.NEAREST, fillcolor=(fill,) * len(img.getbands())
+    )
 
 
 def _cutout(img: Image.Image, side: int, cy: int, cx: int, fill: int) -> Image.Image:
@@ -50,7 +54,7 @@ def pil_op(img: Image.Image, name: str, p: float, fill: int, p1: float = 0.0) ->
     if name == "solarize":
         return ImageOps.solarize(img, int(p))
     if name == "rotate":
-        return img.rotate(p, resample=Image.NEAREST, fillcolor=(fill,) * len(img.getbands()))
+        return img.rotate(p, resample=Resampling.NEAREST, fillcolor=(fill,) * len(img.getbands()))
     if name == "shear_x":
         return _affine(img, (1, p, 0, 0, 1, 0), fill)
     if name == "shear_y":
@@ -61,7 +65,14 @@ def pil_op(img: Image.Image, name: str, p: float, fill: int, p1: float = 0.0) ->
         return _affine(img, (1, 0, 0, 0, 1, p), fill)
     if name == "rescale":
         w, h = img.size
-        methods = (Image.LANCZOS, Image.BICUBIC, Image.BILINEAR, Image.BOX, Image.HAMMING, Image.NEAREST)
+        methods = (
+            Resampling.LANCZOS,
+            Resampling.BICUBIC,
+            Resampling.BILINEAR,
+            Resampling.BOX,
+            Resampling.HAMMING,
+            Resampling.NEAREST,
+        )
         return img.crop((p, p, w - p, h - p)).resize(img.size, methods[int(p1)])
     raise ValueError(f"no PIL reference for op {name!r}")
 
@@ -144,15 +155,15 @@ def usb_pil_op(img: Image.Image, name: str, val: float) -> Image.Image:
     if name == "rotate":
         return img.rotate(val)  # nearest, black fill: PIL's defaults
     if name == "solarize":
-        return ImageOps.solarize(img, val)  # a float threshold: pixels >= val are inverted
+        return ImageOps.solarize(img, math.ceil(val))  # pixels >= val are inverted: for integers, those >= ceil(val)
     if name in ("translate_x", "translate_y"):
         px = val * img.size[0 if name == "translate_x" else 1]
         return img.transform(
-            img.size, Image.AFFINE, (1, 0, px, 0, 1, 0) if name == "translate_x" else (1, 0, 0, 0, 1, px)
+            img.size, Transform.AFFINE, (1, 0, px, 0, 1, 0) if name == "translate_x" else (1, 0, 0, 0, 1, px)
         )
     if name in ("shear_x", "shear_y"):
         return img.transform(
-            img.size, Image.AFFINE, (1, val, 0, 0, 1, 0) if name == "shear_x" else (1, 0, 0, val, 1, 0)
+            img.size, Transform.AFFINE, (1, val, 0, 0, 1, 0) if name == "shear_x" else (1, 0, 0, val, 1, 0)
         )
     return pil_op(img, name, val, fill=0)  # identity and the enhance factors
 

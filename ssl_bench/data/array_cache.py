@@ -48,7 +48,7 @@ def cached_arrays(path: Path, build: Callable[[], Arrays], check: Callable[[Arra
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_beside(path)
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, allow_pickle=False, **arrays)  # numeric arrays, read back without pickle too
         os.replace(tmp, path)
     except OSError:
         if tmp is not None:

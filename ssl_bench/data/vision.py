@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,7 @@ def _load_cifar(cfg: DataConfig, name: str, cls_name: str, num_classes: int) -> 
     parts = {}
     for train in (True, False):
         ds = _open_torchvision(
-            name, location, expected, cfg.download, lambda t=train: cls(root=root, train=t, download=cfg.download)
+            name, location, expected, cfg.download, partial(cls, root=root, train=train, download=cfg.download)
         )
         parts[train] = (to_uint8_nchw(ds.data, "NHWC"), _labels(ds.targets))
     return ImageDataset(
@@ -164,7 +165,7 @@ def load_svhn(cfg: DataConfig) -> ImageDataset:
     parts = {}
     for split in splits:
         ds = _open_torchvision(
-            "svhn", root, expected, cfg.download, lambda s=split: SVHN(root=root, split=s, download=cfg.download)
+            "svhn", root, expected, cfg.download, partial(SVHN, root=root, split=split, download=cfg.download)
         )
         parts[split] = (to_uint8_nchw(ds.data, "NCHW"), _labels(ds.labels))
         del ds  # the extra split alone is 1.6 GB: free torchvision's copy before reading the next file
@@ -297,7 +298,7 @@ def _load_mnist_family(cfg: DataConfig, name: str, cls_name: str, hint: str = ""
             raw,
             IDX_FILES,
             cfg.download,
-            lambda t=train: cls(root=root, train=t, download=cfg.download),
+            partial(cls, root=root, train=train, download=cfg.download),
             hint,
             md5_checked=False,
         )
@@ -375,7 +376,7 @@ def load_usps(cfg: DataConfig) -> ImageDataset:
             # without download this raises the missing-files error; with it, torchvision's USPS fetches the file
             # (and parses it, truncating: its pixels are discarded for read_usps_bz2's)
             _open_torchvision(
-                "usps", root, expected, cfg.download, lambda t=train: USPS(root=root, train=t, download=cfg.download)
+                "usps", root, expected, cfg.download, partial(USPS, root=root, train=train, download=cfg.download)
             )
         try:
             images, labels = read_usps_bz2(path)

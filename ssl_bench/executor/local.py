@@ -18,6 +18,7 @@ import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import cast
 
 from ssl_bench.executor.options import GridOptions, driver_path, threads_per_run
 from ssl_bench.executor.progress import GridProgress, Ledger
@@ -104,15 +105,16 @@ def run_local(
                     w.conn.send(w.run)
                 except OSError:  # it died while idle
                     lost(w)
-            busy = {w.conn: w for w in workers if w.run is not None}
-            for conn in wait(list(busy)):
-                w = busy[conn]
+            busy = {w.conn: (w, w.run) for w in workers if w.run is not None}
+            for ready in wait(list(busy)):
+                conn = cast(Connection, ready)  # wait gives back the connections it was given
+                w, p = busy[conn]
                 try:
-                    out = conn.recv()
+                    out: Outcome = conn.recv()
                 except (EOFError, OSError):  # a killed worker leaves its pipe closed
                     lost(w)
                     continue
-                p, w.run = w.run, None
+                w.run = None
                 ledger.settle(p, out)
     finally:
         for w in workers:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ssl_bench.errors import ConfigError, one_line
 from ssl_bench.executor.options import GridOptions, address_endpoint, driver_path, threads_per_run
@@ -25,7 +26,7 @@ def start_ray(address: str | None, log: Callable[[str], None]):
         raise ConfigError("--executor ray needs Ray: pip install 'ssl_bench[ray]' (or pip install ray)") from None
     if ray.is_initialized():
         return ray, False
-    kwargs = {"include_dashboard": False, "log_to_driver": True, "logging_level": "WARNING"}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "WARNING"}
     if address is None:
         log("starting a local Ray (no dashboard)")
         ray.init(**kwargs)

@@ -34,7 +34,7 @@ def active_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def active_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per dataset: rows (algorithm, acquisition), columns label counts; mean ± std over seeds of each round."""
-    out = {}
+    out: dict[str, pd.DataFrame] = {}
     if df.empty:
         return out
     for dataset, part in df.groupby("dataset", sort=True):
@@ -83,7 +83,7 @@ def exchange_rates(records: list[dict[str, Any]]) -> pd.DataFrame:
         and ((r.get("config") or {}).get("data") or {}).get("n_unlabeled")
         and (r.get("setting") or "ssl") == "ssl"
     ]
-    out = []
+    out: list[dict[str, Any]] = []
     if not rows:
         return pd.DataFrame(out)
     keys = ["dataset", "algorithm", "protocol", "n_labels", "n_unlabeled"]

@@ -87,6 +87,7 @@ def provenance(runs: pd.DataFrame) -> str:
 def ours_html(section: Section) -> str:
     """Our rows with a provenance drop-down per cell, then the published rows of the dataset."""
     f = section.frame
+    assert f is not None  # set together with section.ours, which the caller tested (report.py)
     budgets = sorted({int(n) for n in f["n_labels"]})
     head = "".join(f"<th>{esc(c)}</th>" for c in [*ROW_KEYS, *[f"{b} labels" for b in budgets], "min/run", "source"])
     body = []

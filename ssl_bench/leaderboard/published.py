@@ -63,6 +63,7 @@ import math
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -160,11 +161,11 @@ def published_rows(frame: pd.DataFrame, dataset: str, setting: str = "ssl") -> p
     return rows.sort_values(["paper", "method", "n_labels"], kind="stable").reset_index(drop=True)
 
 
-def _parse_row(raw: dict[str, str], name: str, line: int) -> dict:
+def _parse_row(raw: dict[str, str], name: str, line: int) -> dict[str, Any]:
     def bad(problem: str) -> ConfigError:
         return ConfigError(f"{name}:{line}: {problem}")
 
-    row = {k: v.strip() for k, v in raw.items()}
+    row: dict[str, Any] = {k: v.strip() for k, v in raw.items()}  # text, then each checked column parsed
     for col in REQUIRED:
         if not row[col]:
             raise bad(f"empty {col}")

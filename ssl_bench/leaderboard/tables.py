@@ -97,7 +97,7 @@ def with_minutes(table: pd.DataFrame, part: pd.DataFrame) -> pd.DataFrame:
 def ssl_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """One table per dataset: rows (algorithm, augmentation, model, steps, k), columns label budgets, and the mean
     minutes per run of the row."""
-    out = {}
+    out: dict[str, pd.DataFrame] = {}
     if df.empty:
         return out
     ssl = df[(df["setting"] == "ssl") & (df["round"].isna())]
@@ -145,7 +145,7 @@ def published_table(published: pd.DataFrame) -> pd.DataFrame:
     """Published rows of one dataset as leaderboard rows: method, source, protocol (seeds and the evaluation rule
     beside them, so a best-during-training number is never read as a median of the last evaluations), one column
     per budget. Rows of one method and source under two rules never share a line."""
-    rows = {}
+    rows: dict[tuple[str, ...], dict[str, str]] = {}  # row key -> {"<budget> labels": cell}
     for _, r in published.sort_values(["paper", "method", "n_labels"]).iterrows():
         source = f"{r['paper']}, {r['table']} (arXiv {r['arxiv']})"
         key = (r["method"], source, r["backbone"], r["schedule"], r["seeds"], r.get("evaluation", "not stated"))

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ssl_bench.config import ModelConfig
 from ssl_bench.errors import ConfigError
+from ssl_bench.models.backbone import Backbone
 from ssl_bench.registry import MODELS
 
 
-def create_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def create_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> Backbone:
     """Build the backbone named in ``cfg.name``: a registered name, or ``timm:<model>`` (no weight download).
 
-    Every model maps float images (N, C, H, W) in [-1, 1] to logits (N, num_classes) and offers
-    ``embed(x) -> (N, embed_dim)`` (the pooled features the classifier ``head`` reads) and ``embed_dim``.
+    Every model is a ``Backbone``: it maps float images (N, C, H, W) in [-1, 1] to logits (N, num_classes) and
+    offers ``embed(x) -> (N, embed_dim)`` (the pooled features the classifier ``head`` reads) and ``embed_dim``.
     """
     if cfg.name.startswith("timm:"):
         from ssl_bench.models.timm_models import create_timm_model

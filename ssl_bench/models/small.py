@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ssl_bench.config import ModelConfig
+from ssl_bench.models.backbone import Backbone
 from ssl_bench.models.wrn import batch_norm, init_weights
 from ssl_bench.registry import MODELS
 
@@ -22,7 +23,7 @@ def _conv_bn_act(in_channels: int, out_channels: int, cfg: ModelConfig) -> list[
     ]
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(Backbone):
     """conv(c) - pool - conv(2c) - pool - conv(4c) - global average pool - linear, with c = 16 * width.
 
     Every conv is conv3x3-BN-LeakyReLU. Each 2x2 max-pool is applied only while the map is at least 8 px wide,

@@ -6,6 +6,8 @@ downloaded: runs must work offline and compare architectures trained from scratc
 
 from __future__ import annotations
 
+from typing import Any
+
 import timm
 import torch
 from timm.models import get_pretrained_cfg
@@ -13,23 +15,28 @@ from torch import nn
 
 from ssl_bench.config import ModelConfig
 from ssl_bench.errors import ConfigError
+from ssl_bench.models.backbone import Backbone
 
 
-class TimmModel(nn.Module):
+class TimmModel(Backbone):
     """Adapter giving a timm model ``embed``, ``head``, ``embed_dim`` and ``feature_map``.
 
     ``embed`` is timm's pre-logits output (pooled features plus whatever head layers precede the classifier),
     so ``forward(x) == head(embed(x))`` whenever head dropout is inactive (eval mode, or drop rate 0).
     """
 
+    # a timm network: timm types it as nn.Module, though every one offers get_classifier, forward_features,
+    # forward_head and num_features
+    model: Any
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        head = model.get_classifier()
+        head = self.model.get_classifier()
         if isinstance(head, nn.Linear):
-            self.embed_dim: int = head.in_features
+            self.embed_dim = head.in_features
         else:
-            self.embed_dim = getattr(model, "head_hidden_size", None) or model.num_features
+            self.embed_dim = getattr(model, "head_hidden_size", None) or self.model.num_features
 
     @property
     def head(self) -> nn.Module:
@@ -59,7 +66,7 @@ def create_timm_model(cfg: ModelConfig, num_classes: int, in_channels: int, imag
     name = cfg.name.removeprefix("timm:")
     if not timm.is_model(name):
         raise ConfigError(f"unknown timm model {name!r}; see timm.list_models()")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     pretrained_cfg = get_pretrained_cfg(name)
     if pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
         kwargs["img_size"] = image_size

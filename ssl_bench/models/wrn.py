@@ -13,6 +13,7 @@ from torch import nn
 
 from ssl_bench.config import ModelConfig
 from ssl_bench.errors import ConfigError
+from ssl_bench.models.backbone import Backbone
 from ssl_bench.registry import MODELS
 
 
@@ -86,7 +87,7 @@ class PreActBlock(nn.Module):
         return x0 + h
 
 
-class WideResNet(nn.Module):
+class WideResNet(Backbone):
     """WRN-28-k: stem conv, ``scales`` stages of ``repeat`` pre-activation blocks, BN-act, pool, linear head."""
 
     def __init__(

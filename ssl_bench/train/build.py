@@ -91,7 +91,7 @@ def build_run(
         spec=spec,
         policies=policies,
         # CTAugment learns from probes of the labeled images (§2.2): its state lives with the run, not the algorithm
-        feedback={n: p.feedback for n, p in by_name.items() if getattr(p, "feedback", None) is not None},
+        feedback={n: fb for n, p in by_name.items() if (fb := getattr(p, "feedback", None)) is not None},
         probe_base=create_policy("weak", run.augment, ds.hflip),
         augmentation="+".join(sorted(by_name)),
         flip=effective_flip(run.augment, ds.hflip),

@@ -107,21 +107,22 @@ def shard(batch: Batch, d: Dist) -> Batch:
     if not d.active:
         return batch
 
-    def part(t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None:
-            return None
+    def part(t: torch.Tensor) -> torch.Tensor:
         k = t.shape[0] // d.world
         return t[d.rank * k : (d.rank + 1) * k]
+
+    def optional(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else part(t)
 
     return Batch(
         x=tuple(part(v) for v in batch.x),
         y=part(batch.y),
         u=tuple(part(v) for v in batch.u),
         x_target=tuple(part(v) for v in batch.x_target),
-        y_target=part(batch.y_target),
-        idx_x=part(batch.idx_x),
-        idx_u=part(batch.idx_u),
-        idx_target=part(batch.idx_target),
+        y_target=optional(batch.y_target),
+        idx_x=optional(batch.idx_x),
+        idx_u=optional(batch.idx_u),
+        idx_target=optional(batch.idx_target),
     )
 
 
@@ -159,19 +160,22 @@ class GlobalBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         from torch.distributed._functional_collectives import all_reduce  # autograd-aware (backward: all-reduce)
 
+        world = dist.group.WORLD
+        assert world is not None  # None only before the process group is initialised (tested above)
         xf = x.float()
         c = x.shape[1]
         count = torch.full((1,), x.numel() / c, dtype=torch.float32, device=x.device)
-        stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]), "sum", dist.group.WORLD)
+        stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]), "sum", world)
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0)
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+        running_mean, running_var, tracked = self.running_mean, self.running_var, self.num_batches_tracked
+        if self.track_running_stats and running_mean is not None and running_var is not None and tracked is not None:
             with torch.no_grad():
-                self.num_batches_tracked += 1
-                factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean.detach(), factor)
-                self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), factor)
+                tracked.add_(1)
+                factor = self.momentum if self.momentum is not None else 1.0 / float(tracked)
+                running_mean.lerp_(mean.detach(), factor)
+                running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), factor)
         shape = (1, c, 1, 1)
         y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:

@@ -36,7 +36,7 @@ class DivergenceGuard:
             bad = ~torch.isfinite(loss.detach()).all() & (self.first_bad < 0)
             self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
 
-    def check(self, step: int, loss: torch.Tensor, history: list[tuple[int, float]]) -> None:
+    def check(self, step: int, loss: torch.Tensor | float, history: list[tuple[int, float]]) -> None:
         """At an evaluation: raise DivergenceError if a loss so far was not finite or accuracy sits at chance."""
         if not self.on:
             return

@@ -113,7 +113,8 @@ class Feed:
         streams = [s for s in (self.labeled, self.labeled_target, self.unlabeled) if s is not None]
         idx = torch.cat([s.next() for s in streams])
         on_device = to_device(idx, self.device).split([s.batch_size for s in streams])
-        parts = dict(zip(streams, on_device, strict=True))
+        # keyed by stream; an absent stream is None, which .get finds nowhere
+        parts: dict[IndexStream | None, torch.Tensor] = dict(zip(streams, on_device, strict=True))
         labeled, unlabeled, target = parts[self.labeled], parts.get(self.unlabeled), parts.get(self.labeled_target)
         return self.views.build(labeled, unlabeled, target, separate_target)
 

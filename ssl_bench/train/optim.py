@@ -36,7 +36,8 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 def decay_split(module: nn.Module, scope: str = "weights") -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(decayed, not decayed): conv/linear weights and everything else (§1.6), or with ``scope = "all"`` every
     trainable parameter and nothing (the UDA authors' code, reference-algorithms-2.md §5.3)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in module.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 or scope == "all" else no_decay).append(p)
@@ -86,7 +87,7 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
-        ema_params = list(self.model.parameters())
+        ema_params: list[torch.Tensor] = list(self.model.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             if self.buffers == "average" and b.is_floating_point():

@@ -144,6 +144,17 @@ def test_flexmatch_pool_size_comes_from_the_data_not_the_buffer():
     close(algo.learning_effect(), [0, 1 / 55, 0, 0])
 
 
+def test_flexmatch_refuses_a_batch_without_positions():
+    """Without idx_u there is no image to write a selection for: one clear error, the selections left as they were
+    (a batch of one unlabeled image would otherwise broadcast its selection over every position)."""
+    algo, _ = make("flexmatch")
+    batch = batch_of(algo, 17)
+    batch.idx_u = None
+    with pytest.raises(RuntimeError, match="idx_u"):
+        algo.step(batch, 0.0)
+    assert (algo.selected_label == -1).all()
+
+
 # -------------------------------------------------------------------------------------------------- FreeMatch (§7)
 
 
