@@ -24,7 +24,7 @@ test-slow:
 
 # SIGKILLs at seeded random points, a full disk and concurrent writers, through the real CLI (minutes on 2 cores)
 test-faults:
-	$(BIN)/python tests/faults/run.py
+	$(BIN)/python tests/promises/faults/run.py
 
 lint:
 	$(BIN)/ruff check ssl_bench tests examples

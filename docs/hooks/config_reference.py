@@ -3,7 +3,7 @@
 configuration.md holds the line ``MARKER``; ``on_page_markdown`` replaces it with one table per recipe section and
 one per registered algorithm: every key that a recipe and ``--set`` accept, with its type, default, what it allows
 (its choices, the registered names it takes, or its range) and the comment its declaration carries. Read from the
-code at build time, the page cannot drift from it (tests/test_docs_config_page.py checks it against the keys the
+code at build time, the page cannot drift from it (tests/docs/test_docs_config_page.py checks it against the keys the
 override parser accepts).
 """
 

@@ -22,7 +22,7 @@ a summary is printed at the end. A step that fails is recorded with its last out
 whole command ends within ``--budget-s``: a step still running then is killed, and none starts in the last minute
 (those are listed as skipped). ``--device cpu --quick`` runs the same commands at a step or two each, the bench
 ones on the smoke recipe's small CNN, measuring nothing, and lists the compile and fp16 steps as not run
-(``tests/test_gpu_script.py`` does, so that the script cannot rot unseen on machines without a GPU).
+(``tests/gpu/test_gpu_script.py`` does, so that the script cannot rot unseen on machines without a GPU).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA_TESTS = [
-    "tests/test_speed.py",
+    "tests/train/test_switches.py",
     "tests/augment/test_no_host_reads.py",
     "tests/algorithms/test_step_no_host_reads.py",
 ]

@@ -4,10 +4,10 @@ and a checkpoint of another world size is refused in one line."""
 import pytest
 import torch
 
-from ssl_bench.config import run_hash
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import CheckpointError
+from ssl_bench.identity import run_hash
 from ssl_bench.plan import expand, load_recipe, split_id
 from ssl_bench.train import Trainer, checkpoint
 from tests.conftest import ROOT

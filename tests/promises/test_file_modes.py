@@ -12,7 +12,7 @@ import pytest
 from ssl_bench.atomic_write import atomic_write_text, umask
 from ssl_bench.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=[0o022, 0o027, 0o002], ids=["022", "027", "002"])

@@ -9,7 +9,7 @@ each kill the same command is run again, and its records must equal an uninterru
 partial one, and nothing behind once a later generation ran. Every trial's random choices come from one master
 seed, so a failing trial can be re-run alone:
 
-    python tests/faults/run.py [--seed N] [--only 7,disk-full,concurrency] [--jobs 2] [--keep]
+    python tests/promises/faults/run.py [--seed N] [--only 7,disk-full,concurrency] [--jobs 2] [--keep]
 """
 
 from __future__ import annotations
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         summary += f", concurrent writers {WRITERS}: {'each run recorded once' if conc[0].identical else 'FAILED'}"
     if not ok:
         again = ",".join(o.name[1:].split("]")[0] for o in outcomes if not o.identical)
-        print(f"FAILED; re-run with: python tests/faults/run.py --seed {args.seed} --only {again} --keep")
+        print(f"FAILED; re-run with: python tests/promises/faults/run.py --seed {args.seed} --only {again} --keep")
         print(f"work folder kept: {work}")
     elif not args.keep:
         shutil.rmtree(work, ignore_errors=True)

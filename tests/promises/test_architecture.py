@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ssl_bench"
+PACKAGE = Path(__file__).resolve().parents[2] / "ssl_bench"
 
 # top to bottom: a module may import its own layer or any layer below, never one above
 # (docs/adding-an-algorithm.md#layout)

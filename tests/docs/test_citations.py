@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("ssl_bench", "recipes", "examples", "tests", "docs", "README.md")
 TEXT_SUFFIXES = {".py", ".toml", ".csv", ".md", ".txt", ".yml", ".yaml", ".cfg", ".json", ".sh"}
 SELF = Path(__file__).resolve()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # the metrics of a record that a resume must reproduce exactly (wall time, dates and speed may differ)
 COMPARED = (
     "acc_history", "acc_median", "acc_final", "acc_raw_final", "steps", "images_seen", "config_hash", "split_hash",

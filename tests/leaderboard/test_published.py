@@ -24,7 +24,7 @@ from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard import published
 from ssl_bench.leaderboard.published import COLUMNS, EVALUATIONS, load_published, published_rows
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXMATCH = "FixMatch (Sohn et al., 2020)"
 MIXMATCH = "MixMatch (Berthelot et al., 2019)"
 REMIXMATCH = "ReMixMatch (Berthelot et al., 2019)"
