@@ -18,12 +18,12 @@ class Fault:
     """A fault to inject into the ``n``-th atomic write of a ``kind`` of file, half-way through its temp file.
 
     Test-only: the fault suite (``tests/promises/faults/``) and ``tests/test_fault_hook.py`` set it through the
-    environment variable ``SSL_BENCH_FAULT``, read once when this module is imported; unset, the only cost is one ``is
-    None`` test per write. Its value is ``KIND:N`` (the process SIGKILLs itself, as a crash or an out-of-memory kill
+    environment variable ``SSL_BENCH_FAULT``, read once when this module is imported; unset, the only cost is one
+    ``is None`` test per write. Its value is ``KIND:N`` (the process SIGKILLs itself, as a crash or an OOM kill
     would) or ``enospc:KIND:N`` (the write fails with ``OSError(ENOSPC)``, as on a full disk). ``KIND`` is
     ``checkpoint`` (``*.pt``), ``record`` (``*.json`` below a ``runs`` folder), ``manifest`` (``*.json`` below a
     ``splits`` folder: split manifests and active-learning round logs) or ``any``; ``N`` counts from 1 within the
-    process. """
+    process."""
 
     def __init__(self, mode: str, kind: str, n: int) -> None:
         self.mode, self.kind, self.n, self.seen = mode, kind, n, 0
