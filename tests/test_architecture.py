@@ -18,7 +18,7 @@ LAYERS = [
     ("active",),
     ("train",),
     ("algorithms", "augment", "data", "models", "results", "locks"),
-    ("config", "values", "registry", "utils", "plugins"),
+    ("config", "config_checks", "registry", "utils", "plugins"),
     ("errors",),
 ]
 # files allowed past MAX_LINES, and why
