@@ -19,16 +19,7 @@ from ssl_bench.active.checks import check_acquisitions, check_active, check_labe
 from ssl_bench.active.loop import schedule
 from ssl_bench.algorithms import algorithm_config
 from ssl_bench.augment.policies import check_policies
-from ssl_bench.config import (
-    NON_SEMANTIC,
-    RecipeConfig,
-    RunConfig,
-    build_recipe,
-    parse_override,
-    read_recipe,
-    read_toml,
-    run_hash,
-)
+from ssl_bench.config import NON_SEMANTIC, RecipeConfig, RunConfig, run_hash
 from ssl_bench.config_checks import check_fields, check_ranges, check_value
 from ssl_bench.data import load_data
 from ssl_bench.data.checks import check_classes, check_data, check_unlabeled_pool
@@ -36,6 +27,7 @@ from ssl_bench.data.pairs import FOLDER_PREFIX
 from ssl_bench.data.splits import DASplitId, SplitId, get_run_split, run_split_id
 from ssl_bench.errors import ConfigError
 from ssl_bench.plugins import import_plugins, provenance
+from ssl_bench.recipe_files import build_recipe, parse_override, read_recipe, read_toml
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
 from ssl_bench.results import manifest_dir
 from ssl_bench.train import RunParts

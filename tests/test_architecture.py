@@ -18,7 +18,7 @@ LAYERS = [
     ("active",),
     ("train",),
     ("algorithms", "augment", "data", "models", "results", "locks"),
-    ("config", "config_checks", "registry", "utils", "plugins"),
+    ("config", "config_checks", "recipe_files", "registry", "utils", "plugins"),
     ("errors",),
 ]
 # files allowed past MAX_LINES, and why

@@ -6,15 +6,14 @@ from ssl_bench.config import (
     AugmentConfig,
     DataConfig,
     TrainConfig,
-    apply_overrides,
     config_hash,
-    parse_override,
     run_hash,
     to_dict,
 )
 from ssl_bench.config_checks import from_dict
 from ssl_bench.errors import ConfigError
 from ssl_bench.plan import expand, load_recipe, recipe_from_dict
+from ssl_bench.recipe_files import apply_overrides, parse_override
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.toml"))
 

@@ -62,8 +62,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
     from ssl_bench.bench.settle import rule_of_flag
     from ssl_bench.bench.train import DEFAULT_RECIPE, bench_algorithms, bench_train
-    from ssl_bench.config import apply_overrides, read_recipe
     from ssl_bench.plan import plan, recipe_from_dict
+    from ssl_bench.recipe_files import apply_overrides, read_recipe
     from ssl_bench.utils import atomic_write_text, check_output_file, resolve_device
 
     one_process("train")
