@@ -185,3 +185,85 @@ def test_a_flip_that_computes_what_an_old_bool_did_keeps_its_hash(kind, flip, ol
         assert got not in {h for (k, _), h in OLD_BOOL_HASHES.items() if k == kind}
     else:
         assert got == OLD_BOOL_HASHES[kind, old]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# rules declared beside their fields (config_checks)
+
+
+def test_field_range_and_choices_read_the_declarations():
+    from ssl_bench.algorithms.fixmatch import FixMatchConfig
+    from ssl_bench.config import ModelConfig
+    from ssl_bench.config_checks import Range, field_choices, field_range
+
+    assert str(field_range(TrainConfig, "lr")) == "(0, inf)"
+    assert field_range(TrainConfig, "threads") == Range("[0, 1024]", "0 = torch's default")
+    assert field_range(ModelConfig, "scales").note == "0 = from the image size"
+    assert field_range(FixMatchConfig, "threshold") == Range("[0, 1]")
+    assert field_range(TrainConfig, "device") is None and field_range(TrainConfig, "optimizer") is None
+    assert field_choices(TrainConfig, "lr_schedule") == ("constant", "cosine", "cosine_quarter")
+    assert field_choices(AugmentConfig, "flip") == ("dataset", "always", "never")
+    assert field_choices(TrainConfig, "lr") is None and field_choices(TrainConfig, "device") is None
+
+
+def test_range_requirement_reads_as_written():
+    from ssl_bench.config_checks import Range
+
+    assert Range("[1, inf)").requirement() == "be >= 1" and Range("(0, inf)").requirement() == "be > 0"
+    assert Range("[0, 1)").requirement() == "lie in [0, 1)"
+    r = Range("(0, 1]")
+    assert [r.contains(v) for v in (0.0, 1e-9, 1.0, 1.0 + 1e-9)] == [False, True, True, False]
+
+
+# every section key with a fixed set of values, and the message a bad value gets (kept from before the Literals)
+CHOICE_ERRORS = {
+    ("data", "class_balance"): "data.class_balance must be balanced or proportional, got 'x'",
+    ("data", "setting"): "data.setting: unknown setting 'x'; valid: ssl, uda, ssda",
+    ("augment", "flip"): "augment.flip must be one of dataset, always, never, true (= dataset), false (= never); "
+    "got 'x'",
+    ("augment", "cta_sampling"): "augment.cta_sampling must be fixmatch or remixmatch, got 'x'",
+    ("augment", "cta_translate"): "augment.cta_translate must be pixels or fraction, got 'x'",
+    ("augment", "cta_rescale"): "augment.cta_rescale must be pixels or fraction, got 'x'",
+    ("train", "optimizer"): "train.optimizer: unknown optimizer 'x'; valid: adam, sgd",
+    ("train", "decay_scope"): "train.decay_scope must be one of weights, all; got 'x'",
+    ("train", "lr_schedule"): "train.lr_schedule: unknown schedule 'x'; valid: constant, cosine, cosine_quarter",
+    ("train", "ema_buffers"): "train.ema_buffers must be one of copy, average, got 'x'",
+    ("train", "precision"): "train.precision must be one of auto, fp32, bf16, fp16, got 'x'",
+    ("train", "memory_format"): "train.memory_format must be one of auto, contiguous, channels_last, got 'x'",
+    ("train", "compile"): "train.compile must be one of none, model, got 'x'",
+    ("train", "cpu_malloc"): "train.cpu_malloc must be one of auto, default, keep, got 'x'",
+    ("active", "interval_unit"): "active.interval_unit must be steps or images, got 'x'",
+}
+
+
+def test_every_choice_is_a_literal_refused_in_one_line_naming_its_values():
+    import dataclasses
+
+    from ssl_bench.config import ActiveConfig, ModelConfig
+    from ssl_bench.config_checks import check_fields, field_choices
+
+    classes = {"data": DataConfig, "model": ModelConfig, "augment": AugmentConfig, "train": TrainConfig,
+               "active": ActiveConfig}  # fmt: skip
+    found = {(s, f.name) for s, cls in classes.items() for f in dataclasses.fields(cls) if field_choices(cls, f.name)}
+    assert found == set(CHOICE_ERRORS)
+    for (section, key), message in CHOICE_ERRORS.items():
+        with pytest.raises(ConfigError) as exc:  # as a recipe's value is read
+            from_dict(classes[section], {key: "x"}, section)
+        assert str(exc.value) == message
+        with pytest.raises(ConfigError) as exc:  # and as a config built in Python is planned
+            check_fields(classes[section](**{key: "x"}), section)
+        assert str(exc.value) == message
+
+
+def test_every_numeric_hyper_parameter_of_a_built_in_algorithm_declares_its_range():
+    import dataclasses
+
+    from ssl_bench.algorithms import ALGORITHMS, get_algorithm
+    from ssl_bench.config_checks import field_range
+
+    for name in ALGORITHMS.names():
+        cls = get_algorithm(name).Config
+        for f in dataclasses.fields(cls):
+            value = getattr(cls(), f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert field_range(cls, f.name) is not None, f"{cls.__name__}.{f.name} declares no Range"
