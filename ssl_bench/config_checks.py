@@ -108,20 +108,25 @@ def check_ranges(cfg: Any, section: str, owner: str = "") -> None:
 FLOAT32_MAX = 3.4028234663852886e38  # the numbers of a recipe meet float32 tensors (lr and decay in the optimizer)
 
 
-def check_fields(cfg: Any, section: str) -> None:
-    """Every field of ``cfg`` holds a value of its declared type and choice, and no float is nan, infinite (TOML
-    allows both) or beyond float32's range, where torch's in-place updates fail on it ("value cannot be converted
-    to type float without overflow"). A recipe's values passed ``from_dict`` already; a config built in Python
-    meets the same declarations here."""
-    hints = _plain_hints(type(cfg))
+def check_finite(cfg: Any, section: str) -> None:
+    """No float of ``cfg`` is nan, infinite (TOML allows both) or beyond float32's range, where torch's in-place
+    updates fail on it ("value cannot be converted to type float without overflow")."""
     for f in dataclasses.fields(cfg):
         value, where = getattr(cfg, f.name), f"{section}.{f.name}"
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where} must be a finite number, got {value}")
         if isinstance(value, float) and abs(value) > FLOAT32_MAX:
             raise ConfigError(f"{where} must be within float32's range (±3.4e38), got {value:g}")
+
+
+def check_fields(cfg: Any, section: str) -> None:
+    """Every field of ``cfg`` holds a value of its declared type and choice, and is finite (``check_finite``). A
+    recipe's values passed ``from_dict`` already; a config built in Python meets the same declarations here."""
+    check_finite(cfg, section)
+    hints = _plain_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
         if not dataclasses.is_dataclass(hints[f.name]):
-            check_value(value, hints[f.name], where, f.metadata)
+            check_value(getattr(cfg, f.name), hints[f.name], f"{section}.{f.name}", f.metadata)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ssl_bench.active.loop import schedule
 from ssl_bench.algorithms import algorithm_config
 from ssl_bench.augment.policies import check_policies
 from ssl_bench.config import NON_SEMANTIC, RecipeConfig, RunConfig, run_hash
-from ssl_bench.config_checks import check_fields, check_ranges, check_value
+from ssl_bench.config_checks import check_fields, check_finite, check_ranges, check_value
 from ssl_bench.data import load_data
 from ssl_bench.data.checks import check_classes, check_data, check_unlabeled_pool
 from ssl_bench.data.pairs import FOLDER_PREFIX
@@ -104,16 +104,18 @@ class PlannedRun:
 # ----------------------------------------------------------------------------------------------------------
 # checks the config alone decides
 
-SECTIONS = ("data", "model", "augment", "train", "active", "algorithm")
+SECTIONS = ("data", "model", "augment", "train", "active")  # the built-in sections
 
 
 def check_sections(recipe: RecipeConfig) -> None:
-    """Every value of the recipe has its declared type and choice and is a finite float32 number where it is a
-    number (``config_checks.check_fields``), and every number lies in the range its field declares (the
-    algorithm's are checked as its config is built, ``algorithm_config``)."""
+    """Every number of the recipe is finite and within float32's range, every value of a built-in section has its
+    declared type and choice (``config_checks.check_fields``: a recipe built in Python skips ``from_dict``), and
+    every number lies in the range its field declares (the algorithm's types and ranges are checked as its config
+    is built, ``algorithm_config``; a plug-in's may use types that only its own code reads)."""
     for section in SECTIONS:
         check_fields(getattr(recipe, section), section)
-    for section in SECTIONS[:-1]:
+    check_finite(recipe.algorithm, "algorithm")
+    for section in SECTIONS:
         check_ranges(getattr(recipe, section), section)
 
 

@@ -267,3 +267,20 @@ def test_every_numeric_hyper_parameter_of_a_built_in_algorithm_declares_its_rang
             value = getattr(cls(), f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 assert field_range(cls, f.name) is not None, f"{cls.__name__}.{f.name} declares no Range"
+
+
+def test_a_plugin_config_type_that_config_checks_cannot_read_is_left_to_the_plugin():
+    """A recipe built in Python has its built-in sections checked against their declarations, but an algorithm
+    config's defaults of a type from_dict never reads (a tuple here) do not stop the plan."""
+    import dataclasses
+
+    from ssl_bench.plan import check_sections
+
+    base = {"grid": {"n_labels": [40], "seeds": [1]}, "algorithm": {"name": "supervised"}}
+    recipe = recipe_from_dict(base)
+    check_sections(recipe)
+    recipe.algorithm = dataclasses.make_dataclass("TupleConfig", [("name", str), ("sizes", tuple)])("x", (1, 2))
+    check_sections(recipe)
+    recipe.train = dataclasses.replace(recipe.train, lr_schedule="warm")
+    with pytest.raises(ConfigError, match=r"^train\.lr_schedule: unknown schedule 'warm'; valid: constant, cosine"):
+        check_sections(recipe)
