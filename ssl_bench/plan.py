@@ -110,13 +110,14 @@ SECTIONS = ("data", "model", "augment", "train", "active")  # the built-in secti
 def check_sections(recipe: RecipeConfig) -> None:
     """Every number of the recipe is finite and within float32's range, every value of a built-in section has its
     declared type and choice (``config_checks.check_fields``: a recipe built in Python skips ``from_dict``), and
-    every number lies in the range its field declares (the algorithm's types and ranges are checked as its config
-    is built, ``algorithm_config``; a plug-in's may use types that only its own code reads)."""
+    every number lies in the range its field declares, the algorithm's too (its types are checked as its config is
+    built from a recipe, ``algorithm_config``: a plug-in's may use types that only its own code reads)."""
     for section in SECTIONS:
         check_fields(getattr(recipe, section), section)
     check_finite(recipe.algorithm, "algorithm")
     for section in SECTIONS:
         check_ranges(getattr(recipe, section), section)
+    check_ranges(recipe.algorithm, "algorithm", getattr(recipe.algorithm, "name", ""))
 
 
 def check_grid(recipe: RecipeConfig) -> None:

@@ -274,6 +274,7 @@ def test_a_plugin_config_type_that_config_checks_cannot_read_is_left_to_the_plug
     config's defaults of a type from_dict never reads (a tuple here) do not stop the plan."""
     import dataclasses
 
+    from ssl_bench.algorithms import algorithm_config
     from ssl_bench.plan import check_sections
 
     base = {"grid": {"n_labels": [40], "seeds": [1]}, "algorithm": {"name": "supervised"}}
@@ -284,3 +285,7 @@ def test_a_plugin_config_type_that_config_checks_cannot_read_is_left_to_the_plug
     recipe.train = dataclasses.replace(recipe.train, lr_schedule="warm")
     with pytest.raises(ConfigError, match=r"^train\.lr_schedule: unknown schedule 'warm'; valid: constant, cosine"):
         check_sections(recipe)
+    recipe = recipe_from_dict(base)
+    recipe.algorithm = dataclasses.replace(algorithm_config({"name": "fixmatch"}), threshold=2.0)
+    with pytest.raises(ConfigError, match=r"^algorithm\.threshold of fixmatch must lie in \[0, 1\], got 2\.0$"):
+        check_sections(recipe)  # a hyper-parameter set in Python meets its declared range too
