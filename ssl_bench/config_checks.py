@@ -89,7 +89,7 @@ def check_ranges(cfg: Any, section: str, owner: str = "") -> None:
     A Range on a field that holds no number, or a ``limits`` table (how ranges were once declared, now read by
     nothing), is the config author's bug (TypeError)."""
     cls = type(cfg)
-    if "limits" in dir(cls):
+    if hasattr(cls, "limits"):
         raise TypeError(f"{cls.__name__}.limits is not read: declare each range beside its field, "
                         "e.g. threshold: Annotated[float, Range('[0, 1]')] = 0.95")  # fmt: skip
     for f in dataclasses.fields(cfg):
