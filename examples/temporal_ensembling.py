@@ -18,7 +18,7 @@ a recipe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ from torch import nn
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
 from ssl_bench.algorithms.functional import linear_rampup
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -35,12 +36,11 @@ class TemporalEnsemblingConfig(AlgorithmConfig):
     """Defaults: α = 0.6 (arXiv 1610.02242 §3); the weight and its ramp as the suite's Π-Model (fixmatch repo)."""
 
     name: str = "temporal_ensembling"
-    uratio: int = 1  # one unlabeled batch of B images per step
-    alpha: float = 0.6  # ensemble momentum
-    wu: float = 10.0  # weight of the consistency loss after the ramp
-    warmup: float = 0.4  # linear ramp over this fraction of training
+    uratio: Annotated[int, Range("[1, inf)")] = 1  # one unlabeled batch of B images per step
+    alpha: Annotated[float, Range("[0, 1)")] = 0.6  # ensemble momentum
+    wu: Annotated[float, Range("[0, inf)")] = 10.0  # weight of the consistency loss after the ramp
+    warmup: Annotated[float, Range("[0, 1]")] = 0.4  # linear ramp over this fraction of training
     ensemble_of: Literal["student", "teacher"] = "student"  # whose predictions enter Z
-    limits = {"uratio": "[1, inf)", "alpha": "[0, 1)", "wu": "[0, inf)", "warmup": "[0, 1]"}
 
 
 @ALGORITHMS.register("temporal_ensembling")

@@ -212,11 +212,11 @@ def load_dataset(name: str, **data: Any) -> ImageDataset:
     """The dataset ``name`` (``ssl-bench list datasets``) as uint8 images and labels, with the other ``[data]`` keys
     given as keywords (e.g. ``root=...``, ``download=True``, ``image_size=16``)."""
     from ssl_bench.config import DataConfig
+    from ssl_bench.config_checks import check_ranges, from_dict
     from ssl_bench.data import load_data
-    from ssl_bench.values import check_limits, from_dict
 
     cfg = from_dict(DataConfig, {"dataset": name, **data}, "data")
-    check_limits(cfg, "data")
+    check_ranges(cfg, "data")
     return load_data(cfg)
 
 
@@ -224,11 +224,11 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
     """The backbone ``name`` (``wrn28``, ``small_cnn``, ``timm:<name>``) for ``num_classes`` classes and images of
     ``in_channels`` x ``image_size`` x ``image_size``, with the other ``[model]`` keys as keywords (``width=2``)."""
     from ssl_bench.config import ModelConfig
+    from ssl_bench.config_checks import check_ranges, from_dict
     from ssl_bench.models import create_model as create
-    from ssl_bench.values import check_limits, from_dict
 
     cfg = from_dict(ModelConfig, {"name": name, **model}, "model")
-    check_limits(cfg, "model")
+    check_ranges(cfg, "model")
     return create(cfg, num_classes, in_channels, image_size)
 
 

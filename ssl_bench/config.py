@@ -1,17 +1,13 @@
-"""Dataclass configs, TOML recipes and type-checked dotted overrides (``--set section.key=value``)."""
+"""Dataclass configs: the sections of a recipe and of a run, each key's type, choice and range declared beside it
+(read by ``config_checks``; recipe files become these in ``recipe_files``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from ssl_bench.errors import ConfigError
-from ssl_bench.values import from_dict
+from ssl_bench.config_checks import EITHER, ONE_OF_GOT, Range, choice
 
 
 @dataclass
@@ -34,17 +30,17 @@ class DataConfig:
     image_size: int = 0  # resize every image to this side once at load time (bilinear); 0 = native size
     extra: bool = False  # svhn: add the 531,131 'extra' images to the training pool
     n_labels: int = 40  # label budget; set per run from grid.n_labels
-    n_valid: int = 0  # validation images carved from the training pool (the papers' runs use 1)
-    class_balance: str = "balanced"  # balanced | proportional (SVHN's reference folds follow class frequency)
+    n_valid: Annotated[int, Range("[0, inf)")] = 0  # validation images carved from the pool (the papers' runs use 1)
+    # proportional: SVHN's reference folds follow class frequency
+    class_balance: Literal["balanced", "proportional"] = choice("balanced", EITHER)
     n_unlabeled: int = 0  # keep a seeded random subset of this many unlabeled images; 0 = all (exchange-rate runs)
     unlabeled_includes_labeled: bool = True  # FixMatch/ReMixMatch/AdaMatch: yes; MixMatch/MMA: no (§8 item 6)
-    setting: str = "ssl"  # ssl: one dataset; uda / ssda: labeled source -> unlabeled target (reference §6)
+    # ssl: one dataset; uda / ssda: labeled source -> unlabeled target (reference §6)
+    setting: Literal["ssl", "uda", "ssda"] = choice("ssl", "{where}: unknown setting {value!r}; valid: {choices}")
     source: str = ""  # uda/ssda: source domain, e.g. digits, mnist, folder:clipart (see `ssl-bench list pairs`)
     target: str = ""  # uda/ssda: target domain; accuracy is measured on its test set
     target_labels: int = 0  # ssda: labeled target images per class (uda: 0); set per run from grid.target_labels
     channels: int = 0  # uda/ssda: channels both domains are brought to; 0 = 3 if either domain has colour, else 1
-
-    limits: ClassVar[dict[str, str]] = {"n_valid": "[0, inf)"}  # see check_limits
 
 
 @dataclass
@@ -52,115 +48,103 @@ class ModelConfig:
     """Backbone choice: ``wrn28`` (§1.5), ``small_cnn``, or ``timm:<name>`` for any timm model."""
 
     name: str = "wrn28"
-    width: int = 2  # WRN-28-k widen factor k (first stage has 16k channels); small_cnn base channels / 16
-    scales: int = 0  # WRN stages; 0 = ceil(log2(image side)) - 2 as in the reference (3 at 32 px)
+    # WRN-28-k widen factor k (first stage has 16k channels); small_cnn base channels / 16
+    width: Annotated[int, Range("[1, inf)")] = 2
+    # WRN stages; 0 = ceil(log2(image side)) - 2 as in the reference (3 at 32 px)
+    scales: Annotated[int, Range("[0, inf)", "0 = from the image size")] = 0
     conv_bias: bool = False  # the TF reference has conv biases (1,469,642 params at k=2); typical ports do not
-    bn_momentum: float = 0.001  # PyTorch convention for TF's decay 0.999 (§1.5)
-    bn_eps: float = 0.001  # TF default (§1.5); objax uses 1e-6
-    leaky_slope: float = 0.1  # §1.5
-
-    limits: ClassVar[dict[str, str]] = {
-        "width": "[1, inf)",
-        "scales": "[0, inf) 0 = from the image size",
-        "bn_momentum": "(0, 1] PyTorch's convention",
-        "bn_eps": "(0, inf)",
-        "leaky_slope": "[0, inf)",
-    }
+    # PyTorch convention for TF's decay 0.999 (§1.5)
+    bn_momentum: Annotated[float, Range("(0, 1]", "PyTorch's convention")] = 0.001
+    bn_eps: Annotated[float, Range("(0, inf)")] = 0.001  # TF default (§1.5); objax uses 1e-6
+    leaky_slope: Annotated[float, Range("[0, inf)")] = 0.1  # §1.5
 
 
 # augment.flip: whether the weak policy flips horizontally (p = 0.5). "dataset": where the dataset says a flip keeps
 # the label (CIFAR, STL-10; never digits, SVHN, MNIST, folder); "always": every dataset, as AdaMatch's sm (§1.4);
 # "never". Recipes written when the key was a bool keep working: true = "dataset", false = "never".
-FLIP_CHOICES = ("dataset", "always", "never")
+Flip = Literal["dataset", "always", "never"]
+FLIP_CHOICES = get_args(Flip)
 FLIP_ALIASES = {True: "dataset", False: "never"}
 
 
 @dataclass
 class AugmentConfig:
-    """Which augmentation policy serves each view role an algorithm asks for."""
+    """Which augmentation policy serves each view role an algorithm asks for.
+
+    Every magnitude is checked whichever policies the recipe uses: switching policy never starts from an invalid
+    value."""
 
     weak: str = "weak"
     strong: str = "randaugment"
-    flip: str = field(default="dataset", metadata={"choices": FLIP_CHOICES, "aliases": FLIP_ALIASES})  # see above
-    translate: float = 0.125  # reflect-pad translation as a fraction of the side (§1.4)
-    cutout: float = 0.5  # RandAugment's cutout side as a fraction of the image side: 16 px at 32 px (§2.1)
-    ra_ops: int = 2  # RandAugment: ops per image, drawn with replacement (§2.1)
-    ra_prob: float = 0.5  # RandAugment: probability that each drawn op is applied (§2.1)
-    cta_depth: int = 2  # CTAugment flags of every reference run: depth 2, threshold 0.8, decay 0.99 (§2.2)
-    cta_threshold: float = 0.8
-    cta_decay: float = 0.99
-    cta_sampling: str = "fixmatch"  # fixmatch (bin sampling; also AdaMatch) | remixmatch (segment sampling) (§2.2)
+    flip: Flip = choice("dataset", aliases=FLIP_ALIASES)  # see above
+    # reflect-pad translation as a fraction of the side (§1.4)
+    translate: Annotated[float, Range("[0, 1)", "a fraction of the image side")] = 0.125
+    # RandAugment's cutout side as a fraction of the image side: 16 px at 32 px (§2.1)
+    cutout: Annotated[float, Range("[0, 1]")] = 0.5
+    ra_ops: Annotated[int, Range("[1, inf)")] = 2  # RandAugment: ops per image, drawn with replacement (§2.1)
+    ra_prob: Annotated[float, Range("[0, 1]")] = 0.5  # RandAugment: probability that each drawn op is applied
+    # CTAugment flags of every reference run: depth 2, threshold 0.8, decay 0.99 (§2.2)
+    cta_depth: Annotated[int, Range("[1, inf)")] = 2
+    cta_threshold: Annotated[float, Range("[0, 1]")] = 0.8
+    cta_decay: Annotated[float, Range("(0, 1)")] = 0.99
+    # fixmatch: bin sampling (also AdaMatch); remixmatch: segment sampling (§2.2)
+    cta_sampling: Literal["fixmatch", "remixmatch"] = choice("fixmatch", EITHER)
     cta_cutout: bool = True  # append cutout(v=1) to every CTAugment policy: FixMatch/AdaMatch yes, ReMixMatch no
-    cta_translate: str = "pixels"  # pixels: the code's <= 0.3 px (near no-op); fraction: the papers' ±30 % (§2.2)
-    cta_rescale: str = "fraction"  # fraction: crop 0.25v of the side (fixmatch code); pixels: 0.25v px (remixmatch)
-
-    # every magnitude, whichever policies the recipe uses: switching policy never starts from an invalid value
-    limits: ClassVar[dict[str, str]] = {
-        "translate": "[0, 1) a fraction of the image side",
-        "cutout": "[0, 1]",
-        "ra_ops": "[1, inf)",
-        "ra_prob": "[0, 1]",
-        "cta_depth": "[1, inf)",
-        "cta_threshold": "[0, 1]",
-        "cta_decay": "(0, 1)",
-    }
+    # pixels: the code's <= 0.3 px (near no-op); fraction: the papers' ±30 % (§2.2)
+    cta_translate: Literal["pixels", "fraction"] = choice("pixels", EITHER)
+    # fraction: crop 0.25v of the side (fixmatch code); pixels: 0.25v px (remixmatch code)
+    cta_rescale: Literal["pixels", "fraction"] = choice("fraction", EITHER)
 
 
 @dataclass
 class TrainConfig:
     """The training loop: optimizer, schedule, EMA, evaluation cadence, checkpoints (reference §1.1, §1.6-§1.8)."""
 
-    steps: int = 1 << 20  # optimizer steps; 2^20 in the papers (§1.1)
-    batch_size: int = 64  # labeled images per step (§1.1)
-    optimizer: str = "sgd"  # sgd: Nesterov + L2 on weights (fixmatch repo); adam: Adam + decoupled decay x lr (Gen-1)
-    lr: float = 0.03  # fixmatch repo flag default
-    momentum: float = 0.9
+    steps: Annotated[int, Range("[1, inf)")] = 1 << 20  # optimizer steps; 2^20 in the papers (§1.1)
+    batch_size: Annotated[int, Range("[1, inf)")] = 64  # labeled images per step (§1.1)
+    # sgd: Nesterov + L2 on weights (fixmatch repo); adam: Adam + decoupled decay x lr (Gen-1)
+    optimizer: Literal["adam", "sgd"] = choice("sgd", "{where}: unknown optimizer {value!r}; valid: {choices}")
+    lr: Annotated[float, Range("(0, inf)")] = 0.03  # fixmatch repo flag default
+    momentum: Annotated[float, Range("[0, 1)")] = 0.9
     nesterov: bool = True
-    weight_decay: float = 5e-4  # on conv/linear weights only, never biases or BN (§1.6)
+    weight_decay: Annotated[float, Range("[0, inf)")] = 5e-4  # on conv/linear weights only, never biases or BN (§1.6)
     # weights: conv/linear weights only (§1.6); all: every trainable variable, BN and biases too (google-research/uda
     # image/utils.py decay_weights, reference-algorithms-2.md §5.3)
     decay_scope: Literal["weights", "all"] = "weights"
-    lr_schedule: str = "cosine"  # cosine: lr*cos(7*pi*k/(16*K)) (§1.6); cosine_quarter: AdaMatch's; constant
-    ema_decay: float = 0.999  # §1.7
-    ema_buffers: str = "copy"  # copy: BN statistics copied from the live model (TF); average: objax (AdaMatch)
+    # cosine: lr*cos(7*pi*k/(16*K)) (§1.6); cosine_quarter: AdaMatch's; constant
+    lr_schedule: Literal["constant", "cosine", "cosine_quarter"] = choice(
+        "cosine", "{where}: unknown schedule {value!r}; valid: {choices}"
+    )
+    ema_decay: Annotated[float, Range("[0, 1)")] = 0.999  # §1.7
+    # copy: BN statistics copied from the live model (TF); average: objax (AdaMatch)
+    ema_buffers: Literal["copy", "average"] = choice("copy", ONE_OF_GOT)
     ema_warmup: bool = False  # decay min(ema_decay, (1+k)/(10+k)); a deviation that helps runs of a few 1,000 steps
-    eval_every: int = 1024  # steps between evaluations (64 kimg at B=64, §1.1)
-    median_k: int = 20  # headline = median of the last k evaluations (§1.8)
-    eval_batch_size: int = 1024
-    checkpoint_every: int = 0  # steps between checkpoints; 0 = at every evaluation
+    eval_every: Annotated[int, Range("[1, inf)")] = 1024  # steps between evaluations (64 kimg at B=64, §1.1)
+    median_k: Annotated[int, Range("[1, inf)")] = 20  # headline = median of the last k evaluations (§1.8)
+    eval_batch_size: Annotated[int, Range("[1, inf)")] = 1024
+    # steps between checkpoints; 0 = at every evaluation
+    checkpoint_every: Annotated[int, Range("[0, inf)", "0 = at every evaluation")] = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     tensorboard: bool = False  # write scalars under <results-dir>/tensorboard/
     progress: bool = True  # progress bar on stderr
     # speed switches (train/switches.py); auto = the choice measured for the device (README, "Speed")
-    precision: str = "auto"  # auto (fp32 on every device so far) | fp32 | bf16 (autocast) | fp16 (+ loss scaling, CUDA)
-    memory_format: str = "auto"  # auto (channels_last on CPU, contiguous on CUDA) | contiguous | channels_last
-    compile: str = "none"  # none | model: torch.compile of the backbone and its EMA copy
-    cpu_malloc: str = "auto"  # auto | default | keep: glibc keeps freed memory for reuse (no number changes)
-    threads: int = 0  # CPU intra-op threads; 0 = torch's default
+    # auto (fp32 on every device so far) | fp32 | bf16 (autocast) | fp16 (+ loss scaling, CUDA)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = choice("auto", ONE_OF_GOT)
+    # auto (channels_last on CPU, contiguous on CUDA) | contiguous | channels_last
+    memory_format: Literal["auto", "contiguous", "channels_last"] = choice("auto", ONE_OF_GOT)
+    compile: Literal["none", "model"] = choice("none", ONE_OF_GOT)  # model: torch.compile of backbone and EMA copy
+    # auto | default | keep: glibc keeps freed memory for reuse (no number changes)
+    cpu_malloc: Literal["auto", "default", "keep"] = choice("auto", ONE_OF_GOT)
+    threads: Annotated[int, Range("[0, 1024]", "0 = torch's default")] = 0  # CPU intra-op threads
     sync_bn: bool = False  # torchrun runs: BatchNorm statistics over the global batch instead of each rank's slice
     # divergence (train/divergence.py): a non-finite loss, or accuracy at chance for the last chance_evals
     # evaluations past chance_warmup x steps, stops the run with an error and no record
     divergence: bool = True
-    chance_evals: int = 5
-    chance_warmup: float = 0.25  # fraction of train.steps before the chance-level check starts
-    chance_margin: float = 0.02  # accuracy <= 1/classes + this counts as chance level
-
-    limits: ClassVar[dict[str, str]] = {
-        "steps": "[1, inf)",
-        "batch_size": "[1, inf)",
-        "lr": "(0, inf)",
-        "momentum": "[0, 1)",
-        "weight_decay": "[0, inf)",
-        "ema_decay": "[0, 1)",
-        "eval_every": "[1, inf)",
-        "median_k": "[1, inf)",
-        "eval_batch_size": "[1, inf)",
-        "checkpoint_every": "[0, inf) 0 = at every evaluation",
-        "threads": "[0, 1024] 0 = torch's default",
-        "chance_evals": "[1, inf)",
-        "chance_warmup": "[0, 1) a fraction of train.steps",
-        "chance_margin": "[0, 1)",
-    }
+    chance_evals: Annotated[int, Range("[1, inf)")] = 5
+    # fraction of train.steps before the chance-level check starts
+    chance_warmup: Annotated[float, Range("[0, 1)", "a fraction of train.steps")] = 0.25
+    # accuracy <= 1/classes + this counts as chance level
+    chance_margin: Annotated[float, Range("[0, 1)")] = 0.02
 
 
 @dataclass
@@ -172,20 +156,16 @@ class ActiveConfig:
     """
 
     acquisitions: list[str] = field(default_factory=list)  # empty: no active learning; e.g. ["random", "diff2-direct"]
-    grow: int = 50  # labels added per round
-    final: int = 4000  # labels after the last round
-    interval: int = 32768  # training between acquisitions (2,048 kimg at B=64), in interval_unit
-    first_interval: int = 0  # training on the start budget before the first acquisition; 0 = interval
-    interval_unit: str = "steps"  # steps | images (labeled images seen, the reference's kimg x 1024)
-    aug_k: int = 2  # .aug acquisitions average predictions over this many weak augmentations (§7.4)
-
-    limits: ClassVar[dict[str, str]] = {
-        "grow": "[1, inf)",
-        "final": "[1, inf)",
-        "interval": "[1, inf)",
-        "first_interval": "[0, inf) 0 = active.interval",
-        "aug_k": "[1, inf)",
-    }
+    grow: Annotated[int, Range("[1, inf)")] = 50  # labels added per round
+    final: Annotated[int, Range("[1, inf)")] = 4000  # labels after the last round
+    # training between acquisitions (2,048 kimg at B=64), in interval_unit
+    interval: Annotated[int, Range("[1, inf)")] = 32768
+    # training on the start budget before the first acquisition; 0 = interval
+    first_interval: Annotated[int, Range("[0, inf)", "0 = active.interval")] = 0
+    # steps | images (labeled images seen, the reference's kimg x 1024)
+    interval_unit: Literal["steps", "images"] = choice("steps", EITHER)
+    # .aug acquisitions average predictions over this many weak augmentations (§7.4)
+    aug_k: Annotated[int, Range("[1, inf)")] = 2
 
 
 @dataclass
@@ -249,76 +229,3 @@ class RunConfig:
 def to_dict(cfg: Any) -> Any:
     """Plain JSON-able dict of a config dataclass (recursively)."""
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
-
-
-# ----------------------------------------------------------------------------------------------------------
-# recipes and overrides
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.lr=0.1"`` -> (["train", "lr"], 0.1). Values are TOML literals; a bare word is a string."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} is not of the form section.key=value")
-    key, raw = text.split("=", 1)
-    path = [p.strip() for p in key.strip().split(".")]
-    if not all(path):
-        raise ConfigError(f"override {text!r} has an empty key")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return path, value
-
-
-def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set dotted keys in a nested dict (a copy); type checking happens when the dataclasses are built."""
-    out = json.loads(json.dumps(values))
-    for text in overrides:
-        path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {part} is not a section")
-            node = child
-        node[path[-1]] = value
-    return out
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"recipe {p} is a directory, not a TOML file (e.g. {p}/*.toml for every recipe in it)")
-    if p.exists() and not p.is_file():
-        raise ConfigError(f"recipe {p} is not a regular file (a device, pipe or socket): give a TOML file")
-    if not p.is_file():
-        raise ConfigError(f"recipe file not found: {p}")
-    try:
-        return tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"recipe {p} is not valid TOML: {exc}") from None
-
-
-def build_recipe(values: dict[str, Any], algorithm_config: Callable[[dict[str, Any]], Any]) -> RecipeConfig:
-    """Validate a recipe dict (after overrides) into a RecipeConfig; ``algorithm_config`` turns the [algorithm]
-    table into that algorithm's config dataclass (``ssl_bench.algorithms.algorithm_config``)."""
-    values = dict(values)
-    algo = values.pop("algorithm", {"name": "supervised"})
-    known = {f.name for f in dataclasses.fields(RecipeConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown section or key {unknown[0]!r}; valid: {', '.join(sorted(known))}")
-    recipe = from_dict(RecipeConfig, values, "")
-    if recipe.data.setting in ("uda", "ssda") and "n_labels" in (values.get("grid") or {}):
-        raise ConfigError(
-            f"grid.n_labels does not apply to setting {recipe.data.setting}: the labels are all source labels plus "
-            "grid.target_labels per target class"
-        )
-    recipe.algorithm = algorithm_config(algo)
-    return recipe
-
-
-def read_recipe(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """A TOML recipe as a dict with ``--set`` overrides applied (not yet validated)."""
-    return apply_overrides(read_toml(path), overrides or [])

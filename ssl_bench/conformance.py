@@ -27,11 +27,11 @@ from ssl_bench.config import (
     TrainConfig,
     to_dict,
 )
+from ssl_bench.config_checks import check_ranges, from_dict
 from ssl_bench.data.images import ImageDataset
 from ssl_bench.data.splits import Split
 from ssl_bench.errors import ConfigError
 from ssl_bench.train import RunParts, Trainer, build_run
-from ssl_bench.values import check_limits, from_dict
 
 NUM_CLASSES, CHANNELS, SIZE, BATCH, N_TINY = 4, 3, 8, 8, 64
 # the tiny runs' sets: labeled = images 0..BATCH-1 (two per class), unlabeled = the others
@@ -93,16 +93,16 @@ def _step(algo: Algorithm, batch: Batch, progress: float = 0.5) -> tuple[torch.T
 
 
 def check_config(name: str) -> None:
-    """Defaults construct, round-trip, are frozen, lie within their limits, and the config cites its source.
+    """Defaults construct, round-trip, are frozen, lie within their ranges, and the config cites its source.
 
-    Round-trip: through a plain dict; limits: the config's own ``limits`` table."""
+    Round-trip: through a plain dict; ranges: the ``Range`` each field declares (``config_checks``)."""
     cls = get_algorithm(name)
     cfg = cls.Config()
     assert cfg.name == name, f"{cls.__name__}.Config().name is {cfg.name!r}, expected {name!r}"
     try:
-        check_limits(cfg, "algorithm", name)
+        check_ranges(cfg, "algorithm", name)
     except (TypeError, ConfigError) as exc:
-        raise AssertionError(f"{cls.__name__}.Config defaults against its limits: {exc}") from None
+        raise AssertionError(f"{cls.__name__}.Config defaults against its ranges: {exc}") from None
     assert from_dict(cls.Config, to_dict(cfg), "algorithm") == cfg
     params = getattr(cls.Config, "__dataclass_params__", None)  # what @dataclass was given; no typed way to read it
     assert dataclasses.is_dataclass(cfg) and params is not None and params.frozen, "config must be a frozen dataclass"

@@ -1,59 +1,39 @@
-"""A recipe turned into validated runs, once per invocation: the one place where input is checked.
+"""A recipe turned into validated runs, once per invocation: the order in which its input is checked.
 
 ``load_recipe`` reads a TOML recipe, imports its plugins and resolves its algorithm; ``plan`` expands the grid and
-checks every run before anything is trained or written: first what the config alone decides (grid, setting,
-schedule, optimizer, augmentation and component names), then what needs the data (the dataset's files, the splits,
-the pool sizes, and whether the model and algorithm build and support the setting).
+checks every run before anything is trained or written: first what the config alone decides (types, choices and
+ranges, declared on the config dataclasses; then each section's checks, kept beside what they protect in data/,
+train/, augment/ and active/), then what needs the data (the dataset's files, the splits, the pool sizes, and
+whether the model and algorithm build and support the setting). Only the grid's checks live here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssl_bench.active.acquisition import Acquisition
-from ssl_bench.active.loop import INTERVAL_UNITS, schedule
+from ssl_bench.active.checks import check_acquisitions, check_active, check_label_pool
+from ssl_bench.active.loop import schedule
 from ssl_bench.algorithms import algorithm_config
-from ssl_bench.augment import create_policy
-from ssl_bench.augment.strong import check_cta_choices
-from ssl_bench.config import (
-    ActiveConfig,
-    AugmentConfig,
-    DataConfig,
-    RecipeConfig,
-    RunConfig,
-    TrainConfig,
-    build_recipe,
-    parse_override,
-    read_recipe,
-    read_toml,
-)
+from ssl_bench.augment.policies import check_policies
+from ssl_bench.config import RecipeConfig, RunConfig
+from ssl_bench.config_checks import check_fields, check_finite, check_ranges, check_value
 from ssl_bench.data import load_data
-from ssl_bench.data.pairs import FOLDER_PREFIX, SETTINGS, get_pair
+from ssl_bench.data.checks import check_classes, check_data, check_unlabeled_pool
+from ssl_bench.data.pairs import FOLDER_PREFIX
 from ssl_bench.data.split_ids import DASplitId, SplitId, run_split_id
-from ssl_bench.data.splits import Split, check_budget, get_run_split
-from ssl_bench.devices import available_memory, out_of_memory, resolve_device
-from ssl_bench.errors import ConfigError, SSLBenchError
+from ssl_bench.data.splits import get_run_split
+from ssl_bench.errors import ConfigError
 from ssl_bench.identity import NON_SEMANTIC, run_hash
-from ssl_bench.models import parameter_bytes
 from ssl_bench.plugins import import_plugins, provenance
+from ssl_bench.recipe_files import build_recipe, parse_override, read_recipe, read_toml
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
 from ssl_bench.results.layout import manifest_dir
-from ssl_bench.train import RunParts, build_run
-from ssl_bench.train.feed import data_info
-from ssl_bench.train.optim import EMA_BUFFERS, LR_SCHEDULES, OPTIMIZERS
-from ssl_bench.train.switches import COMPILES, CPU_MALLOCS, MEMORY_FORMATS, PRECISIONS
-from ssl_bench.values import check_limits, check_value
-
-# image sides data.image_size may resize to: below 8 px no augmentation or network here is meaningful, and above
-# 512 px a dataset held in memory as float tensors stops fitting (CIFAR-10 at 512 px is ~150 GB)
-MIN_SIDE, MAX_SIDE = 8, 512
+from ssl_bench.train import RunParts
+from ssl_bench.train.checks import build_parts, check_train, check_world
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
@@ -126,100 +106,45 @@ class PlannedRun:
 # ----------------------------------------------------------------------------------------------------------
 # checks the config alone decides
 
-
-def check_train(tc: TrainConfig, augment: AugmentConfig) -> None:
-    """[train] and [augment] beyond their ranges (``check_ranges``): names known, device available, policies
-    buildable."""
-    if tc.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    if tc.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"train.lr_schedule: unknown schedule {tc.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
-    if tc.ema_buffers not in EMA_BUFFERS:
-        raise ConfigError(f"train.ema_buffers must be one of {', '.join(EMA_BUFFERS)}, got {tc.ema_buffers!r}")
-    if tc.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("train.tensorboard needs the tensorboard package: pip install tensorboard")
-    for key, choices in (
-        ("precision", PRECISIONS),
-        ("memory_format", MEMORY_FORMATS),
-        ("compile", COMPILES),
-        ("cpu_malloc", CPU_MALLOCS),
-    ):
-        if getattr(tc, key) not in choices:
-            raise ConfigError(f"train.{key} must be one of {', '.join(choices)}, got {getattr(tc, key)!r}")
-    device = resolve_device(tc.device)
-    if tc.precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"train.precision = fp16 needs a CUDA device (loss scaling), not {device}; use bf16 or fp32")
-    for role in ("weak", "strong"):
-        create_policy(getattr(augment, role), augment, hflip=True)
-    # like the numeric [augment] limits, checked whichever policies the recipe uses
-    check_cta_choices(augment.cta_sampling, augment.cta_translate, augment.cta_rescale)
+SECTIONS = ("data", "model", "augment", "train", "active")  # the built-in sections
 
 
-def check_ranges(recipe: RecipeConfig) -> None:
-    """Every number of the recipe is finite and lies in the interval its section declares (the ``limits`` of each
-    section's config, ``values.check_limits``; the algorithm's own are checked as its config is built)."""
-    check_finite(recipe)
-    for section in ("data", "model", "augment", "train", "active"):
-        check_limits(getattr(recipe, section), section)
+def check_sections(recipe: RecipeConfig) -> None:
+    """Every number of the recipe is finite and within float32's range, every value of a built-in section has its
+    declared type and choice (``config_checks.check_fields``: a recipe built in Python skips ``from_dict``), and
+    every number lies in the range its field declares, the algorithm's too (its types are checked as its config is
+    built from a recipe, ``algorithm_config``: a plug-in's may use types that only its own code reads)."""
+    for section in SECTIONS:
+        check_fields(getattr(recipe, section), section)
+    check_finite(recipe.algorithm, "algorithm")
+    for section in SECTIONS:
+        check_ranges(getattr(recipe, section), section)
+    check_ranges(recipe.algorithm, "algorithm", getattr(recipe.algorithm, "name", ""))
 
 
-FLOAT32_MAX = 3.4028234663852886e38  # the numbers of a recipe meet float32 tensors (lr and decay in the optimizer)
-
-
-def check_finite(recipe: RecipeConfig) -> None:
-    """No number of the recipe is nan, infinite (TOML allows both) or beyond float32's range, where torch's in-place
-    updates fail on it ("value cannot be converted to type float without overflow")."""
-    for section in ("data", "model", "augment", "train", "active", "algorithm"):
-        part = getattr(recipe, section)
-        for f in dataclasses.fields(part):
-            value = getattr(part, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
-            if isinstance(value, float) and abs(value) > FLOAT32_MAX:
-                raise ConfigError(f"{section}.{f.name} must be within float32's range (±3.4e38), got {value:g}")
-
-
-def check_data(cfg: DataConfig) -> None:
-    """The [data] keys of a setting agree with each other (before any file is read)."""
-    if cfg.image_size != 0 and not MIN_SIDE <= cfg.image_size <= MAX_SIDE:
-        raise ConfigError(
-            f"data.image_size must be 0 (native size) or between {MIN_SIDE} and {MAX_SIDE} pixels, got {cfg.image_size}"
-        )
-    if cfg.setting not in SETTINGS:
-        raise ConfigError(f"data.setting: unknown setting {cfg.setting!r}; valid: {', '.join(SETTINGS)}")
-    if cfg.setting == "ssl":
-        for key, default in (("source", ""), ("target", ""), ("target_labels", 0), ("channels", 0)):
-            if getattr(cfg, key) != default:
-                raise ConfigError(f"data.{key} applies to settings uda and ssda; setting ssl uses data.dataset alone")
-        return
-    get_pair(cfg.source, cfg.target)  # both domains known, or a folder pair
-    if cfg.setting == "uda" and cfg.target_labels != 0:
-        raise ConfigError(f"setting uda uses no target labels, got data.target_labels = {cfg.target_labels}")
-    if cfg.setting == "ssda" and cfg.target_labels < 1:
-        raise ConfigError(f"setting ssda needs data.target_labels >= 1 per class, got {cfg.target_labels}")
-    if cfg.n_valid:
-        raise ConfigError(f"data.n_valid must be 0 in setting {cfg.setting} (no validation set is carved out)")
-    if cfg.channels not in (0, 1, 3):
-        raise ConfigError(f"data.channels must be 0 (automatic), 1 or 3, got {cfg.channels}")
-
-
-def check_active(cfg: ActiveConfig, start: int, batch_size: int, eval_every: int) -> list[tuple[int, int]]:
-    """The label-growth schedule from ``start`` labels, after checking that every round trains and is evaluated."""
-    if start > cfg.final:
-        raise ConfigError(f"the start budget {start} is above active.final = {cfg.final}")
-    if cfg.interval_unit not in INTERVAL_UNITS:
-        raise ConfigError(f"active.interval_unit must be steps or images, got {cfg.interval_unit!r}")
-    rounds = schedule(cfg, start, batch_size)
-    ends = [0] + [end for end, _ in rounds]
-    if any(b <= a for a, b in itertools.pairwise(ends)):
-        raise ConfigError("active.interval (and active.first_interval) must give at least one step per round")
-    for a, b in itertools.pairwise(ends):  # evaluations fall on multiples of eval_every and on the last step
-        if b // eval_every == a // eval_every and b != ends[-1]:
-            raise ConfigError(
-                "an active-learning round would end without an evaluation: make active.interval (and "
-                f"active.first_interval) a multiple of train.eval_every = {eval_every}"
-            )
-    return rounds
+def check_grid(recipe: RecipeConfig) -> None:
+    """Each grid list has values, each once, and label budgets and seeds that a split can be drawn for."""
+    grid = recipe.grid
+    if not grid.n_labels or not grid.seeds:
+        raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
+    for f in dataclasses.fields(grid):
+        values = getattr(grid, f.name)
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"grid.{f.name} lists {twice[0]} more than once: each value is one run per grid point")
+    if recipe.data.setting == "ssl" and min(grid.n_labels) < 1:
+        raise ConfigError(f"grid.n_labels: label budgets must be >= 1, got {min(grid.n_labels)}")
+    if recipe.data.setting == "ssl" and grid.target_labels:
+        raise ConfigError("grid.target_labels applies to settings uda and ssda, not ssl")
+    for k in grid.target_labels:
+        if k < 0:
+            raise ConfigError(f"grid.target_labels: labels per class must be >= 0, got {k}")
+    pools = grid.n_unlabeled or [recipe.data.n_unlabeled]
+    if min(pools) < 0:
+        raise ConfigError(f"data.n_unlabeled (grid.n_unlabeled) must be >= 0, got {min(pools)}")
+    for seed in grid.seeds:
+        if not 0 <= seed < 2**32:
+            raise ConfigError(f"grid.seeds: seeds must lie in [0, 4294967295] (numpy's seed range), got {seed}")
 
 
 def expand(recipe: RecipeConfig) -> list[RunConfig]:
@@ -232,49 +157,22 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     an ssda run with k labels per class.
     """
     data = recipe.data
-    check_ranges(recipe)
-    check_train(recipe.train, recipe.augment)
-    if not recipe.grid.n_labels or not recipe.grid.seeds:
-        raise ConfigError("grid.n_labels and grid.seeds must each list at least one value")
-    for f in dataclasses.fields(recipe.grid):
-        values = getattr(recipe.grid, f.name)
-        twice = sorted({v for v in values if values.count(v) > 1})
-        if twice:
-            raise ConfigError(f"grid.{f.name} lists {twice[0]} more than once: each value is one run per grid point")
-    if data.setting == "ssl" and min(recipe.grid.n_labels) < 1:
-        raise ConfigError(f"grid.n_labels: label budgets must be >= 1, got {min(recipe.grid.n_labels)}")
-    for name in recipe.active.acquisitions:
-        Acquisition.parse(name)
-        if recipe.active.acquisitions.count(name) > 1:
-            raise ConfigError(f"active.acquisitions lists {name!r} more than once: each is one run per seed")
-    if data.setting == "ssl" or data.setting not in SETTINGS:
-        check_data(data)
-        if recipe.grid.target_labels:
-            raise ConfigError("grid.target_labels applies to settings uda and ssda, not ssl")
+    check_sections(recipe)
+    check_train(recipe.train)
+    check_policies(recipe.augment)
+    check_grid(recipe)
+    check_acquisitions(recipe.active, data.setting, recipe.train.steps)
+    if data.setting == "ssl":
         variants = [dataclasses.replace(data, n_labels=n) for n in recipe.grid.n_labels]
     else:
-        if recipe.active.acquisitions:
-            raise ConfigError(f"active learning is not available in setting {data.setting}; use setting ssl")
         ks = recipe.grid.target_labels or [data.target_labels]
-        for k in ks:
-            if k < 0:
-                raise ConfigError(f"grid.target_labels: labels per class must be >= 0, got {k}")
         variants = [dataclasses.replace(data, setting="ssda" if k else "uda", target_labels=k, n_labels=0) for k in ks]
-        for variant in variants:
-            check_data(variant)
+    for variant in variants:
+        check_data(variant)
     runs = []
     pools = recipe.grid.n_unlabeled or [data.n_unlabeled]
-    if min(pools) < 0:
-        raise ConfigError(f"data.n_unlabeled (grid.n_unlabeled) must be >= 0, got {min(pools)}")
-    if recipe.active.acquisitions and recipe.train.steps != TrainConfig.steps:
-        raise ConfigError(
-            "train.steps is derived from the active-learning schedule (active.first_interval, interval, grow and "
-            f"final), so an active-learning recipe leaves it out; got train.steps = {recipe.train.steps}"
-        )
     for variant, pool in itertools.product(variants, pools):
         for seed in recipe.grid.seeds:
-            if not 0 <= seed < 2**32:
-                raise ConfigError(f"grid.seeds: seeds must lie in [0, 4294967295] (numpy's seed range), got {seed}")
             for acquisition in recipe.active.acquisitions or [None]:
                 train = recipe.train
                 if acquisition is not None:
@@ -304,27 +202,6 @@ def split_id(run: RunConfig) -> SplitId | DASplitId:
 # checks that need the data
 
 
-def check_classes(run: RunConfig, num_classes: int) -> None:
-    """A classifier needs two classes, and a balanced split exactly n_labels / classes labels of each."""
-    if num_classes < 2:
-        raise ConfigError(f"dataset {run.dataset} has {num_classes} class(es); a classifier needs at least 2")
-    if run.data.setting == "ssl":  # before any split is drawn or read
-        check_budget(run.data.n_labels, num_classes, run.dataset, run.data.class_balance)
-
-
-def check_pools(run: RunConfig, n_train: int, split: Split) -> None:
-    """Pools large enough for ``data.n_unlabeled`` and for every round of an active-learning schedule."""
-    available = len(split.pool(n_train, split.labeled, include_labeled=False))
-    if run.acquisition is not None and run.active.final - len(split.labeled) > available:
-        raise ConfigError(
-            f"active.final = {run.active.final} needs {run.active.final - len(split.labeled)} more labels but only "
-            f"{available} unlabeled images remain in the pool of {split.id}"
-        )
-    pool = len(split.pool(n_train, split.labeled, run.data.unlabeled_includes_labeled))
-    if run.data.n_unlabeled > pool:
-        raise ConfigError(f"data.n_unlabeled = {run.data.n_unlabeled} is more than the {pool} unlabeled images")
-
-
 def components(run: RunConfig, parts: RunParts) -> list[object]:
     """The registered objects a run is made of: algorithm, model, dataset loaders and augmentation policies."""
     data = run.data
@@ -339,67 +216,6 @@ def components(run: RunConfig, parts: RunParts) -> list[object]:
     ]
 
 
-def check_world(run: RunConfig, algorithm: type, world: int) -> None:
-    """A run split over ``world`` processes (torchrun) needs an algorithm whose step splits and a batch that does."""
-    if world <= 1:
-        return
-    name = run.algorithm.name
-    if not algorithm.data_parallel:
-        raise ConfigError(f"{name} cannot train on {world} processes: {algorithm.not_split_because}; run it on one")
-    if run.acquisition is not None:
-        raise ConfigError(f"active learning ({run.acquisition}) runs on one process only, not on {world}")
-    if run.train.batch_size % world:
-        raise ConfigError(
-            f"train.batch_size {run.train.batch_size} does not split over {world} processes: use a multiple of {world}"
-        )
-
-
-def check_model_memory(run: RunConfig, ds, at_once: int = 1) -> None:
-    """Refuse, before allocating any of it, a model whose weights, gradients, EMA copy and optimizer state (four
-    copies of its parameters, five with Adam), times the ``at_once`` runs training together on this machine
-    (``--workers``), exceed the memory free on a CPU that trains it: such a run would otherwise be killed by the
-    kernel's OOM killer part-way, with no message (a GPU's allocator raises instead, caught in build_parts and the
-    trainer). Activations come on top."""
-    device = resolve_device(run.train.device)
-    free = available_memory(device)
-    if free is None:
-        return
-    try:
-        weights = parameter_bytes(run.model, ds.num_classes, ds.channels, ds.image_size)
-    except SSLBenchError:
-        raise
-    except Exception:  # a model that cannot be built on the meta device is checked by building it (build_parts)
-        return
-    need = weights * (5 if run.train.optimizer == "adam" else 4)
-    if need * at_once > free:
-        runs = "" if at_once == 1 else f" for each of {at_once} runs at once"
-        fewer = "" if at_once == 1 else "fewer --workers, "
-        raise ConfigError(
-            f"model {run.model.name} at width {run.model.width} does not fit in memory ({need / 2**30:,.1f} GiB for "
-            f"its weights, gradients, EMA copy and optimizer state{runs}; {free / 2**30:,.1f} GiB free on {device}): "
-            f"use {fewer}a smaller model.width or model"
-        )
-
-
-def build_parts(run: RunConfig, ds, split: Split, at_once: int = 1) -> RunParts:
-    """The run's model, algorithm and augmentation, built once to check them (the algorithm sized for ``split``); a
-    model too large for memory (for ``at_once`` runs together) is a one-line error naming its size, not the
-    allocator's traceback or the OOM killer."""
-    check_model_memory(run, ds, at_once)
-    try:
-        data = data_info(run, ds.train_labels, ds.num_classes, split, split.labeled)
-        return build_run(run, ds, optimizer=False, data=data)
-    except (RuntimeError, MemoryError) as exc:
-        if not out_of_memory(exc):
-            raise
-        wanted = re.search(r"allocate (\d+) bytes", str(exc))
-        size = f" ({int(wanted[1]) / 2**30:,.1f} GiB in one tensor)" if wanted else ""
-        raise ConfigError(
-            f"model {run.model.name} at width {run.model.width} does not fit in memory{size}: use a smaller "
-            "model.width or model"
-        ) from None
-
-
 def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1, at_once: int = 1) -> list[PlannedRun]:
     """Every run of ``recipe``, validated before anything is written: the config checks of ``expand`` first, then data
     present, splits drawable, pools large enough, and the run's parts buildable in its setting (and, for
@@ -412,7 +228,9 @@ def plan(recipe: RecipeConfig, results_dir: Path, world: int = 1, at_once: int =
         ds = load_data(run.data)
         check_classes(run, ds.num_classes)
         split = get_run_split(ds, run.data, run.seed, manifest_dir(results_dir), write=False)
-        check_pools(run, len(ds.train_labels), split)
+        if run.acquisition is not None:
+            check_label_pool(run.active, len(ds.train_labels), split)
+        check_unlabeled_pool(run.data, len(ds.train_labels), split)
         if i == 0:  # model, algorithm, augmentation and datasets are the same for every run of a recipe
             parts = build_parts(run, ds, split, min(at_once, len(runs)))
             unsupported = sorted({r.data.setting for r in runs} - set(parts.algorithm.settings))

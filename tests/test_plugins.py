@@ -120,7 +120,7 @@ def test_recipe_plugin_runs_is_recorded_and_an_edit_is_a_new_run(tmp_path):
     edited = tmp_path / "edited"
     edited.mkdir()
     (edited / "temporal_ensembling.py").write_text(
-        EXAMPLE.read_text().replace("alpha: float = 0.6", "alpha: float = 0.5")
+        EXAMPLE.read_text().replace('Range("[0, 1)")] = 0.6', 'Range("[0, 1)")] = 0.5')
     )
     shutil.copy(RECIPE, edited / "temporal_ensembling.toml")
     third = cli(*run_args(edited / "temporal_ensembling.toml", results), pythonpath=edited)

@@ -30,11 +30,13 @@ TOP_LEVEL = ("name", "description", "plugins")
 
 
 def field_rules(cls: type, f: dataclasses.Field) -> tuple[tuple[Any, ...], str]:
-    """(choices, range) that config class ``cls`` declares for its field ``f``: the one place that knows how a rule
-    is declared (choices as a ``Literal`` type or ``metadata["choices"]``; a range in the class's ``limits``)."""
-    tp = typing.get_type_hints(cls).get(f.name)
-    choices = typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else tuple(f.metadata.get("choices", ()))
-    return choices, getattr(cls, "limits", {}).get(f.name, "")
+    """(choices, range) that config class ``cls`` declares for its field ``f``, read through the declarations' own
+    readers (a ``Literal`` type; a ``Range`` annotation, with its note)."""
+    from ssl_bench.config_checks import field_choices, field_range
+
+    rng = field_range(cls, f.name)
+    text = "" if rng is None else f"{rng} {rng.note}".strip() if rng.note else str(rng)
+    return tuple(field_choices(cls, f.name) or ()), text
 
 
 def field_notes(cls: type) -> dict[str, str]:

@@ -26,15 +26,13 @@ from ssl_bench.results.record import make_record
 from ssl_bench.results.store import load_records, write_record
 from ssl_bench.train import Trainer, median_last
 
-INTERVAL_UNITS = ("steps", "images")
-
 
 def schedule(cfg: ActiveConfig, start: int, batch_size: int) -> list[tuple[int, int]]:
     """[(last step of round r, labels during round r)] for r = 0..R: round 0 trains on the start budget, every
     later round first grows the labeled set by ``grow`` (the last round up to ``final``), then trains.
 
     Intervals count steps, or labeled images seen (``interval_unit = "images"``, the reference's kimg x 1024).
-    The plan checks the config first (``ssl_bench.plan.check_active``).
+    The plan checks the config first (``ssl_bench.active.checks.check_active``).
     """
     per = cfg.interval if cfg.interval_unit == "steps" else cfg.interval // batch_size
     first = cfg.first_interval or per

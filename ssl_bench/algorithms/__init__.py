@@ -3,9 +3,9 @@
 from typing import Any
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo, Ranks
+from ssl_bench.config_checks import check_ranges, from_dict
 from ssl_bench.errors import ConfigError
 from ssl_bench.registry import ALGORITHMS
-from ssl_bench.values import check_limits, from_dict
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
@@ -19,7 +19,7 @@ def algorithm_config(values: dict[str, Any]) -> AlgorithmConfig:
     if not isinstance(name, str):
         raise ConfigError('[algorithm] needs a name, e.g. name = "supervised"')
     cfg = from_dict(get_algorithm(name).Config, {**values, "name": name}, "algorithm")
-    check_limits(cfg, "algorithm", name)
+    check_ranges(cfg, "algorithm", name)
     return cfg
 
 

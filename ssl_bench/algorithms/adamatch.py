@@ -11,6 +11,7 @@ L_t = ½[CE(weak) + CE(strong)]; c_τ and p(labeled) still come from the weak so
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from ssl_bench.algorithms.functional import (
     relative_threshold,
 )
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -36,14 +38,13 @@ class AdaMatchConfig(AlgorithmConfig):
     """Defaults: the adamatch repo's flags, identical across UDA, SSDA and SSL (reference-algorithms.md §6.2)."""
 
     name: str = "adamatch"
-    uratio: int = 3  # unlabeled (target) images per labeled (source) image
-    tau: float = 0.9  # relative confidence threshold
-    wu: float = 1.0  # final weight of the unlabeled loss (flag wu)
-    warmup: float = 0.5  # half-cosine 0 -> 1 over this fraction of training, then 1 -> wu over the rest
-    dbuf: int = 128  # FIFO of p(unlabeled)
-    p_labeled_decay: float = 0.999  # EMA of p(labeled) from weak source predictions
-    limits = {"uratio": "[1, inf)", "tau": "[0, 1]", "wu": "[0, inf)", "warmup": "[0, 1]", "dbuf": "[1, inf)",
-              "p_labeled_decay": "[0, 1)"}  # fmt: skip
+    uratio: Annotated[int, Range("[1, inf)")] = 3  # unlabeled (target) images per labeled (source) image
+    tau: Annotated[float, Range("[0, 1]")] = 0.9  # relative confidence threshold
+    wu: Annotated[float, Range("[0, inf)")] = 1.0  # final weight of the unlabeled loss (flag wu)
+    # half-cosine 0 -> 1 over this fraction of training, then 1 -> wu over the rest
+    warmup: Annotated[float, Range("[0, 1]")] = 0.5
+    dbuf: Annotated[int, Range("[1, inf)")] = 128  # FIFO of p(unlabeled)
+    p_labeled_decay: Annotated[float, Range("[0, 1)")] = 0.999  # EMA of p(labeled) from weak source predictions
 
 
 @ALGORITHMS.register("adamatch")

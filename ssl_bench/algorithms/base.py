@@ -20,11 +20,10 @@ from ssl_bench.augment.views import Batch, ViewSpec
 @dataclass(frozen=True)
 class AlgorithmConfig:
     """Base of every algorithm's config; subclasses add hyper-parameters, each default citing its source, and
-    ``limits``: the interval each numeric hyper-parameter must lie in, e.g. ``{"T": "(0, inf)", "tau": "[0, 1]"}``,
-    checked when a recipe is read (``values.check_limits``)."""
+    declare each one's rule beside it, checked when a recipe is read (``config_checks``): the interval a number
+    must lie in, ``tau: Annotated[float, Range("[0, 1]")] = 0.9``, and a choice, ``variant: Literal["a", "b"]``."""
 
     name: str = ""
-    limits: ClassVar[dict[str, str]] = {}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from torch import nn
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
 from ssl_bench.algorithms.functional import joint_pass
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -40,21 +41,19 @@ class DashConfig(AlgorithmConfig):
     and wd 5e-4 are [train] keys of the recipes."""
 
     name: str = "dash"
-    uratio: int = 7  # μ
-    wu: float = 1.0  # flag wu
-    T: float = 0.5  # flag temperature (flag default 1.0)
-    gamma: float = 1.27  # flag xeu_select_gamma (flag default 1.004)
-    rho_min: float = 0.05  # flag min_select_th
-    drop_step: int = 9  # flag drop_step (flag default 1)
-    warmup_epochs: int = 10  # flag dt_start_epoch (flag default 1)
-    epochs: int = 1024  # "epochs" per run: the code's unit is train_kimg images, 1/1024 of training
+    uratio: Annotated[int, Range("[1, inf)")] = 7  # μ
+    wu: Annotated[float, Range("[0, inf)")] = 1.0  # flag wu
+    T: Annotated[float, Range("(0, inf)")] = 0.5  # flag temperature (flag default 1.0)
+    gamma: Annotated[float, Range("(0, inf)")] = 1.27  # flag xeu_select_gamma (flag default 1.004)
+    rho_min: Annotated[float, Range("[0, inf)")] = 0.05  # flag min_select_th
+    drop_step: Annotated[int, Range("[1, inf)")] = 9  # flag drop_step (flag default 1)
+    warmup_epochs: Annotated[int, Range("[0, inf)")] = 10  # flag dt_start_epoch (flag default 1)
+    # "epochs" per run: the code's unit is train_kimg images, 1/1024 of training
+    epochs: Annotated[int, Range("[1, inf)")] = 1024
     variant: Literal["official", "usb"] = "official"
-    C: float = 1.0001  # usb only
-    usb_warmup: float = 2048 / 2**20  # usb only: num_wu_iter of 2^20 iterations
-    rho_init: float = 0.0  # usb only; 0 = ln(number of classes)
-    limits = {"uratio": "[1, inf)", "wu": "[0, inf)", "T": "(0, inf)", "gamma": "(0, inf)", "rho_min": "[0, inf)",
-              "drop_step": "[1, inf)", "warmup_epochs": "[0, inf)", "epochs": "[1, inf)", "C": "(0, inf)",
-              "usb_warmup": "[0, 1)", "rho_init": "[0, inf)"}  # fmt: skip
+    C: Annotated[float, Range("(0, inf)")] = 1.0001  # usb only
+    usb_warmup: Annotated[float, Range("[0, 1)")] = 2048 / 2**20  # usb only: num_wu_iter of 2^20 iterations
+    rho_init: Annotated[float, Range("[0, inf)")] = 0.0  # usb only; 0 = ln(number of classes)
 
 
 @ALGORITHMS.register("dash")

@@ -8,6 +8,7 @@ by the whole unlabeled batch, no ramp-up, no sharpening, no distribution alignme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
 from ssl_bench.algorithms.functional import confidence_mask, joint_pass, masked_cross_entropy
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -23,10 +25,9 @@ class FixMatchConfig(AlgorithmConfig):
     """Defaults are the fixmatch repo's flags used for every dataset (reference-algorithms.md §5.2)."""
 
     name: str = "fixmatch"
-    uratio: int = 7  # μ: unlabeled images per labeled image (flag uratio)
-    threshold: float = 0.95  # τ (flag confidence)
-    wu: float = 1.0  # λ_u (flag wu), no ramp-up
-    limits = {"uratio": "[1, inf)", "threshold": "[0, 1]", "wu": "[0, inf)"}
+    uratio: Annotated[int, Range("[1, inf)")] = 7  # μ: unlabeled images per labeled image (flag uratio)
+    threshold: Annotated[float, Range("[0, 1]")] = 0.95  # τ (flag confidence)
+    wu: Annotated[float, Range("[0, inf)")] = 1.0  # λ_u (flag wu), no ramp-up
 
 
 @ALGORITHMS.register("fixmatch")

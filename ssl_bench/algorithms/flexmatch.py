@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
 from ssl_bench.algorithms.functional import joint_pass
 from ssl_bench.augment.host_reads import count_values
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.errors import ConfigError
 from ssl_bench.registry import ALGORITHMS
 
@@ -45,14 +46,13 @@ class FlexMatchConfig(AlgorithmConfig):
     §6.5)."""
 
     name: str = "flexmatch"
-    uratio: int = 7  # μ
-    threshold: float = 0.95  # τ (p_cutoff)
-    wu: float = 1.0  # λ_u (ulb_loss_ratio)
+    uratio: Annotated[int, Range("[1, inf)")] = 7  # μ
+    threshold: Annotated[float, Range("[0, 1]")] = 0.95  # τ (p_cutoff)
+    wu: Annotated[float, Range("[0, inf)")] = 1.0  # λ_u (ulb_loss_ratio)
     thresh_warmup: bool = True  # the never-selected images count as a class in the normaliser of β (warm-up)
     mapping: Literal["convex", "linear", "low_limit", "concave"] = "convex"  # M(β), flexmatch_utils.py
     hard_label: bool = True  # False: soft targets softmax(z_weak / T)
-    T: float = 0.5  # used only with hard_label = false
-    limits = {"uratio": "[1, inf)", "threshold": "[0, 1]", "wu": "[0, inf)", "T": "(0, inf)"}
+    T: Annotated[float, Range("(0, inf)")] = 0.5  # used only with hard_label = false
 
 
 @ALGORITHMS.register("flexmatch")

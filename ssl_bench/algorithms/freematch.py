@@ -17,7 +17,7 @@ Deviation, named: with no selected image the reference divides 0 by 0 and its lo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
 from ssl_bench.algorithms.functional import joint_pass
 from ssl_bench.augment.host_reads import count_values
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -35,12 +36,11 @@ class FreeMatchConfig(AlgorithmConfig):
     """Defaults: TorchSSL freematch_entropy configs (reference-algorithms-2.md §7.5)."""
 
     name: str = "freematch"
-    uratio: int = 7  # μ
-    wu: float = 1.0  # λ_u
-    wf: float = 0.01  # λ_f (ent_loss_ratio of the TorchSSL configs; USB's configs: 0.001)
-    ema_p: float = 0.999  # m, the momentum of τ, p̃ and h̃
+    uratio: Annotated[int, Range("[1, inf)")] = 7  # μ
+    wu: Annotated[float, Range("[0, inf)")] = 1.0  # λ_u
+    wf: Annotated[float, Range("[0, inf)")] = 0.01  # λ_f (ent_loss_ratio of the TorchSSL configs; USB's configs: 0.001)
+    ema_p: Annotated[float, Range("[0, 1)")] = 0.999  # m, the momentum of τ, p̃ and h̃
     clip: Literal["none", "usb", "torchssl"] = "none"  # the SVHN threshold clamps of the two code bases
-    limits = {"uratio": "[1, inf)", "wu": "[0, inf)", "wf": "[0, inf)", "ema_p": "[0, 1)"}
 
 
 def inverse(h: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ trainer evaluates, as in the TF code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
 from ssl_bench.algorithms.functional import frozen_bn_stats, linear_rampup, mse_probs
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -27,10 +29,9 @@ class MeanTeacherConfig(AlgorithmConfig):
     """Defaults: the flags of google-research/fixmatch mean_teacher.py (reference-algorithms-2.md §4.3)."""
 
     name: str = "mean_teacher"
-    uratio: int = 1  # one unlabeled batch of B images, two weak views each
-    wu: float = 50.0  # λ, flag consistency_weight (on a mean over classes)
-    warmup: float = 0.4  # flag warmup_pos: linear ramp over this fraction of training
-    limits = {"uratio": "[1, inf)", "wu": "[0, inf)", "warmup": "[0, 1]"}
+    uratio: Annotated[int, Range("[1, inf)")] = 1  # one unlabeled batch of B images, two weak views each
+    wu: Annotated[float, Range("[0, inf)")] = 50.0  # λ, flag consistency_weight (on a mean over classes)
+    warmup: Annotated[float, Range("[0, 1]")] = 0.4  # flag warmup_pos: linear ramp over this fraction of training
 
 
 @ALGORITHMS.register("mean_teacher")

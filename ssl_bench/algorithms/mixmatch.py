@@ -9,6 +9,7 @@ first, an L2 unlabeled loss averaged over samples and classes, and a linear ramp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from ssl_bench.algorithms.functional import (
     soft_cross_entropy,
 )
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -32,12 +34,12 @@ class MixMatchConfig(AlgorithmConfig):
     """Defaults: the CIFAR-10 run scripts of google-research/mixmatch (reference-algorithms.md §3.2)."""
 
     name: str = "mixmatch"
-    K: int = 2  # weak views per unlabeled image (flag nu)
-    T: float = 0.5  # sharpening temperature
-    alpha: float = 0.75  # Beta(α, α) of mixup (flag beta; 0.25 for SVHN+extra)
-    w_match: float = 75.0  # λ_U (250 for SVHN, 50 for STL-10, 150 for CIFAR-100 large)
-    rampup: float = 1 / 64  # λ_U ramp length, fraction of training: 1,024 kimg of 65,536 kimg (16,384 steps)
-    limits = {"K": "[1, inf)", "T": "(0, inf)", "alpha": "(0, inf)", "w_match": "[0, inf)", "rampup": "[0, 1]"}
+    K: Annotated[int, Range("[1, inf)")] = 2  # weak views per unlabeled image (flag nu)
+    T: Annotated[float, Range("(0, inf)")] = 0.5  # sharpening temperature
+    alpha: Annotated[float, Range("(0, inf)")] = 0.75  # Beta(α, α) of mixup (flag beta; 0.25 for SVHN+extra)
+    w_match: Annotated[float, Range("[0, inf)")] = 75.0  # λ_U (250 for SVHN, 50 for STL-10, 150 for CIFAR-100 large)
+    # λ_U ramp length, fraction of training: 1,024 kimg of 65,536 kimg (16,384 steps)
+    rampup: Annotated[float, Range("[0, 1]")] = 1 / 64
 
 
 @ALGORITHMS.register("mixmatch")

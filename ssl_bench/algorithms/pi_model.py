@@ -10,6 +10,7 @@ up linearly over the first 40 % of training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
 from ssl_bench.algorithms.functional import frozen_bn_stats, linear_rampup, mse_probs
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -25,10 +27,10 @@ class PiModelConfig(AlgorithmConfig):
     """Defaults: the flags of google-research/fixmatch pi_model.py (reference-algorithms-2.md §3.3)."""
 
     name: str = "pi_model"
-    uratio: int = 1  # one unlabeled batch of B images, two weak views each (augment 'd.d.d')
-    wu: float = 10.0  # λ, flag consistency_weight
-    warmup: float = 0.4  # flag warmup_pos: linear ramp over this fraction of training
-    limits = {"uratio": "[1, inf)", "wu": "[0, inf)", "warmup": "[0, 1]"}
+    # one unlabeled batch of B images, two weak views each (augment 'd.d.d')
+    uratio: Annotated[int, Range("[1, inf)")] = 1
+    wu: Annotated[float, Range("[0, inf)")] = 10.0  # λ, flag consistency_weight
+    warmup: Annotated[float, Range("[0, 1]")] = 0.4  # flag warmup_pos: linear ramp over this fraction of training
 
 
 @ALGORITHMS.register("pi_model")

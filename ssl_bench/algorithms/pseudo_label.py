@@ -15,7 +15,7 @@ intend.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
 from ssl_bench.algorithms.functional import frozen_bn_stats, linear_rampup
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -31,12 +32,12 @@ class PseudoLabelConfig(AlgorithmConfig):
     """Defaults: the flags of google-research/fixmatch pseudo_label.py (reference-algorithms-2.md §2.3)."""
 
     name: str = "pseudo_label"
-    uratio: int = 1  # one unlabeled batch of B images per step (libml MultiModel)
-    threshold: float = 0.95  # τ, flag threshold; the mask is max p > τ (strict)
-    wu: float = 1.0  # flag consistency_weight
-    warmup: float = 0.4  # flag warmup_pos: the weight ramps up linearly over this fraction of training
+    uratio: Annotated[int, Range("[1, inf)")] = 1  # one unlabeled batch of B images per step (libml MultiModel)
+    threshold: Annotated[float, Range("[0, 1]")] = 0.95  # τ, flag threshold; the mask is max p > τ (strict)
+    wu: Annotated[float, Range("[0, inf)")] = 1.0  # flag consistency_weight
+    # flag warmup_pos: the weight ramps up linearly over this fraction of training
+    warmup: Annotated[float, Range("[0, 1]")] = 0.4
     variant: Literal["broadcast", "masked"] = "broadcast"  # mean(CE) x mean(mask) (official code) | mean(CE x mask)
-    limits = {"uratio": "[1, inf)", "threshold": "[0, 1]", "wu": "[0, inf)", "warmup": "[0, 1]"}
 
 
 @ALGORITHMS.register("pseudo_label")

@@ -10,6 +10,7 @@ the BN update of the last, ramped λ_U and λ_Û1, unramped λ_r. Labeled images
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ from ssl_bench.algorithms.functional import (
     soft_cross_entropy,
 )
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.models.backbone import Backbone
 from ssl_bench.models.wrn import init_weights
 from ssl_bench.registry import ALGORITHMS
@@ -39,17 +41,15 @@ class ReMixMatchConfig(AlgorithmConfig):
     """Defaults: CIFAR-10 250/1000/4000 runs of google-research/remixmatch (reference-algorithms.md §4.2)."""
 
     name: str = "remixmatch"
-    K: int = 8  # strong copies per unlabeled image (1 at 40 labels, 4 for STL-10)
-    T: float = 0.5
-    alpha: float = 0.75
-    w_match: float = 1.5  # λ_U
-    w_kl: float = 0.5  # λ_Û1, the pre-mixup loss
-    w_rot: float = 0.5  # λ_r (2 for CIFAR-10@40, 3 for SVHN@40); not ramped
-    rampup: float = 1 / 64  # warmup_kimg 1,024 of 65,536 (8,192 for CIFAR-10@40 = 1/8)
-    dbuf: int = 128  # p_model FIFO length (§1.11)
-    p_data_decay: float = 0.999  # p_data EMA of labeled one-hots (§1.11)
-    limits = {"K": "[1, inf)", "T": "(0, inf)", "alpha": "(0, inf)", "w_match": "[0, inf)", "w_kl": "[0, inf)",
-              "w_rot": "[0, inf)", "rampup": "[0, 1]", "dbuf": "[1, inf)", "p_data_decay": "[0, 1)"}  # fmt: skip
+    K: Annotated[int, Range("[1, inf)")] = 8  # strong copies per unlabeled image (1 at 40 labels, 4 for STL-10)
+    T: Annotated[float, Range("(0, inf)")] = 0.5
+    alpha: Annotated[float, Range("(0, inf)")] = 0.75
+    w_match: Annotated[float, Range("[0, inf)")] = 1.5  # λ_U
+    w_kl: Annotated[float, Range("[0, inf)")] = 0.5  # λ_Û1, the pre-mixup loss
+    w_rot: Annotated[float, Range("[0, inf)")] = 0.5  # λ_r (2 for CIFAR-10@40, 3 for SVHN@40); not ramped
+    rampup: Annotated[float, Range("[0, 1]")] = 1 / 64  # warmup_kimg 1,024 of 65,536 (8,192 for CIFAR-10@40 = 1/8)
+    dbuf: Annotated[int, Range("[1, inf)")] = 128  # p_model FIFO length (§1.11)
+    p_data_decay: Annotated[float, Range("[0, 1)")] = 0.999  # p_data EMA of labeled one-hots (§1.11)
 
 
 def rotate_quarters(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

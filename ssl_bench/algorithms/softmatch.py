@@ -15,7 +15,7 @@ batch's mean and 1e-6 added to both distributions, and μ, σ² taken from the *
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from torch import nn
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig, DataInfo
 from ssl_bench.algorithms.functional import joint_pass
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -32,13 +33,12 @@ class SoftMatchConfig(AlgorithmConfig):
     """Defaults: TorchSSL softmatch configs (reference-algorithms-2.md §8.5)."""
 
     name: str = "softmatch"
-    uratio: int = 7  # μ
-    wu: float = 1.0  # λ_u (λ_max of the paper)
-    ema_p: float = 0.999  # m, the momentum of μ, σ², p_model and p_target
-    n_sigma: float = 2.0  # the Gaussian's standard deviation is σ / n_sigma
+    uratio: Annotated[int, Range("[1, inf)")] = 7  # μ
+    wu: Annotated[float, Range("[0, inf)")] = 1.0  # λ_u (λ_max of the paper)
+    ema_p: Annotated[float, Range("[0, 1)")] = 0.999  # m, the momentum of μ, σ², p_model and p_target
+    n_sigma: Annotated[float, Range("(0, inf)")] = 2.0  # the Gaussian's standard deviation is σ / n_sigma
     dist_align: bool = True  # uniform alignment of the weights' predictions
     variant: Literal["torchssl", "usb"] = "torchssl"  # the order of the statistics and the alignment (§8.3-§8.4)
-    limits = {"uratio": "[1, inf)", "wu": "[0, inf)", "ema_p": "[0, 1)", "n_sigma": "(0, inf)"}
 
 
 @ALGORITHMS.register("softmatch")

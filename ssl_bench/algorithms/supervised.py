@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,8 @@ class SupervisedConfig(AlgorithmConfig):
     """No loss hyper-parameters: optimizer and schedule come from [train] (reference §1.6, fixmatch repo)."""
 
     name: str = "supervised"
-    view: str = "weak"  # augmentation role of the labeled images: weak, strong (augment.strong picks the policy), none
+    # augmentation role of the labeled images: weak, strong (augment.strong picks the policy) or none
+    view: Literal["weak", "strong", "none"] = "weak"
 
 
 @ALGORITHMS.register("supervised")

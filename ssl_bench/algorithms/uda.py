@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
 from ssl_bench.algorithms.functional import joint_pass
 from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.config_checks import Range
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -31,18 +32,16 @@ class UDAConfig(AlgorithmConfig):
     """Defaults: the flags of google-research/fixmatch uda.py (reference-algorithms-2.md §5.3, column B)."""
 
     name: str = "uda"
-    uratio: int = 7  # flag uratio
-    threshold: float = 0.95  # flag confidence (β); the authors' repo: 0.8
+    uratio: Annotated[int, Range("[1, inf)")] = 7  # flag uratio
+    threshold: Annotated[float, Range("[0, 1]")] = 0.95  # flag confidence (β); the authors' repo: 0.8
     strict: bool = False  # mask max p > β (the authors' repo) instead of >= β (fixmatch repo)
-    T: float = 1.0  # flag temperature: target softmax(z_weak / T); the authors' repo: 0.4
-    wu: float = 1.0  # flag wu (λ_u)
-    we: float = 0.0  # flag we: entropy minimisation weight on the weak prediction
+    T: Annotated[float, Range("(0, inf)")] = 1.0  # flag temperature: target softmax(z_weak / T); the authors' repo: 0.4
+    wu: Annotated[float, Range("[0, inf)")] = 1.0  # flag wu (λ_u)
+    we: Annotated[float, Range("[0, inf)")] = 0.0  # flag we: entropy minimisation weight on the weak prediction
     tsa: Literal["no", "linear", "exp", "log"] = "no"  # flag tsa: training signal annealing of the labeled loss
     # fraction of training at which the TSA schedule reaches its end: (min(train_kimg, 2^14) << tsa_pos) images of
     # 2^26 = 2^22 / 2^26 = 1/16 with the flags' train_kimg 2^16 and tsa_pos 8; the authors' repo: 1 (t / T)
-    tsa_end: float = 1 / 16
-    limits = {"uratio": "[1, inf)", "threshold": "[0, 1]", "T": "(0, inf)", "wu": "[0, inf)", "we": "[0, inf)",
-              "tsa_end": "(0, 1]"}  # fmt: skip
+    tsa_end: Annotated[float, Range("(0, 1]")] = 1 / 16
 
 
 def tsa_threshold(schedule: str, progress: float, end: float, num_classes: int) -> float:

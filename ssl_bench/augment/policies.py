@@ -105,6 +105,13 @@ class Chain:
         return images
 
 
+def check_policies(cfg: AugmentConfig) -> None:
+    """The weak and strong roles' policies build from [augment] (registered names, values their constructors take),
+    whichever roles the recipe's algorithm asks for: switching algorithm never meets a broken policy."""
+    for role in ("weak", "strong"):
+        create_policy(getattr(cfg, role), cfg, hflip=True)
+
+
 def create_policy(name: str, cfg: AugmentConfig, hflip: bool) -> Policy:
     """Build the policy registered as ``name``; ``hflip`` says whether the dataset allows horizontal flips (what
     ``augment.flip = "dataset"`` follows)."""

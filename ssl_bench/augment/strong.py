@@ -10,6 +10,8 @@ import torch
 
 from ssl_bench.augment.host_reads import count_values
 from ssl_bench.augment.ops import apply_ops, check_images
+from ssl_bench.config import AugmentConfig
+from ssl_bench.config_checks import field_choices
 from ssl_bench.errors import ConfigError
 
 # FixMatch's RandAugment op list (§2.1)
@@ -115,12 +117,12 @@ class CTRecord:
 
 
 def check_cta_choices(sampling: str, translate: str, rescale: str) -> None:
-    """The named variants of CTAugment (§2.2): ``augment.cta_sampling``, ``cta_translate`` and ``cta_rescale``."""
-    if sampling not in ("fixmatch", "remixmatch"):
-        raise ConfigError(f"augment.cta_sampling must be fixmatch or remixmatch, got {sampling!r}")
-    for key, value in (("cta_translate", translate), ("cta_rescale", rescale)):
-        if value not in ("pixels", "fraction"):
-            raise ConfigError(f"augment.{key} must be pixels or fraction, got {value!r}")
+    """The named variants of CTAugment (§2.2), as ``AugmentConfig`` declares them: ``augment.cta_sampling``,
+    ``cta_translate`` and ``cta_rescale`` (a CTAugment built in Python has not been through a recipe's checks)."""
+    for key, value in (("cta_sampling", sampling), ("cta_translate", translate), ("cta_rescale", rescale)):
+        choices = field_choices(AugmentConfig, key) or ()
+        if value not in choices:
+            raise ConfigError(f"augment.{key} must be {' or '.join(choices)}, got {value!r}")
 
 
 class CTAugment:

@@ -139,10 +139,10 @@ def _print_da_split(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ssl_bench.config import DataConfig
+    from ssl_bench.data.checks import MAX_SIDE, MIN_SIDE
     from ssl_bench.data.pairs import load_pair
     from ssl_bench.data.split_ids import DASplitId
     from ssl_bench.data.splits import get_da_split, manifest_path
-    from ssl_bench.plan import MAX_SIDE, MIN_SIDE
     from ssl_bench.results.layout import manifest_dir
 
     sid = DASplitId.parse(args.split_id)

@@ -65,9 +65,9 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from ssl_bench.atomic_write import atomic_write_text
     from ssl_bench.benchmarks.settle import rule_of_flag
     from ssl_bench.benchmarks.train import DEFAULT_RECIPE, bench_algorithms, bench_train
-    from ssl_bench.config import apply_overrides, read_recipe
     from ssl_bench.devices import resolve_device
     from ssl_bench.plan import plan, recipe_from_dict
+    from ssl_bench.recipe_files import apply_overrides, read_recipe
     from ssl_bench.writable import check_output_file
 
     one_process("train")

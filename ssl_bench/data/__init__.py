@@ -21,7 +21,7 @@ from ssl_bench.data.pairs import load_pair
 
 def load_data(cfg: DataConfig) -> ImageDataset:
     """The dataset a run trains on: ``data.dataset`` (setting ssl) or the pair ``data.source -> data.target``; the
-    plan has checked the setting's keys (``ssl_bench.plan.check_data``)."""
+    plan has checked the setting's keys (``ssl_bench.data.checks.check_data``)."""
     return load_dataset(cfg) if cfg.setting == "ssl" else load_pair(cfg)
 
 

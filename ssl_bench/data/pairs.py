@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from ssl_bench.config import DataConfig, pair_name
+from ssl_bench.config_checks import field_choices
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.images import ImageDataset, evict, to_channels
 from ssl_bench.errors import ConfigError, DataError
 from ssl_bench.registry import Registry
 
-SETTINGS = ("ssl", "uda", "ssda")
+SETTINGS = field_choices(DataConfig, "setting") or ()
 FOLDER_PREFIX = "folder:"
 
 

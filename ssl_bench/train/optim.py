@@ -16,10 +16,6 @@ from torch import nn
 
 from ssl_bench.config import TrainConfig
 
-OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("constant", "cosine", "cosine_quarter")
-EMA_BUFFERS = ("copy", "average")
-
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Learning rate at 0-based ``step``: cosine lr*cos(7*pi*k/(16K)) of the fixmatch repo (§1.6), AdaMatch's
@@ -30,7 +26,7 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
         return cfg.lr * math.cos(math.acos(0.25) * step / cfg.steps)
     if cfg.lr_schedule == "constant":
         return cfg.lr
-    raise ValueError(f"unknown schedule {cfg.lr_schedule!r}")  # the plan admits only LR_SCHEDULES
+    raise ValueError(f"unknown schedule {cfg.lr_schedule!r}")  # TrainConfig.lr_schedule's Literal
 
 
 def decay_split(module: nn.Module, scope: str = "weights") -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -56,7 +52,7 @@ def make_optimizer(cfg: TrainConfig, module: nn.Module) -> torch.optim.Optimizer
     if cfg.optimizer == "adam":
         groups = [{"params": decay, "decoupled": True}, {"params": no_decay, "decoupled": False}]
         return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=0.0)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")  # the plan admits only OPTIMIZERS
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")  # TrainConfig.optimizer's Literal
 
 
 @torch.no_grad()

@@ -26,11 +26,6 @@ import torch
 from ssl_bench.config import TrainConfig
 from ssl_bench.cpu_info import native_bf16_cpu
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-COMPILES = ("none", "model")
-CPU_MALLOCS = ("auto", "default", "keep")
-
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4

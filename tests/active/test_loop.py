@@ -5,18 +5,19 @@ import json
 import numpy as np
 import pytest
 
+from ssl_bench.active.checks import check_active
 from ssl_bench.active.loop import schedule
 from ssl_bench.cli import main
 from ssl_bench.config import ActiveConfig
+from ssl_bench.config_checks import check_ranges
 from ssl_bench.data.datasets import load_dataset
 from ssl_bench.data.splits import get_split
 from ssl_bench.errors import ConfigError
 from ssl_bench.identity import run_hash
-from ssl_bench.plan import check_active, expand, load_recipe, split_id
+from ssl_bench.plan import expand, load_recipe, split_id
 from ssl_bench.results.store import load_records
 from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
-from ssl_bench.values import check_limits
 from tests.conftest import ROOT
 
 ACTIVE = str(ROOT / "recipes/digits/active.toml")
@@ -46,7 +47,7 @@ def test_schedule_golden_and_errors():
     with pytest.raises(ConfigError, match="above active.final"):
         check_active(ActiveConfig(final=10), 20, 32, eval_every=50)
     with pytest.raises(ConfigError, match="active.grow must be >= 1, got 0"):  # before any schedule is drawn
-        check_limits(ActiveConfig(grow=0), "active")
+        check_ranges(ActiveConfig(grow=0), "active")
     with pytest.raises(ConfigError, match="at least one step per round"):
         check_active(ActiveConfig(interval=16, interval_unit="images"), 20, 32, eval_every=50)
     # rounds end at 400, 550, 700, ...: with evaluations every 100 steps the round (400, 550] has one at 500, but
@@ -167,9 +168,10 @@ def test_bad_active_inputs(case, tmp_path, capsys):
 
 
 def test_exchange_rate_from_records(tmp_path, capsys):
+    from tests.leaderboard.test_leaderboard import rec
+
     from ssl_bench.leaderboard.active import exchange_rates
     from ssl_bench.results.store import write_record
-    from tests.test_leaderboard import rec
 
     # acc(L, U): +0.5 point per extra label between 20 and 40, +1 point per 100 unlabeled images at 20 labels
     table = {(20, 100): 0.80, (20, 200): 0.81, (40, 100): 0.89, (40, 200): 0.90}

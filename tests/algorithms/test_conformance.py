@@ -52,8 +52,8 @@ def test_a_broken_algorithm_fails_the_suite(monkeypatch):
     monkeypatch.setattr("ssl_bench.registry.ALGORITHMS", reg)
     with pytest.raises(AssertionError, match="cite"):
         check_config("noisy")
-    monkeypatch.setattr(NoisyConfig, "limits", {"name": "[0, 1]"}, raising=False)  # a limit on a str field
-    with pytest.raises(AssertionError, match="Noisy.Config defaults against its limits: .*not a numeric field"):
+    monkeypatch.setattr(NoisyConfig, "limits", {"name": "[0, 1]"}, raising=False)  # a table no check reads
+    with pytest.raises(AssertionError, match="Noisy.Config defaults against its ranges: .*limits is not read"):
         check_config("noisy")
     with pytest.raises(AssertionError):
         check_determinism("noisy")

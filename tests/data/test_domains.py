@@ -23,7 +23,9 @@ from ssl_bench.algorithms.adamatch import AdaMatch, AdaMatchConfig
 from ssl_bench.augment.views import Batch
 from ssl_bench.cli import main
 from ssl_bench.config import DataConfig
+from ssl_bench.config_checks import check_fields
 from ssl_bench.data import load_data, load_dataset
+from ssl_bench.data.checks import check_data
 from ssl_bench.data.digits import digits_arrays
 from ssl_bench.data.digits_m import make_digits_m
 from ssl_bench.data.images import resize_images, to_channels
@@ -33,7 +35,7 @@ from ssl_bench.data.splits import draw_da_split, get_da_split, get_run_split, ma
 from ssl_bench.errors import ConfigError, DataError, SplitError, SSLBenchError
 from ssl_bench.identity import run_hash
 from ssl_bench.leaderboard.tables import da_table, records_frame, ssl_tables
-from ssl_bench.plan import check_data, expand, load_recipe, recipe_from_dict
+from ssl_bench.plan import expand, load_recipe, recipe_from_dict
 from ssl_bench.results.store import load_records
 from ssl_bench.runner import run_recipe
 from ssl_bench.train import Trainer
@@ -213,8 +215,10 @@ def test_load_pair_digits_to_digits_m():
     ],
 )
 def test_setting_errors_are_one_line(kw, cls, needles):
+    cfg = da_cfg(**kw)
     with pytest.raises(cls) as err:
-        check_data(da_cfg(**kw))
+        check_fields(cfg, "data")  # each key's type and choice (what a recipe meets as it is read)
+        check_data(cfg)
     assert_one_line(err, *needles)
 
 

@@ -10,8 +10,8 @@ import re
 import pytest
 
 from ssl_bench.algorithms import algorithm_config
-from ssl_bench.config import apply_overrides, build_recipe
 from ssl_bench.errors import ConfigError
+from ssl_bench.recipe_files import apply_overrides, build_recipe
 from ssl_bench.registry import ALGORITHMS
 from tests.conftest import ROOT
 

@@ -22,7 +22,8 @@ LAYERS = [
     (
         "config",
         "identity",
-        "values",
+        "config_checks",
+        "recipe_files",
         "registry",
         "plugins",
         "fault_hook",

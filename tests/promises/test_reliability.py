@@ -89,7 +89,7 @@ def test_bad_settings_are_refused_before_anything_is_written(case, tmp_path, cap
     assert files_in(tmp_path / "r") == []
 
 
-# hyper-parameters outside the interval the algorithm is defined on (AlgorithmConfig.limits): each of these once
+# hyper-parameters outside the interval the algorithm is defined on (the Range beside each field): each of these once
 # trained (a threshold no prediction reaches, NaN mixup weights) or ended in a traceback (T = 0, ReMixMatch K = 0)
 BAD_HYPER = {
     "fixmatch threshold 1.5": ("fixmatch", "algorithm.threshold=1.5", "threshold of fixmatch must lie in [0, 1]"),
@@ -112,50 +112,64 @@ def test_bad_hyper_parameters_are_refused_before_anything_is_written(case, tmp_p
     assert files_in(tmp_path / "r") == []
 
 
-def test_limits_bounds_are_inclusive_or_exclusive_as_written():
+def test_ranges_are_inclusive_or_exclusive_as_written():
     from dataclasses import dataclass
+    from typing import Annotated
 
     from ssl_bench.algorithms.base import AlgorithmConfig
+    from ssl_bench.config_checks import Range, check_ranges
     from ssl_bench.errors import ConfigError
-    from ssl_bench.values import check_limits
 
     @dataclass(frozen=True)
     class Cfg(AlgorithmConfig):
         name: str = "x"
-        a: float = 0.5
-        limits = {"a": "(0, 1]"}
+        a: Annotated[float, Range("(0, 1]")] = 0.5
 
     for ok in (1.0, 1e-9, 0.5):
-        check_limits(Cfg(a=ok), "algorithm", "x")
+        check_ranges(Cfg(a=ok), "algorithm", "x")
     for bad in (0.0, 1.0 + 1e-9, -3.0):
         with pytest.raises(ConfigError, match=r"algorithm.a of x must lie in \(0, 1\]"):
-            check_limits(Cfg(a=bad), "algorithm", "x")
+            check_ranges(Cfg(a=bad), "algorithm", "x")
 
     @dataclass(frozen=True)
-    class Typo(AlgorithmConfig):
+    class OnText(AlgorithmConfig):
+        name: Annotated[str, Range("[0, 1]")] = "x"
+
+    with pytest.raises(TypeError, match="holds no number"):  # a range on a str field is the plugin author's bug
+        check_ranges(OnText(), "algorithm", "x")
+    with pytest.raises(TypeError, match="not an interval"):  # as is an interval that does not parse
+        Range("0 to 1")
+
+    @dataclass(frozen=True)
+    class OldStyle(AlgorithmConfig):
         name: str = "x"
-        limits = {"b": "[0, 1]"}
+        limits = {"a": "[0, 1]"}
 
-    with pytest.raises(TypeError, match="not a numeric field"):  # a limit on no field is the plugin author's bug
-        check_limits(Typo(), "algorithm", "x")
+    with pytest.raises(TypeError, match="limits is not read"):  # an old plug-in's table is never silently ignored
+        check_ranges(OldStyle(), "algorithm", "x")
 
 
-def test_every_section_declares_limits_its_defaults_meet():
+def test_every_section_declares_ranges_its_defaults_meet():
+    import dataclasses
+
     from ssl_bench.config import ActiveConfig, AugmentConfig, DataConfig, ModelConfig, TrainConfig
+    from ssl_bench.config_checks import check_ranges, field_range
     from ssl_bench.errors import ConfigError
-    from ssl_bench.values import check_limits
 
     for cls, section in ((DataConfig, "data"), (ModelConfig, "model"), (AugmentConfig, "augment"),
                          (TrainConfig, "train"), (ActiveConfig, "active")):  # fmt: skip
-        assert cls.limits, f"{cls.__name__} declares no limits"
-        check_limits(cls(), section)  # a TypeError here is a limit on no numeric field
-        # each limit bites: a value far outside, on the open or closed side that the interval names, is refused
-        for key, interval in cls.limits.items():
+        ranges = {f.name: field_range(cls, f.name) for f in dataclasses.fields(cls)}
+        ranges = {k: r for k, r in ranges.items() if r is not None}
+        assert ranges, f"{cls.__name__} declares no ranges"
+        check_ranges(cls(), section)  # a TypeError here is a range on no numeric field
+        # each range bites: a value far outside, on the open or closed side that the interval names, is refused
+        for key, limit in ranges.items():
+            interval = str(limit)
             low = float(interval.split(",")[0].strip("[( "))
             bad = low if interval.startswith("(") else low - 1
             value = int(bad) if isinstance(getattr(cls(), key), int) else bad
             with pytest.raises(ConfigError, match=rf"^{section}\.{key} must "):
-                check_limits(cls(**{key: value}), section)
+                check_ranges(cls(**{key: value}), section)
 
 
 def overcommits_without_limit() -> bool:
@@ -185,12 +199,14 @@ def test_an_allocation_failure_while_building_the_model_is_one_line(tmp_path, ca
             "you tried to allocate 3221225472 bytes."
         )
 
-    monkeypatch.setattr("ssl_bench.plan.parameter_bytes", no_meta_count)
-    monkeypatch.setattr("ssl_bench.plan.build_run", allocator_refuses)
+    monkeypatch.setattr("ssl_bench.train.checks.parameter_bytes", no_meta_count)
+    monkeypatch.setattr("ssl_bench.train.checks.build_run", allocator_refuses)
     assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r")]) == 2
     one_line_error(capsys, "model small_cnn at width 1 does not fit in memory (3.0 GiB in one tensor): use a smaller")
     assert files_in(tmp_path / "r") == []
-    monkeypatch.setattr("ssl_bench.plan.build_run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape bug")))
+    monkeypatch.setattr(
+        "ssl_bench.train.checks.build_run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape bug"))
+    )
     with pytest.raises(RuntimeError, match="shape bug"):  # any other failure is not called a memory problem
         main(["run", SMOKE, "--results-dir", str(tmp_path / "r")])
 
@@ -207,29 +223,29 @@ WRN28_2_PARAMS = 1_467_610
 def test_model_memory_needs_four_fp32_copies_of_the_weights_five_with_adam(monkeypatch, optimizer, copies):
     from ssl_bench.config import ModelConfig, TrainConfig
     from ssl_bench.errors import ConfigError
-    from ssl_bench.plan import check_model_memory
+    from ssl_bench.train.checks import check_model_memory
 
     run = SimpleNamespace(
         model=ModelConfig(name="wrn28", width=2), train=TrainConfig(optimizer=optimizer, device="cpu")
     )
     need = WRN28_2_PARAMS * 4 * copies
-    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: need)
+    monkeypatch.setattr("ssl_bench.train.checks.available_memory", lambda device: need)
     check_model_memory(run, FakeData())  # exactly enough
-    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: need - 1)
+    monkeypatch.setattr("ssl_bench.train.checks.available_memory", lambda device: need - 1)
     with pytest.raises(ConfigError, match=r"model wrn28 at width 2 does not fit in memory \(0\.0 GiB"):
         check_model_memory(run, FakeData())
-    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: None)  # unknown: not refused
+    monkeypatch.setattr("ssl_bench.train.checks.available_memory", lambda device: None)  # unknown: not refused
     check_model_memory(run, FakeData())
 
 
 def test_model_memory_counts_every_run_that_trains_at_once(monkeypatch):
     from ssl_bench.config import ModelConfig, TrainConfig
     from ssl_bench.errors import ConfigError
-    from ssl_bench.plan import check_model_memory
+    from ssl_bench.train.checks import check_model_memory
 
     run = SimpleNamespace(model=ModelConfig(name="wrn28", width=2), train=TrainConfig(device="cpu"))
     need = WRN28_2_PARAMS * 4 * 4
-    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: 3 * need)
+    monkeypatch.setattr("ssl_bench.train.checks.available_memory", lambda device: 3 * need)
     check_model_memory(run, FakeData(), at_once=3)  # exactly enough for three
     with pytest.raises(ConfigError) as refused:
         check_model_memory(run, FakeData(), at_once=4)
@@ -244,7 +260,7 @@ def test_workers_that_would_not_fit_side_by_side_are_refused_before_anything_run
     from ssl_bench.models import parameter_bytes
 
     need = parameter_bytes(ModelConfig(name="small_cnn", width=1), 10, 1, 8) * 4  # the smoke recipe's model
-    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: 3 * need)
+    monkeypatch.setattr("ssl_bench.train.checks.available_memory", lambda device: 3 * need)
     four = ["--set", "grid.seeds=[1,2,3,4]", "--workers", "4"]
     assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r"), *four]) == 2
     one_line_error(capsys, "model small_cnn at width 1 does not fit in memory (0.0 GiB for its weights")
@@ -259,7 +275,7 @@ def test_workers_that_would_not_fit_side_by_side_are_refused_before_anything_run
 
 
 def test_a_run_refused_for_memory_writes_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("ssl_bench.plan.available_memory", lambda device: 1000)
+    monkeypatch.setattr("ssl_bench.train.checks.available_memory", lambda device: 1000)
     assert main(["run", SMOKE, "--results-dir", str(tmp_path / "r")]) == 2
     one_line_error(capsys, "model small_cnn at width 1 does not fit in memory (0.0 GiB for its weights")
     assert files_in(tmp_path / "r") == []
