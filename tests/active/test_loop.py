@@ -168,10 +168,9 @@ def test_bad_active_inputs(case, tmp_path, capsys):
 
 
 def test_exchange_rate_from_records(tmp_path, capsys):
-    from tests.leaderboard.test_leaderboard import rec
-
     from ssl_bench.leaderboard.active import exchange_rates
     from ssl_bench.results.store import write_record
+    from tests.leaderboard.test_leaderboard import rec
 
     # acc(L, U): +0.5 point per extra label between 20 and 40, +1 point per 100 unlabeled images at 20 labels
     table = {(20, 100): 0.80, (20, 200): 0.81, (40, 100): 0.89, (40, 200): 0.90}
