@@ -228,4 +228,4 @@ class RunConfig:
 
 def to_dict(cfg: Any) -> Any:
     """Plain JSON-able dict of a config dataclass (recursively)."""
-    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else cfg

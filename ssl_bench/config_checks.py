@@ -123,7 +123,8 @@ def check_fields(cfg: Any, section: str) -> None:
     """Every field of ``cfg`` holds a value of its declared type and choice, and is finite (``check_finite``). A
     recipe's values passed ``from_dict`` already; a config built in Python meets the same declarations here."""
     check_finite(cfg, section)
-    hints = _plain_hints(type(cfg))
+    cls: type = type(cfg)
+    hints = _plain_hints(cls)
     for f in dataclasses.fields(cfg):
         if not dataclasses.is_dataclass(hints[f.name]):
             check_value(getattr(cfg, f.name), hints[f.name], f"{section}.{f.name}", f.metadata)
@@ -220,7 +221,7 @@ def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for key, value in values.items():
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[key] = from_dict(tp, value, _join(where, key))
         else:
             kwargs[key] = check_value(value, tp, _join(where, key), known[key].metadata)

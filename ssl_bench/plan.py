@@ -42,8 +42,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeC
     A recipe file must name its algorithm and its data: an empty or partial file would otherwise train the
     defaults (WRN-28-2 for 2^20 steps), which is never what a user meant."""
     values = read_recipe(path, overrides)
-    data = values.get("data") if isinstance(values.get("data"), dict) else {}
-    algorithm = values.get("algorithm") if isinstance(values.get("algorithm"), dict) else {}
+    data = values["data"] if isinstance(values.get("data"), dict) else {}
+    algorithm = values["algorithm"] if isinstance(values.get("algorithm"), dict) else {}
     missing = [k for k, ok in (("[algorithm] name", "name" in algorithm),
                                ("[data] dataset (or source and target)", "dataset" in data or "source" in data))
                if not ok]  # fmt: skip
@@ -173,7 +173,8 @@ def expand(recipe: RecipeConfig) -> list[RunConfig]:
     pools = recipe.grid.n_unlabeled or [data.n_unlabeled]
     for variant, pool in itertools.product(variants, pools):
         for seed in recipe.grid.seeds:
-            for acquisition in recipe.active.acquisitions or [None]:
+            acquisitions: list[str | None] = [*recipe.active.acquisitions] or [None]
+            for acquisition in acquisitions:
                 train = recipe.train
                 if acquisition is not None:
                     rounds = check_active(recipe.active, variant.n_labels, train.batch_size, train.eval_every)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import re
 
+from ssl_bench.algorithms import Algorithm
 from ssl_bench.config import RunConfig, TrainConfig
 from ssl_bench.data.splits import Split
 from ssl_bench.devices import available_memory, out_of_memory, resolve_device
@@ -28,7 +29,7 @@ def check_train(tc: TrainConfig) -> None:
         raise ConfigError(f"train.precision = fp16 needs a CUDA device (loss scaling), not {device}; use bf16 or fp32")
 
 
-def check_world(run: RunConfig, algorithm: type, world: int) -> None:
+def check_world(run: RunConfig, algorithm: type[Algorithm], world: int) -> None:
     """A run split over ``world`` processes (torchrun) needs an algorithm whose step splits and a batch that does."""
     if world <= 1:
         return
