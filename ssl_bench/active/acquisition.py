@@ -130,7 +130,7 @@ def select(
     labels = km.fit_predict(flat)
     quota = kmeans_quota(labels, clusters, k, rng)
     conf = confidence(probs, acq.measure)
-    picked = []
+    picked: list[int] = []
     for c in range(clusters):
         members = np.flatnonzero(labels == c)
         picked.extend(members[np.argsort(conf[members], kind="stable")[: quota[c]]])

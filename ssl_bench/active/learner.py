@@ -8,11 +8,13 @@ generator, ``set_labeled``, ``run``, ``save``, ``resume`` and ``result``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from ssl_bench.augment.views import to_input
+from ssl_bench.models.backbone import Backbone
 from ssl_bench.results.record import TrainResult
 from ssl_bench.train import Trainer
 
@@ -66,7 +68,8 @@ class Learner:
         from the training generator, which a resume restores."""
         t = self.trainer
         probs, feats = [], []
-        model, raw = t.ema.model, t.algorithm.model
+        model = t.ema.model
+        raw = cast(Backbone, t.algorithm.model)  # every model is a Backbone (models.create_model): it has embed
         was_training = raw.training
         raw.eval()
         for start in range(0, len(indices), batch):

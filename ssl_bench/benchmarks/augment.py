@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ssl_bench.augment.pil_reference import PIL_PIPELINES
-from ssl_bench.augment.policies import create_policy
+from ssl_bench.augment.policies import Policy, create_policy
 from ssl_bench.config import AugmentConfig
 
 POLICIES = ("weak", "randaugment", "ctaugment")
@@ -44,8 +44,12 @@ def bench_augment(
     rows = []
     for name in POLICIES:
         policy = create_policy(name, AugmentConfig(), hflip=True)
-        batched = _rate(lambda p=policy: p(on_device, generator), batch, min_seconds, sync)
         pil = PIL_PIPELINES[name](size)
+
+        def whole_batch(p: Policy = policy) -> None:
+            p(on_device, generator)
+
+        batched = _rate(whole_batch, batch, min_seconds, sync)
 
         def per_image(pipeline=pil) -> None:
             for arr in hwc:

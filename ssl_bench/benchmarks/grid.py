@@ -97,8 +97,10 @@ def bench_grid(recipes: list[Path], overrides: list[str], plugins: list[str], va
     """Time the grid of ``recipes`` (``n_runs`` runs) under each variant ``rounds`` times in turns; see the module
     docstring. Each fresh run must leave ``n_runs`` records, and its rerun must add none."""
     load = _load_average()
-    rows = {v.name: {"executor": v.executor, "workers": v.workers, "wall_s": [], "busy_cpu_s": [], "rerun_s": []}
-            for v in variants}  # fmt: skip
+    rows: dict[str, dict[str, Any]] = {
+        v.name: {"executor": v.executor, "workers": v.workers, "wall_s": [], "busy_cpu_s": [], "rerun_s": []}
+        for v in variants
+    }
     for r in range(rounds):
         for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
             with tempfile.TemporaryDirectory(prefix="ssl-bench-grid-") as tmp:

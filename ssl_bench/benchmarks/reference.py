@@ -89,6 +89,8 @@ class ReferencePipeline:
         self.run, self.device, self.tc = run, device, plain
         data = data_info(run, ds.train_labels, ds.num_classes, split, split.labeled)
         self.parts = build_run(dataclasses.replace(run, train=plain), ds, device, data=data)
+        assert self.parts.optimizer is not None  # build_run leaves it out only when asked (the plan's validation)
+        self.optimizer = self.parts.optimizer
         spec = self.parts.spec
         images = ds.train_images.permute(0, 2, 3, 1).numpy()
         images = images[..., 0] if images.shape[-1] == 1 else images
@@ -98,7 +100,7 @@ class ReferencePipeline:
         def views(roles: tuple[str, ...]) -> list:
             return [pil_view("none" if r == "none" else getattr(run.augment, r), run, size, ds.hflip) for r in roles]
 
-        def loader(dataset: Dataset, batch: int) -> DataLoader:
+        def loader(dataset: PILViews, batch: int) -> DataLoader:
             return DataLoader(
                 dataset,
                 batch_size=batch,
@@ -145,14 +147,14 @@ class ReferencePipeline:
             idx_x=self._move(idx_x),
             idx_u=None if idx_u is None else self._move(idx_u),
         )
-        parts, lr = self.parts, lr_at(self.tc, self.step_index)
-        for group in parts.optimizer.param_groups:
+        parts, optimizer, lr = self.parts, self.optimizer, lr_at(self.tc, self.step_index)
+        for group in optimizer.param_groups:
             group["lr"] = lr
         loss, _ = parts.algorithm.step(batch, self.step_index / self.tc.steps)
-        parts.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        parts.optimizer.step()
-        decoupled_decay(self.tc, parts.optimizer, lr)
+        optimizer.step()
+        decoupled_decay(self.tc, optimizer, lr)
         parts.ema.update(parts.algorithm.model)
         self.step_index += 1
         self._sync()

@@ -156,8 +156,10 @@ def _print_da_split(args: argparse.Namespace) -> int:
     ds = load_pair(cfg)
     manifests = manifest_dir(args.results_dir)
     split = get_da_split(ds, sid, manifests)
+    target_local = split.target_local
+    assert target_local is not None  # a uda/ssda split always has one (Split.da), empty in uda
     target_labels = ds.train_labels[ds.n_source :].numpy()
-    per_class = np.bincount(target_labels[split.target_local], minlength=ds.num_classes).tolist()
+    per_class = np.bincount(target_labels[target_local], minlength=ds.num_classes).tolist()
     n_target = len(target_labels)
     print(f"split: {split.id}")
     print(f"pair: {sid.source} -> {sid.target} ({ds.n_source} source train, {n_target} target train, ", end="")
@@ -165,7 +167,7 @@ def _print_da_split(args: argparse.Namespace) -> int:
     print(f"dataset_fingerprint: {split.fingerprint}")
     print(f"hash: {split.hash}")
     print(f"labeled source: all {ds.n_source} images")
-    print(f"labeled target ({len(split.target_local)}), per class {per_class}: {split.target_local.tolist()}")
+    print(f"labeled target ({len(target_local)}), per class {per_class}: {target_local.tolist()}")
     print(f"unlabeled pool: the {n_target} target training images")
     print(f"manifest: {manifest_path(manifests, sid)}")
     return 0

@@ -74,11 +74,12 @@ def read_checkout(where: Path | None = None) -> Checkout | None:
         head = git("rev-parse", "HEAD", cwd=top).strip()
         # --no-optional-locks: a status of ours never holds .git/index.lock, so a user's own git command run at the
         # same moment (a commit during a long grid) cannot fail on it
-        entries = git("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=no", cwd=top)
-        entries = entries.split("\0")
+        status = git("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=no", cwd=top)
     except (OSError, subprocess.SubprocessError):
         return None
-    changed, i = [], 0
+    entries = status.split("\0")
+    changed: list[str] = []
+    i = 0
     while i < len(entries):
         entry = entries[i]
         if entry:

@@ -39,7 +39,8 @@ class Scan:
 
 def scan_records(results_dir: Path) -> Scan:
     """Read every ``*.json`` under ``<results_dir>/runs/``: each must be a run record of the schema."""
-    good, bad = [], []
+    good: list[tuple[Path, dict[str, Any]]] = []
+    bad: list[tuple[Path, str]] = []
     root = Path(results_dir) / RUNS_DIR
     if not root.is_dir():
         return Scan(good, bad)
@@ -49,8 +50,11 @@ def scan_records(results_dir: Path) -> Scan:
         except UnicodeDecodeError:
             bad.append((path, "not UTF-8 text"))
             continue
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             bad.append((path, f"not valid JSON ({exc.msg} at line {exc.lineno})"))
+            continue
+        except ValueError as exc:  # a number of more digits than int() reads (sys.get_int_max_str_digits)
+            bad.append((path, f"not valid JSON ({exc})"))
             continue
         except OSError as exc:
             bad.append((path, f"cannot be read ({exc.strerror or exc})"))

@@ -94,6 +94,7 @@ class Trainer:
         apply_process_settings(self.speed)
         data = data_info(cfg, ds.train_labels, ds.num_classes, split, split.labeled)
         parts = build_run(cfg, ds, self.device, channels_last=self.speed.channels_last, data=data)
+        assert parts.optimizer is not None  # build_run leaves it out only when asked (the plan's validation)
         self.algorithm, self.ema, self.optimizer = parts.algorithm, parts.ema, parts.optimizer
         self.feedback, self.probe_base, self.augmentation = parts.feedback, parts.probe_base, parts.augmentation
         self.flip = parts.flip
@@ -177,8 +178,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{last_acc:.3f}", refresh=False)
                 bar.update(1)
                 stopping = stop_at is not None and self.step >= stop_at
-                saving = checkpoint is not None and (self.step % ckpt_every == 0 or stopping) and self.step < tc.steps
-                if saving and main:
+                saving = (self.step % ckpt_every == 0 or stopping) and self.step < tc.steps
+                if checkpoint is not None and saving and main:
                     self.wall_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.save(checkpoint)
@@ -196,10 +197,10 @@ class Trainer:
             if writer is not None:
                 writer.close()
         self.wall_s += time.perf_counter() - t0
-        k = min(tc.median_k, len(self.history))
-        return self.result(median_last(self.history, tc.median_k), self.history[-1][1], k)
+        median_k = min(tc.median_k, len(self.history))
+        return self.result(median_last(self.history, tc.median_k), self.history[-1][1], median_k)
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, torch.Tensor | float]:
         tc = self.cfg.train
         lr = lr_at(tc, self.step)
         for group in self.optimizer.param_groups:
@@ -207,7 +208,9 @@ class Trainer:
         batch = self.feed.next(self.algorithm.separate_target_labels)
         self._lap("data")
         if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
-            self.probe_feedback(batch.idx_x if batch.idx_target is None else torch.cat([batch.idx_x, batch.idx_target]))
+            idx_x = batch.idx_x
+            assert idx_x is not None  # the feed gives every batch its positions
+            self.probe_feedback(idx_x if batch.idx_target is None else torch.cat([idx_x, batch.idx_target]))
             self._lap("probes")
         batch = shard(batch, self.dist)  # this rank's slice of the global batch (the whole batch on one process)
         with self.speed.autocast(self.device), forward_through(self.algorithm, self.ddp):

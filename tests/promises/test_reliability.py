@@ -486,6 +486,17 @@ def test_a_truncated_record_is_reported_by_leaderboard(recorded, capsys):
     assert path.name in (results / "index.html").read_text()
 
 
+def test_a_record_with_a_number_too_long_to_read_is_unreadable_not_a_crash(tmp_path):
+    # json.loads raises a plain ValueError (no line number) for an integer of more digits than int() reads
+    path = tmp_path / "runs" / "x.json"
+    path.parent.mkdir()
+    path.write_text('{"seed": ' + "1" * 5000 + "}")
+    scan = scan_records(tmp_path)
+    assert scan.records == []
+    ((where, reason),) = scan.unreadable
+    assert where == path and reason.startswith("not valid JSON (Exceeds the limit")
+
+
 def test_a_truncated_record_is_moved_aside_before_the_run_trains_again(recorded, capsys):
     results, path = recorded
     broken = path.read_text()[:40]
