@@ -27,14 +27,14 @@ test-faults:
 	$(BIN)/python tests/promises/faults/run.py
 
 lint:
-	$(BIN)/ruff check ssl_bench tests examples
-	$(BIN)/ruff format --check ssl_bench tests examples
+	$(BIN)/ruff check ssl_bench tests examples docs/hooks
+	$(BIN)/ruff format --check ssl_bench tests examples docs/hooks
 	$(BIN)/mypy
 
 # the documentation site into site/ (mkdocs.yml); --strict: a broken link, a missing #anchor or an API reference
 # warning fails the build. `$(BIN)/mkdocs serve` serves it at http://127.0.0.1:8000 while you edit.
 docs:
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # the main job: the digits comparison of the algorithms below, within 25 minutes on 2 cores (README, "The main job")
 DIGITS := supervised mixmatch fixmatch flexmatch freematch softmatch

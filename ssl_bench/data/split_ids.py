@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from ssl_bench.config import DataConfig, pair_name
 from ssl_bench.data.pairs import get_pair
@@ -52,7 +53,7 @@ class DASplitId:
     target_labels: int
 
     @property
-    def setting(self) -> str:
+    def setting(self) -> Literal["uda", "ssda"]:
         return "ssda" if self.target_labels else "uda"
 
     def __str__(self) -> str:
