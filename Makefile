@@ -36,7 +36,7 @@ lint:
 docs:
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-# the main job: the digits comparison of the algorithms below, within 25 minutes on 2 cores (README, "The main job")
+# the main job: the digits comparison of the algorithms below, within 25 minutes on 2 cores (docs/getting-started.md#the-main-job)
 DIGITS := supervised mixmatch fixmatch flexmatch freematch softmatch
 # run-all: every registered algorithm (tests/test_registry.py checks this list against `ssl-bench list algorithms`)
 ALL_DIGITS := supervised pseudo_label pi_model mean_teacher mixmatch remixmatch uda fixmatch flexmatch freematch \

@@ -1,4 +1,4 @@
-"""Temporal Ensembling (Laine & Aila, arXiv 1610.02242, §2.2), an ssl_bench algorithm that lives outside the
+"""Temporal Ensembling (Laine & Aila, arXiv 1610.02242, Section 2.2), an ssl_bench algorithm that lives outside the
 package: a plug-in that keeps one running prediction per unlabeled image and can fill it from the teacher.
 
 Each unlabeled image i has an ensemble Z_i, the exponential moving average (momentum α) of the predictions made
@@ -7,9 +7,9 @@ and the loss adds the squared difference between the current prediction and that
 images (images never drawn before have no target yet), ramped up linearly. The paper updates Z once per epoch and
 ramps with a Gaussian; here Z is updated whenever an image is drawn (``batch.idx_u`` says which) and the ramp is the
 linear one of the suite's Π-Model. ``ensemble_of = "teacher"`` fills Z with the predictions of the trainer's EMA
-model (``self.teacher``) instead of the model's own: what Mean Teacher (arXiv 1703.01780, §2) set against
-Temporal Ensembling. An example of the algorithm API (README, "Adding an algorithm"), not one of the suite's
-benchmarked algorithms.
+model (``self.teacher``) instead of the model's own: what Mean Teacher (arXiv 1703.01780, Section 2) set against
+Temporal Ensembling. An example of the algorithm API (docs/adding-an-algorithm.md#adding-an-algorithm), not one of the
+suite's benchmarked algorithms.
 
 Use it with ``--plugin temporal_ensembling`` (this folder on PYTHONPATH) or ``plugins = ["temporal_ensembling"]`` in
 a recipe.
@@ -33,7 +33,8 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class TemporalEnsemblingConfig(AlgorithmConfig):
-    """Defaults: α = 0.6 (arXiv 1610.02242 §3); the weight and its ramp as the suite's Π-Model (fixmatch repo)."""
+    """Defaults: α = 0.6 (arXiv 1610.02242 Section 3); the weight and its ramp as the suite's Π-Model (fixmatch
+    repo)."""
 
     name: str = "temporal_ensembling"
     uratio: Annotated[int, Range("[1, inf)")] = 1  # one unlabeled batch of B images per step

@@ -22,7 +22,7 @@ class GridConfig:
 
 @dataclass
 class DataConfig:
-    """Which dataset, where its files are, and how the split is drawn (reference-algorithms.md §1.3)."""
+    """Which dataset, where its files are, and how the split is drawn (docs/reference/common.md#label-splits)."""
 
     dataset: str = "digits"
     root: str = "~/.cache/ssl_bench/data"  # torchvision-backed and folder datasets read files here; digits caches
@@ -34,8 +34,9 @@ class DataConfig:
     # proportional: SVHN's reference folds follow class frequency
     class_balance: Literal["balanced", "proportional"] = choice("balanced", EITHER)
     n_unlabeled: int = 0  # keep a seeded random subset of this many unlabeled images; 0 = all (exchange-rate runs)
-    unlabeled_includes_labeled: bool = True  # FixMatch/ReMixMatch/AdaMatch: yes; MixMatch/MMA: no (§8 item 6)
-    # ssl: one dataset; uda / ssda: labeled source -> unlabeled target (reference §6)
+    # FixMatch/ReMixMatch/AdaMatch: yes; MixMatch/MMA: no (docs/reference/porting.md#first-wave-checklist item 6)
+    unlabeled_includes_labeled: bool = True
+    # ssl: one dataset; uda / ssda: labeled source -> unlabeled target (reference docs/algorithms/adamatch.md)
     setting: Literal["ssl", "uda", "ssda"] = choice("ssl", "{where}: unknown setting {value!r}; valid: {choices}")
     source: str = ""  # uda/ssda: source domain, e.g. digits, mnist, folder:clipart (see `ssl-bench list pairs`)
     target: str = ""  # uda/ssda: target domain; accuracy is measured on its test set
@@ -45,7 +46,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Backbone choice: ``wrn28`` (§1.5), ``small_cnn``, or ``timm:<name>`` for any timm model."""
+    """Backbone choice: ``wrn28`` (docs/reference/common.md#wrn-28-k), ``small_cnn``, or ``timm:<name>`` for any timm
+    model."""
 
     name: str = "wrn28"
     # WRN-28-k widen factor k (first stage has 16k channels); small_cnn base channels / 16
@@ -53,14 +55,16 @@ class ModelConfig:
     # WRN stages; 0 = ceil(log2(image side)) - 2 as in the reference (3 at 32 px)
     scales: Annotated[int, Range("[0, inf)", "0 = from the image size")] = 0
     conv_bias: bool = False  # the TF reference has conv biases (1,469,642 params at k=2); typical ports do not
-    # PyTorch convention for TF's decay 0.999 (§1.5)
+    # PyTorch convention for TF's decay 0.999 (docs/reference/common.md#wrn-28-k)
     bn_momentum: Annotated[float, Range("(0, 1]", "PyTorch's convention")] = 0.001
-    bn_eps: Annotated[float, Range("(0, inf)")] = 0.001  # TF default (§1.5); objax uses 1e-6
-    leaky_slope: Annotated[float, Range("[0, inf)")] = 0.1  # §1.5
+    # TF default (docs/reference/common.md#wrn-28-k); objax uses 1e-6
+    bn_eps: Annotated[float, Range("(0, inf)")] = 0.001
+    leaky_slope: Annotated[float, Range("[0, inf)")] = 0.1  # docs/reference/common.md#wrn-28-k
 
 
 # augment.flip: whether the weak policy flips horizontally (p = 0.5). "dataset": where the dataset says a flip keeps
-# the label (CIFAR, STL-10; never digits, SVHN, MNIST, folder); "always": every dataset, as AdaMatch's sm (§1.4);
+# the label (CIFAR, STL-10; never digits, SVHN, MNIST, folder); "always": every dataset, as AdaMatch's sm
+# (docs/reference/common.md#weak-augmentation);
 # "never". Recipes written when the key was a bool keep working: true = "dataset", false = "never".
 Flip = Literal["dataset", "always", "never"]
 FLIP_CHOICES = get_args(Flip)
@@ -77,20 +81,23 @@ class AugmentConfig:
     weak: str = "weak"
     strong: str = "randaugment"
     flip: Flip = choice("dataset", aliases=FLIP_ALIASES)  # see above
-    # reflect-pad translation as a fraction of the side (§1.4)
+    # reflect-pad translation as a fraction of the side (docs/reference/common.md#weak-augmentation)
     translate: Annotated[float, Range("[0, 1)", "a fraction of the image side")] = 0.125
-    # RandAugment's cutout side as a fraction of the image side: 16 px at 32 px (§2.1)
+    # RandAugment's cutout side as a fraction of the image side: 16 px at 32 px
+    # (docs/reference/augmentation.md#randaugment-fixmatch)
     cutout: Annotated[float, Range("[0, 1]")] = 0.5
-    ra_ops: Annotated[int, Range("[1, inf)")] = 2  # RandAugment: ops per image, drawn with replacement (§2.1)
+    # RandAugment: ops per image, drawn with replacement (docs/reference/augmentation.md#randaugment-fixmatch)
+    ra_ops: Annotated[int, Range("[1, inf)")] = 2
     ra_prob: Annotated[float, Range("[0, 1]")] = 0.5  # RandAugment: probability that each drawn op is applied
-    # CTAugment flags of every reference run: depth 2, threshold 0.8, decay 0.99 (§2.2)
+    # CTAugment flags of every reference run: depth 2, threshold 0.8, decay 0.99
+    # (docs/reference/augmentation.md#ctaugment)
     cta_depth: Annotated[int, Range("[1, inf)")] = 2
     cta_threshold: Annotated[float, Range("[0, 1]")] = 0.8
     cta_decay: Annotated[float, Range("(0, 1)")] = 0.99
-    # fixmatch: bin sampling (also AdaMatch); remixmatch: segment sampling (§2.2)
+    # fixmatch: bin sampling (also AdaMatch); remixmatch: segment sampling (docs/reference/augmentation.md#ctaugment)
     cta_sampling: Literal["fixmatch", "remixmatch"] = choice("fixmatch", EITHER)
     cta_cutout: bool = True  # append cutout(v=1) to every CTAugment policy: FixMatch/AdaMatch yes, ReMixMatch no
-    # pixels: the code's <= 0.3 px (near no-op); fraction: the papers' ±30 % (§2.2)
+    # pixels: the code's <= 0.3 px (near no-op); fraction: the papers' ±30 % (docs/reference/augmentation.md#ctaugment)
     cta_translate: Literal["pixels", "fraction"] = choice("pixels", EITHER)
     # fraction: crop 0.25v of the side (fixmatch code); pixels: 0.25v px (remixmatch code)
     cta_rescale: Literal["pixels", "fraction"] = choice("fraction", EITHER)
@@ -98,36 +105,45 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    """The training loop: optimizer, schedule, EMA, evaluation cadence, checkpoints (reference §1.1, §1.6-§1.8)."""
+    """The training loop: optimizer, schedule, EMA, evaluation cadence, checkpoints (reference
+    docs/reference/common.md#training-loop-units, docs/reference/common.md#optimisers-and-weight-decay to
+    docs/reference/common.md#reporting-protocol)."""
 
-    steps: Annotated[int, Range("[1, inf)")] = 1 << 20  # optimizer steps; 2^20 in the papers (§1.1)
-    batch_size: Annotated[int, Range("[1, inf)")] = 64  # labeled images per step (§1.1)
+    # optimizer steps; 2^20 in the papers (docs/reference/common.md#training-loop-units)
+    steps: Annotated[int, Range("[1, inf)")] = 1 << 20
+    # labeled images per step (docs/reference/common.md#training-loop-units)
+    batch_size: Annotated[int, Range("[1, inf)")] = 64
     # sgd: Nesterov + L2 on weights (fixmatch repo); adam: Adam + decoupled decay x lr (Gen-1)
     optimizer: Literal["adam", "sgd"] = choice("sgd", "{where}: unknown optimizer {value!r}; valid: {choices}")
     lr: Annotated[float, Range("(0, inf)")] = 0.03  # fixmatch repo flag default
     momentum: Annotated[float, Range("[0, 1)")] = 0.9
     nesterov: bool = True
-    weight_decay: Annotated[float, Range("[0, inf)")] = 5e-4  # on conv/linear weights only, never biases or BN (§1.6)
-    # weights: conv/linear weights only (§1.6); all: every trainable variable, BN and biases too (google-research/uda
-    # image/utils.py decay_weights, reference-algorithms-2.md §5.3)
+    # on conv/linear weights only, never biases or BN (docs/reference/common.md#optimisers-and-weight-decay)
+    weight_decay: Annotated[float, Range("[0, inf)")] = 5e-4
+    # weights: conv/linear weights only (docs/reference/common.md#optimisers-and-weight-decay); all: every trainable
+    # variable, BN and biases too (google-research/uda
+    # image/utils.py decay_weights, docs/algorithms/uda.md#hyper-parameters)
     decay_scope: Literal["weights", "all"] = "weights"
-    # cosine: lr*cos(7*pi*k/(16*K)) (§1.6); cosine_quarter: AdaMatch's; constant
+    # cosine: lr*cos(7*pi*k/(16*K)) (docs/reference/common.md#optimisers-and-weight-decay); cosine_quarter: AdaMatch's;
+    # constant
     lr_schedule: Literal["constant", "cosine", "cosine_quarter"] = choice(
         "cosine", "{where}: unknown schedule {value!r}; valid: {choices}"
     )
-    ema_decay: Annotated[float, Range("[0, 1)")] = 0.999  # §1.7
+    ema_decay: Annotated[float, Range("[0, 1)")] = 0.999  # docs/reference/common.md#ema-model
     # copy: BN statistics copied from the live model (TF); average: objax (AdaMatch)
     ema_buffers: Literal["copy", "average"] = choice("copy", ONE_OF_GOT)
     ema_warmup: bool = False  # decay min(ema_decay, (1+k)/(10+k)); a deviation that helps runs of a few 1,000 steps
-    eval_every: Annotated[int, Range("[1, inf)")] = 1024  # steps between evaluations (64 kimg at B=64, §1.1)
-    median_k: Annotated[int, Range("[1, inf)")] = 20  # headline = median of the last k evaluations (§1.8)
+    # steps between evaluations (64 kimg at B=64, docs/reference/common.md#training-loop-units)
+    eval_every: Annotated[int, Range("[1, inf)")] = 1024
+    # headline = median of the last k evaluations (docs/reference/common.md#reporting-protocol)
+    median_k: Annotated[int, Range("[1, inf)")] = 20
     eval_batch_size: Annotated[int, Range("[1, inf)")] = 1024
     # steps between checkpoints; 0 = at every evaluation
     checkpoint_every: Annotated[int, Range("[0, inf)", "0 = at every evaluation")] = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     tensorboard: bool = False  # write scalars under <results-dir>/tensorboard/
     progress: bool = True  # progress bar on stderr
-    # speed switches (train/switches.py); auto = the choice measured for the device (README, "Speed")
+    # speed switches (train/switches.py); auto = the choice measured for the device (docs/training-and-speed.md#speed)
     # auto (fp32 on every device so far) | fp32 | bf16 (autocast) | fp16 (+ loss scaling, CUDA)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = choice("auto", ONE_OF_GOT)
     # auto (channels_last on CPU, contiguous on CUDA) | contiguous | channels_last
@@ -149,10 +165,11 @@ class TrainConfig:
 
 @dataclass
 class ActiveConfig:
-    """Active learning (MMA, reference-algorithms.md §7): grow the labeled set in rounds chosen by acquisition.
+    """Active learning (MMA, docs/algorithms/mma.md): grow the labeled set in rounds chosen by acquisition.
 
     The start budget is each of grid.n_labels; train.steps is derived from the schedule. The paper's CIFAR-10
-    schedule (§7.3): start 250, grow 50, final 4000, first_interval 262,144 steps, interval 2,048 kimg.
+    schedule (docs/algorithms/mma.md#schedule): start 250, grow 50, final 4000, first_interval 262,144 steps, interval
+    2,048 kimg.
     """
 
     acquisitions: list[str] = field(default_factory=list)  # empty: no active learning; e.g. ["random", "diff2-direct"]
@@ -164,7 +181,7 @@ class ActiveConfig:
     first_interval: Annotated[int, Range("[0, inf)", "0 = active.interval")] = 0
     # steps | images (labeled images seen, the reference's kimg x 1024)
     interval_unit: Literal["steps", "images"] = choice("steps", EITHER)
-    # .aug acquisitions average predictions over this many weak augmentations (§7.4)
+    # .aug acquisitions average predictions over this many weak augmentations (docs/algorithms/mma.md#acquisition)
     aug_k: Annotated[int, Range("[1, inf)")] = 2
 
 

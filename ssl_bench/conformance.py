@@ -1,4 +1,5 @@
-"""Conformance checks every registered algorithm must pass (design.md, Style), built through ``build_run``.
+"""Conformance checks every registered algorithm must pass (docs/adding-an-algorithm.md#conformance-checks), built
+through ``build_run``.
 
 Built-in and out-of-tree algorithms alike: ``ssl-bench check NAME [--plugin MODULE]`` runs them from the command
 line, and pytest users parametrize over ``CHECKS`` (``tests/algorithms/test_conformance.py`` does so over the whole
@@ -108,7 +109,8 @@ def check_config(name: str) -> None:
     assert dataclasses.is_dataclass(cfg) and params is not None and params.frozen, "config must be a frozen dataclass"
     doc = inspect.getdoc(cls.Config) or ""
     source = inspect.getsource(cls.Config)
-    assert "§" in doc or "arXiv" in doc or "§" in source, f"{cls.__name__}.Config must cite its defaults' source"
+    cites = ("docs/", "arXiv", "§", "http", "Table", "Section")  # a docs page, a paper, a section or a link
+    assert any(c in doc + source for c in cites), f"{cls.__name__}.Config must cite its defaults' source"
 
 
 def check_finite(name: str) -> None:

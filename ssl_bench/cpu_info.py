@@ -19,7 +19,7 @@ def cpu_fields() -> dict[str, str]:
 
 def native_bf16_cpu() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast is about twice as fast
-    as fp32 for the paper-scale step; elsewhere torch emulates bf16 and it is several times slower (README, "Speed").
-    ``precision = auto`` and the records' ``host.native_bf16`` both ask this."""
+    as fp32 for the paper-scale step; elsewhere torch emulates bf16 and it is several times slower
+    (docs/training-and-speed.md#speed). ``precision = auto`` and the records' ``host.native_bf16`` both ask this."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's (private) feature tests
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)

@@ -1,11 +1,17 @@
 """The paper-scale recipes under recipes/<dataset>/ load, name registered components and follow the reference protocol.
 
 They are never trained here (2^20 steps need a GPU); these tests pin what they would run. The expected values are
-written out per file in ``TABLE`` from shared/docs/reference-algorithms.md (§1.1-§1.8 shared protocol, §2 augmentations,
-§3.2 MixMatch, §4.2 ReMixMatch, §5.2 FixMatch, §6.2 AdaMatch) and, for the second wave, reference-algorithms-2.md
-("spec-2": §1.2 fixmatch-repo Gen-2 baselines, §1.3 TorchSSL, §2-§4 Pseudo-Label / Π-Model / Mean Teacher, §5.3 UDA,
-§6.5 / §7.5 / §8.5 FlexMatch / FreeMatch / SoftMatch, §9.3 Dash, §12 budgets), independently of the TOML files, so a
-recipe that drifts from the reference fails here.
+written out per file in ``TABLE`` from docs/reference/common.md (docs/reference/common.md#training-loop-units to
+docs/reference/common.md#reporting-protocol shared protocol, docs/reference/augmentation.md augmentations,
+docs/algorithms/mixmatch.md#hyper-parameters MixMatch, docs/algorithms/remixmatch.md#hyper-parameters ReMixMatch,
+docs/algorithms/fixmatch.md#hyper-parameters FixMatch, docs/algorithms/adamatch.md#hyper-parameters AdaMatch) and, for
+the second wave, docs/reference/common.md (docs/reference/common.md#gen-2-baselines fixmatch-repo Gen-2 baselines,
+docs/reference/common.md#torchssl-and-usb TorchSSL, docs/algorithms/pseudo_label.md to docs/algorithms/mean_teacher.md
+Pseudo-Label / Π-Model / Mean Teacher, docs/algorithms/uda.md#hyper-parameters UDA,
+docs/algorithms/flexmatch.md#hyper-parameters / docs/algorithms/freematch.md#hyper-parameters /
+docs/algorithms/softmatch.md#hyper-parameters FlexMatch / FreeMatch / SoftMatch, docs/algorithms/dash.md#released-flags
+Dash, docs/reference/published.md budgets), independently of the TOML files, so a recipe that drifts from the reference
+fails here.
 """
 
 from __future__ import annotations
@@ -39,23 +45,27 @@ def paper_recipe_files() -> list[str]:
 # ------------------------------------------------------------------------------------------------------------------
 # the spec, written out per file
 
-SEEDS = [1, 2, 3, 4, 5]  # the five folds (§1.2, §1.8)
-TORCHSSL_SEEDS = [1, 2, 3]  # TorchSSL's tables are over 3 seeds (spec-2 §1.3)
+# the five folds (docs/reference/common.md#image-encoding-and-datasets, docs/reference/common.md#reporting-protocol)
+SEEDS = [1, 2, 3, 4, 5]
+TORCHSSL_SEEDS = [1, 2, 3]  # TorchSSL's tables are over 3 seeds (docs/reference/common.md#torchssl-and-usb)
 
-# label budgets of the FixMatch paper's table (§9.3, §5.2)
+# label budgets of the FixMatch paper's table (docs/reference/published.md#fixmatch-table-2,
+# docs/algorithms/fixmatch.md#hyper-parameters)
 BUDGETS = {"cifar10": [40, 250, 4000], "cifar100": [400, 2500, 10000], "svhn": [40, 250, 1000], "stl10": [1000]}
-# the FixMatch table's entries for Π-Model, Pseudo-Label and Mean Teacher: no 40 (400) labels (spec-2 §12.1)
+# the FixMatch table's entries for Π-Model, Pseudo-Label and Mean Teacher: no 40 (400) labels
+# (docs/reference/published.md#fixmatch-baselines)
 TABLE2_BASELINE_BUDGETS = {"cifar10": [250, 4000], "cifar100": [2500, 10000], "svhn": [250, 1000], "stl10": [1000]}
-# TorchSSL's tables (spec-2 §6.5, §12.3): STL-10 at 40/250/1000 too
+# TorchSSL's tables (docs/algorithms/flexmatch.md#hyper-parameters, docs/reference/published.md#torchssl-readme): STL-10
+# at 40/250/1000 too
 TORCHSSL_BUDGETS = {**BUDGETS, "stl10": [40, 250, 1000]}
-# the UDA authors' CIFAR-10 GPU script reports these (spec-2 §12.2)
+# the UDA authors' CIFAR-10 GPU script reports these (docs/reference/published.md#uda-authors)
 UDA_AUTHORS_BUDGETS = {"cifar10": [250, 500, 1000, 2000, 4000]}
-# (classes, native side) of each dataset (§1.2), to build the backbone
+# (classes, native side) of each dataset (docs/reference/common.md#image-encoding-and-datasets), to build the backbone
 DATASET_SHAPE = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "stl10": (10, 96)}
-# training images (STL-10: 5,000 labeled + 100,000 unlabeled) (§1.2)
+# training images (STL-10: 5,000 labeled + 100,000 unlabeled) (docs/reference/common.md#image-encoding-and-datasets)
 DATASET_TRAIN = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257, "stl10": 105_000}
 
-# optimizer conventions (§1.6)
+# optimizer conventions (docs/reference/common.md#optimisers-and-weight-decay)
 FIXMATCH_OPT = dict(
     steps=2**20,
     optimizer="sgd",
@@ -65,14 +75,16 @@ FIXMATCH_OPT = dict(
     weight_decay=5e-4,
     lr_schedule="cosine",
     ema_buffers="copy",
-)  # §1.6 item 2, §5.2
-FIXMATCH_OPT_C100 = {**FIXMATCH_OPT, "weight_decay": 1e-3}  # §5.2 [paper], §8 item 2
-# Dash's one released run: lr 0.06, wd 5e-4 (spec-2 §9.3); CIFAR-100 keeps FixMatch's 1e-3 (nothing released, §14)
+)  # docs/reference/common.md#optimisers-and-weight-decay item 2, docs/algorithms/fixmatch.md#hyper-parameters
+# docs/algorithms/fixmatch.md#hyper-parameters [paper], docs/reference/porting.md#first-wave-checklist item 2
+FIXMATCH_OPT_C100 = {**FIXMATCH_OPT, "weight_decay": 1e-3}
+# Dash's one released run: lr 0.06, wd 5e-4 (docs/algorithms/dash.md#released-flags); CIFAR-100 keeps FixMatch's 1e-3
+# (nothing released, docs/reference/porting.md#open-points-second-wave)
 DASH_OPT, DASH_OPT_C100 = {**FIXMATCH_OPT, "lr": 0.06}, {**FIXMATCH_OPT_C100, "lr": 0.06}
 # TorchSSL: SGD-Nesterov 0.03, cos(7*pi*k/16K), coupled wd 5e-4 (1e-3 CIFAR-100) on non-bn/bias parameters, EMA 0.999
-# with buffers copied, 2^20 iterations (spec-2 §1.3): the FixMatch values
+# with buffers copied, 2^20 iterations (docs/reference/common.md#torchssl-and-usb): the FixMatch values
 TORCHSSL_OPT, TORCHSSL_OPT_C100 = dict(FIXMATCH_OPT), dict(FIXMATCH_OPT_C100)
-# the UDA authors' repo (spec-2 §5.3 A)
+# the UDA authors' repo (docs/algorithms/uda.md#hyper-parameters A)
 UDA_AUTHORS_OPT = {**FIXMATCH_OPT, "steps": 500000, "ema_decay": 0.9999, "decay_scope": "all"}
 ADAMATCH_OPT = dict(
     steps=131072,
@@ -83,13 +95,16 @@ ADAMATCH_OPT = dict(
     weight_decay=1e-3,
     lr_schedule="cosine_quarter",
     ema_buffers="average",
-)  # §1.6 item 3, §1.7, §6.2
+    # docs/reference/common.md#optimisers-and-weight-decay item 3, docs/reference/common.md#ema-model,
+    # docs/algorithms/adamatch.md#hyper-parameters
+)
 
-# backbones: (width, scales, embed_dim); WRN-28-2, WRN-28-8 (CIFAR-100), WRN-37-2 = scales 4 (STL-10) (§1.5, §5.2)
+# backbones: (width, scales, embed_dim); WRN-28-2, WRN-28-8 (CIFAR-100), WRN-37-2 = scales 4 (STL-10)
+# (docs/reference/common.md#wrn-28-k, docs/algorithms/fixmatch.md#hyper-parameters)
 WRN28_2, WRN28_8, WRN37_2 = (2, 0, 128), (8, 0, 512), (2, 4, 256)
-WRN28_2_PARAMS = {False: 1_467_610, True: 1_469_642}  # without / with conv biases (§1.5)
+WRN28_2_PARAMS = {False: 1_467_610, True: 1_469_642}  # without / with conv biases (docs/reference/common.md#wrn-28-k)
 
-# augmentation settings (§2)
+# augmentation settings (docs/reference/augmentation.md)
 CTA_COMMON = dict(strong="ctaugment", cta_depth=2, cta_threshold=0.8, cta_decay=0.99, cta_translate="pixels")
 CTA_FIXMATCH = {**CTA_COMMON, "weak": "weak", "cta_sampling": "fixmatch", "cta_cutout": True, "cta_rescale": "fraction"}
 CTA_REMIXMATCH = {
@@ -100,26 +115,36 @@ CTA_REMIXMATCH = {
     "cta_rescale": "pixels",
 }
 CTA_REMIXMATCH_STL = {**CTA_REMIXMATCH, "weak": "none"}  # --augment=d.x.d (remixmatch runs/ssl/stl10.sh)
-RA_32 = dict(weak="weak", strong="randaugment", ra_ops=2, ra_prob=0.5, cutout=0.5)  # 16 px of 32 (§2.1)
-RA_96 = {**RA_32, "cutout": 16 / 96}  # cutout_numpy's side stays 16 px on STL-10 (§2.1)
+# 16 px of 32 (docs/reference/augmentation.md#randaugment-fixmatch)
+RA_32 = dict(weak="weak", strong="randaugment", ra_ops=2, ra_prob=0.5, cutout=0.5)
+# cutout_numpy's side stays 16 px on STL-10 (docs/reference/augmentation.md#randaugment-fixmatch)
+RA_96 = {**RA_32, "cutout": 16 / 96}
 WEAK_ONLY = dict(weak="weak")
-# TorchSSL / USB RandAugment(3, 5) + cutout U(0, 0.5) (spec-2 §1.3); TorchSSL pads 4 px at every size
+# TorchSSL / USB RandAugment(3, 5) + cutout U(0, 0.5) (docs/reference/common.md#torchssl-and-usb); TorchSSL pads 4 px at
+# every size
 USB_RA_32 = dict(weak="weak", strong="randaugment_usb", cutout=0.5, translate=0.125)
 USB_RA_96 = {**USB_RA_32, "translate": 4 / 96}
 
 
 def mixmatch(w_match: float) -> dict:
-    """§3.2: K 2, T 0.5, alpha 0.75, lambda_U per dataset, ramp 1,024 of 65,536 kimg."""
+    """docs/algorithms/mixmatch.md#hyper-parameters: K 2, T 0.5, alpha 0.75, lambda_U per dataset, ramp 1,024 of 65,536
+    kimg."""
     return dict(K=2, T=0.5, alpha=0.75, w_match=w_match, rampup=1 / 64)
 
 
 def remixmatch(K: int = 8, w_rot: float = 0.5, rampup: float = 1 / 64) -> dict:
-    """§4.2: lambda_U 1.5, lambda_U1 0.5, alpha 0.75, T 0.5, dbuf 128, p_data decay 0.999."""
+    """docs/algorithms/remixmatch.md#hyper-parameters: lambda_U 1.5, lambda_U1 0.5, alpha 0.75, T 0.5, dbuf 128, p_data
+    decay 0.999."""
     return dict(K=K, T=0.5, alpha=0.75, w_match=1.5, w_kl=0.5, w_rot=w_rot, rampup=rampup, dbuf=128, p_data_decay=0.999)
 
 
-FIXMATCH = dict(uratio=7, threshold=0.95, wu=1.0)  # §5.2
-# spec-2: fixmatch-repo flags (§2.3, §3.3, §4.3, §5.3 B, §5.3 A), TorchSSL configs (§6.5, §7.4-§7.5, §8.5), Dash (§9.3)
+FIXMATCH = dict(uratio=7, threshold=0.95, wu=1.0)  # docs/algorithms/fixmatch.md#hyper-parameters
+# spec-2: fixmatch-repo flags (docs/algorithms/pseudo_label.md#hyper-parameters,
+# docs/algorithms/pi_model.md#hyper-parameters, docs/algorithms/mean_teacher.md#hyper-parameters,
+# docs/algorithms/uda.md#hyper-parameters B, docs/algorithms/uda.md#hyper-parameters A), TorchSSL configs
+# (docs/algorithms/flexmatch.md#hyper-parameters, docs/algorithms/mma.md#acquisition to
+# docs/algorithms/freematch.md#hyper-parameters, docs/reference/porting.md#first-wave-checklist), Dash
+# (docs/reference/published.md#fixmatch-table-2)
 PSEUDO_LABEL = dict(uratio=1, threshold=0.95, wu=1.0, warmup=0.4, variant="broadcast")
 PI_MODEL = dict(uratio=1, wu=10.0, warmup=0.4)
 MEAN_TEACHER = dict(uratio=1, wu=50.0, warmup=0.4)
@@ -130,7 +155,8 @@ FREEMATCH = dict(uratio=7, wu=1.0, wf=0.01, ema_p=0.999, clip="none")
 SOFTMATCH = dict(uratio=7, wu=1.0, ema_p=0.999, n_sigma=2.0, dist_align=True, variant="torchssl")
 DASH = dict(uratio=7, wu=1.0, T=0.5, gamma=1.27, rho_min=0.05, drop_step=9, warmup_epochs=10, epochs=1024,
             variant="official", C=1.0001, usb_warmup=2048 / 2**20, rho_init=0.0)  # fmt: skip
-ADAMATCH = dict(uratio=3, tau=0.9, wu=1.0, warmup=0.5, dbuf=128, p_labeled_decay=0.999)  # §6.2
+# docs/algorithms/adamatch.md#hyper-parameters
+ADAMATCH = dict(uratio=3, tau=0.9, wu=1.0, warmup=0.5, dbuf=128, p_labeled_decay=0.999)
 SUPERVISED = dict(view="weak")
 
 
@@ -143,16 +169,23 @@ class Row:
     model: tuple[int, int, int]
     augment: dict
     params: dict  # every hyper-parameter of the algorithm's Config
-    bn_eps: float = 1e-3  # TF 1e-3; objax (AdaMatch) 1e-6 (§1.5)
-    unlabeled_includes_labeled: bool = True  # MixMatch: Gen-1 'SSL' folder excludes them (§1.3, §8 item 6)
-    class_balance: str = "balanced"  # SVHN folds are class-proportional (§1.3)
+    bn_eps: float = 1e-3  # TF 1e-3; objax (AdaMatch) 1e-6 (docs/reference/common.md#wrn-28-k)
+    # MixMatch: Gen-1 'SSL' folder excludes them (docs/reference/common.md#label-splits,
+    # docs/reference/porting.md#first-wave-checklist item 6)
+    unlabeled_includes_labeled: bool = True
+    class_balance: str = "balanced"  # SVHN folds are class-proportional (docs/reference/common.md#label-splits)
     # the protocol around the algorithm: the Google repos' unless a row says otherwise (TorchSSL, the UDA authors)
     seeds: tuple[int, ...] = tuple(SEEDS)
-    n_valid: int = 1  # the papers' run scripts (§1.2); TorchSSL and the UDA authors keep none
-    extra: bool = False  # SVHN without 'extra'; TorchSSL trains on train + extra (spec-2 §1.3)
+    # the papers' run scripts (docs/reference/common.md#image-encoding-and-datasets); TorchSSL and the UDA authors keep
+    # none
+    n_valid: int = 1
+    # SVHN without 'extra'; TorchSSL trains on train + extra (docs/reference/common.md#torchssl-and-usb)
+    extra: bool = False
     flip: str = "dataset"  # SVHN's no-flip comes from the dataset; AdaMatch's sm and TorchSSL flip every dataset
     conv_bias: bool = False  # TorchSSL's WideResNet has conv biases
-    bn_momentum: float = 0.001  # TF decay 0.999 (§1.5); the UDA authors' 0.9 (spec-2 §5.3 A)
+    # TF decay 0.999 (docs/reference/common.md#wrn-28-k); the UDA authors' 0.9 (docs/algorithms/uda.md#hyper-parameters
+    # A)
+    bn_momentum: float = 0.001
 
 
 # fmt: off
@@ -214,8 +247,8 @@ GOOGLE_WAVE2 = {
     "pseudo_label": (TABLE2_BASELINE_BUDGETS, WEAK_ONLY, PSEUDO_LABEL),
     "pi_model": (TABLE2_BASELINE_BUDGETS, WEAK_ONLY, PI_MODEL),
     "mean_teacher": (TABLE2_BASELINE_BUDGETS, WEAK_ONLY, MEAN_TEACHER),
-    "uda": (BUDGETS, None, UDA),  # RandAugment as FixMatch (RA): d.d.rac (spec-2 §5.3 B)
-    "dash": (BUDGETS, CTA_FIXMATCH, DASH),  # the CTA FixMatch model (spec-2 §9.1)
+    "uda": (BUDGETS, None, UDA),  # RandAugment as FixMatch (RA): d.d.rac (docs/algorithms/uda.md#hyper-parameters B)
+    "dash": (BUDGETS, CTA_FIXMATCH, DASH),  # the CTA FixMatch model (docs/algorithms/dash.md#paper)
 }
 TORCHSSL = {"flexmatch": FLEXMATCH, "freematch": FREEMATCH, "softmatch": SOFTMATCH}
 BACKBONE = {"cifar10": WRN28_2, "cifar100": WRN28_8, "svhn": WRN28_2, "stl10": WRN37_2}
@@ -247,7 +280,8 @@ for _ds in BUDGETS:
         TABLE[f"{_ds}/{_algo}.toml"] = google_row(_algo, _ds)
     for _algo in TORCHSSL:
         TABLE[f"{_ds}/{_algo}.toml"] = torchssl_row(_algo, _ds)
-# the UDA authors' own settings (spec-2 §5.3 A): WRN-28-2 with TF BN decay 0.9 and eps 1e-5, no validation split;
+# the UDA authors' own settings (docs/algorithms/uda.md#hyper-parameters A): WRN-28-2 with TF BN decay 0.9 and eps 1e-5,
+# no validation split;
 # FixMatch's RandAugment stands in for their offline augmentation
 TABLE["cifar10/uda_authors.toml"] = Row("uda", "cifar10", UDA_AUTHORS_BUDGETS["cifar10"], UDA_AUTHORS_OPT, WRN28_2,
                                         RA_32, UDA_AUTHORS, bn_eps=1e-5, n_valid=0, bn_momentum=0.1)  # fmt: skip
@@ -279,13 +313,16 @@ def approx_equal(got, want) -> bool:
 
 
 def check_protocol(recipe: RecipeConfig, row: Row) -> None:
-    """Assert that ``recipe`` follows ``row`` and the shared protocol (§1.1, §1.2, §1.5, §1.7, §1.8)."""
+    """Assert that ``recipe`` follows ``row`` and the shared protocol (docs/reference/common.md#training-loop-units,
+    docs/reference/common.md#image-encoding-and-datasets, docs/reference/common.md#wrn-28-k,
+    docs/reference/common.md#ema-model, docs/reference/common.md#reporting-protocol)."""
     assert recipe.algorithm.name == row.algorithm
     assert recipe.data.dataset == row.dataset
     assert recipe.grid.n_labels == row.budgets
     assert recipe.grid.seeds == list(row.seeds)
     # data
-    assert recipe.data.n_valid == row.n_valid  # the papers' run scripts: 1 (§1.2)
+    # the papers' run scripts: 1 (docs/reference/common.md#image-encoding-and-datasets)
+    assert recipe.data.n_valid == row.n_valid
     assert recipe.data.image_size == 0 and recipe.data.extra is row.extra  # native size; SVHN without 'extra'
     assert recipe.data.class_balance == row.class_balance
     assert recipe.data.unlabeled_includes_labeled is row.unlabeled_includes_labeled
@@ -313,9 +350,10 @@ def check_protocol(recipe: RecipeConfig, row: Row) -> None:
     for key, want in row.augment.items():
         got = getattr(recipe.augment, key)
         assert approx_equal(got, want), f"augment.{key}: got {got!r}, want {want!r}"
-    # SVHN's no-flip comes from the dataset, not the recipe; AdaMatch's sm and TorchSSL flip every dataset (§1.4)
+    # SVHN's no-flip comes from the dataset, not the recipe; AdaMatch's sm and TorchSSL flip every dataset
+    # (docs/reference/common.md#weak-augmentation)
     assert recipe.augment.flip == row.flip
-    # 4 px at 32, 12 px at 96 (§1.4); TorchSSL's 4 px at 96 is in its augment row
+    # 4 px at 32, 12 px at 96 (docs/reference/common.md#weak-augmentation); TorchSSL's 4 px at 96 is in its augment row
     assert recipe.augment.translate == pytest.approx(row.augment.get("translate", 0.125))
     # algorithm: every hyper-parameter of its Config is pinned
     params = dataclasses.asdict(recipe.algorithm)
@@ -388,7 +426,8 @@ def test_backbone_and_algorithm_build(rel):
     num_classes, side = DATASET_SHAPE[recipe.data.dataset]
     model = create_model(recipe.model, num_classes, 3, side)
     assert model.embed_dim == TABLE[rel].model[2]
-    if TABLE[rel].model == WRN28_2:  # WRN-28-2 without conv biases; TorchSSL's has them, like TF's (§1.5)
+    # WRN-28-2 without conv biases; TorchSSL's has them, like TF's (docs/reference/common.md#wrn-28-k)
+    if TABLE[rel].model == WRN28_2:
         assert sum(p.numel() for p in model.parameters()) == WRN28_2_PARAMS[TABLE[rel].conv_bias]
     # what a run would tell the algorithm (FlexMatch keeps a label per training image): sizes of the training set
     n_train = DATASET_TRAIN[recipe.data.dataset] + (531_131 if recipe.data.extra else 0)
@@ -417,8 +456,8 @@ def test_fixmatch_variants_differ_only_in_the_strong_augmentation():
 
 @pytest.mark.parametrize("family", [tuple(TORCHSSL), ("pseudo_label", "pi_model", "mean_teacher")])
 def test_a_family_differs_only_in_the_algorithm(family):
-    """TorchSSL's three share one protocol per dataset (spec-2 §1.3), as do the fixmatch repo's Gen-2 baselines
-    (spec-2 §1.2)."""
+    """TorchSSL's three share one protocol per dataset (docs/reference/common.md#torchssl-and-usb), as do the fixmatch
+    repo's Gen-2 baselines (docs/reference/common.md#gen-2-baselines)."""
     for dataset in BUDGETS:
         first, *others = (load_recipe(RECIPES / dataset / f"{m}.toml") for m in family)
         for other in others:
@@ -438,7 +477,8 @@ def header(rel: str) -> str:
 @pytest.mark.parametrize("rel", sorted(WAVE2))
 def test_second_wave_recipes_say_what_they_are_and_what_they_do_not_reproduce(rel):
     """Header and description say it is paper scale and needs a GPU; the comments name what the suite cannot
-    reproduce (spec-2 §1.3, §5.3 A, §9.3, §14)."""
+    reproduce (docs/reference/common.md#torchssl-and-usb, docs/algorithms/uda.md#hyper-parameters A,
+    docs/algorithms/dash.md#released-flags, docs/reference/porting.md#open-points-second-wave)."""
     recipe, text, algo = load_recipe(RECIPES / rel), header(rel), Path(rel).stem
     assert text.startswith("# Paper scale (needs a GPU): ") and recipe.description.endswith("needs a GPU")
     if algo in TORCHSSL:

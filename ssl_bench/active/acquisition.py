@@ -1,8 +1,9 @@
-"""Acquisition for active learning: confidence scores as pure functions plus one shared selector (MMA, §7.4).
+"""Acquisition for active learning: confidence scores as pure functions plus one shared selector (MMA,
+docs/algorithms/mma.md#acquisition).
 
 Song, Berthelot and Rostamizadeh, "Combining MixMatch and Active Learning for Better Accuracy with Fewer
 Labels", arXiv 1912.00594; behaviour of google-research/mma ``grow_labeled`` as described in
-reference-algorithms.md §7.4. Grammar: ``random`` or ``<measure>[.aug]-<diversification>[-embd]``.
+docs/algorithms/mma.md#acquisition. Grammar: ``random`` or ``<measure>[.aug]-<diversification>[-embd]``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def confidence(probs: np.ndarray, measure: str) -> np.ndarray:
 
 
 def uncertainty(probs: np.ndarray, measure: str) -> np.ndarray:
-    """Information-density weight: 1 − confidence for max/diff2, entropy for entropy (§7.4 ``id``)."""
+    """Information-density weight: 1 − confidence for max/diff2, entropy for entropy (docs/algorithms/mma.md#acquisition
+    ``id``)."""
     if measure == "entropy":
         return -confidence(probs, "entropy")
     if measure in ("max", "diff2"):
@@ -82,7 +84,8 @@ class Acquisition:
 
 
 def kmeans_quota(labels: np.ndarray, n_clusters: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Samples to take per cluster: round(k · cluster fraction), fixed up to sum to k (§7.4 ``kmeanprop``)."""
+    """Samples to take per cluster: round(k · cluster fraction), fixed up to sum to k
+    (docs/algorithms/mma.md#acquisition ``kmeanprop``)."""
     sizes = np.bincount(labels, minlength=n_clusters)
     quota = np.round(k * sizes / sizes.sum()).astype(np.int64)
     quota = np.minimum(quota, sizes)
@@ -126,7 +129,7 @@ def select(
     clusters = min(n_clusters, n)
     km = MiniBatchKMeans(
         n_clusters=clusters, batch_size=80, reassignment_ratio=0.1, random_state=0, max_iter=1000, n_init=3
-    )  # the reference's settings (§7.4)
+    )  # the reference's settings (docs/algorithms/mma.md#acquisition)
     labels = km.fit_predict(flat)
     quota = kmeans_quota(labels, clusters, k, rng)
     conf = confidence(probs, acq.measure)

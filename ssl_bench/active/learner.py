@@ -1,8 +1,8 @@
 """What the label-growth loop needs from training: the pools, the scoring passes, the label reveal and the rounds.
 
 The trainer knows one loop and nothing of rounds; this adapter gives active learning its view of a ``Trainer``
-(MMA, reference-algorithms.md §7.1-§7.4) through the trainer's public parts: its feed, its two models, its random
-generator, ``set_labeled``, ``run``, ``save``, ``resume`` and ``result``.
+(MMA, docs/algorithms/mma.md#training to docs/algorithms/mma.md#acquisition) through the trainer's public parts: its
+feed, its two models, its random generator, ``set_labeled``, ``run``, ``save``, ``resume`` and ``result``.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class Learner:
     @torch.no_grad()
     def predict(self, indices: np.ndarray, aug_k: int = 0, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """(EMA-model probabilities, pooled raw-model embeddings) of training images ``indices``; with ``aug_k``
-        the probabilities are averaged over that many weak augmentations (the ``.aug`` acquisitions, §7.4), drawn
-        from the training generator, which a resume restores."""
+        the probabilities are averaged over that many weak augmentations (the ``.aug`` acquisitions,
+        docs/algorithms/mma.md#acquisition), drawn from the training generator, which a resume restores."""
         t = self.trainer
         probs, feats = [], []
         model = t.ema.model

@@ -1,4 +1,5 @@
-"""The label-growth loop (MMA, arXiv 1912.00594; reference-algorithms.md §7.1-§7.3): train, acquire, continue.
+"""The label-growth loop (MMA, arXiv 1912.00594; docs/algorithms/mma.md#training to docs/algorithms/mma.md#schedule):
+train, acquire, continue.
 
 The model, optimizer, EMA and schedules are never reset between rounds; after each acquisition only the labeled
 pool (and with it the unlabeled pool) changes. Labels are revealed for the selected indices only, and the
@@ -46,8 +47,8 @@ def acquire(learner: Learner, acq: Acquisition, k: int, seed: int, rnd: int, aug
     """Dataset indices of ``k`` new images to label, chosen among the unlabeled training images.
 
     Scores use the EMA model's probabilities, un-augmented or averaged over ``aug_k`` weak augmentations (the
-    ``.aug`` variant, which the reference parses but never enables, §7.4); features are the pixels or the raw
-    model's pooled embeddings (``-embd``).
+    ``.aug`` variant, which the reference parses but never enables, docs/algorithms/mma.md#acquisition); features are
+    the pixels or the raw model's pooled embeddings (``-embd``).
     """
     candidates = learner.candidates()
     if k > len(candidates):

@@ -1,11 +1,12 @@
 """AdaMatch: random logit interpolation, relative threshold and distribution alignment (arXiv 2106.04732).
 
-Behaviour of google-research/adamatch (objax) as in reference-algorithms.md §6.1: a source-only pass whose BN update
-is undone, a joint pass whose update is kept, per-logit random interpolation between them, c_τ = τ · mean max
+Behaviour of google-research/adamatch (objax) as in docs/algorithms/adamatch.md#reference-step: a source-only pass whose
+BN update is undone, a joint pass whose update is kept, per-logit random interpolation between them, c_τ = τ · mean max
 p(weak source), alignment p(labeled) / p(unlabeled) updated then read, labeled loss over weak and strong views,
-half-cosine warm-up. UDA: labeled = source, unlabeled = target; SSL: the labeled set plays the source. SSDA (§6.1,
-"SSDA additions"): the labeled target batch joins both passes, its logits are interpolated too and add
-L_t = ½[CE(weak) + CE(strong)]; c_τ and p(labeled) still come from the weak source logits only.
+half-cosine warm-up. UDA: labeled = source, unlabeled = target; SSL: the labeled set plays the source. SSDA
+(docs/algorithms/adamatch.md#reference-step, "SSDA additions"): the labeled target batch joins both passes, its logits
+are interpolated too and add L_t = ½[CE(weak) + CE(strong)]; c_τ and p(labeled) still come from the weak source logits
+only.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class AdaMatchConfig(AlgorithmConfig):
-    """Defaults: the adamatch repo's flags, identical across UDA, SSDA and SSL (reference-algorithms.md §6.2)."""
+    """Defaults: the adamatch repo's flags, identical across UDA, SSDA and SSL
+    (docs/algorithms/adamatch.md#hyper-parameters)."""
 
     name: str = "adamatch"
     uratio: Annotated[int, Range("[1, inf)")] = 3  # unlabeled (target) images per labeled (source) image
@@ -70,7 +72,8 @@ class AdaMatch(Algorithm):
         sizes = [len(t) for t in labeled]
         x_all = torch.cat(labeled)
         with frozen_bn_stats(self.model):
-            logits_x_only = self.model(x_all)  # source-only pass: its BN update is rolled back (§1.10)
+            # source-only pass: its BN update is rolled back (docs/reference/common.md#interleave-and-batchnorm)
+            logits_x_only = self.model(x_all)
         logits = self.model(torch.cat([x_all, u_weak, u_strong]))
         logits_x_joint, logits_u = logits[: len(x_all)], logits[len(x_all) :]
         mix = torch.rand_like(logits_x_joint)  # per sample and per class

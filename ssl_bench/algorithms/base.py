@@ -1,8 +1,10 @@
-"""The algorithm interface: an nn.Module that declares its views and turns one batch into a loss (design.md).
+"""The algorithm interface: an nn.Module that declares its views and turns one batch into a loss
+(docs/adding-an-algorithm.md#rules).
 
 Besides the batch, an algorithm may read what it is trained on (``data``: set sizes and labeled class counts), the
 dataset positions of its images (``batch.idx_x``, ``batch.idx_u``), the predictions of the trainer's EMA weights
-(``teacher``), and the processes that train the run together (``ranks``). README, "Adding an algorithm".
+(``teacher``), and the processes that train the run together (``ranks``).
+docs/adding-an-algorithm.md#adding-an-algorithm.
 """
 
 from __future__ import annotations

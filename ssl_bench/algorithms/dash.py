@@ -1,21 +1,21 @@
 """Dash: unlabeled images selected by a loss threshold that shrinks over training (Xu et al., arXiv 2109.00650).
 
 Default: the official TF code idstcv/Dash ``dash.py`` and ``cta/lib/train.py`` (a patch of google-research/fixmatch's
-CTA FixMatch), per reference-algorithms-2.md §9.2. Training is divided into ``epochs`` = 1,024 "epochs" (the code
-divides the images seen by train_kimg). During the first ``warmup_epochs`` the threshold ρ is 500, so every unlabeled
-image is selected (FixMatch with soft targets and no threshold), and the per-image unlabeled losses are kept; only
-those of the last warm-up epoch survive (the lists are cleared at the end of every earlier warm-up epoch). From then
-on ρ = ρ̂ · γ^−⌊(t − 1) / drop_step⌋ at epoch t, where ρ̂ is the mean of the most recent (n_train − n_labeled) kept
+CTA FixMatch), per docs/algorithms/dash.md#reference-step. Training is divided into ``epochs`` = 1,024 "epochs" (the
+code divides the images seen by train_kimg). During the first ``warmup_epochs`` the threshold ρ is 500, so every
+unlabeled image is selected (FixMatch with soft targets and no threshold), and the per-image unlabeled losses are kept;
+only those of the last warm-up epoch survive (the lists are cleared at the end of every earlier warm-up epoch). From
+then on ρ = ρ̂ · γ^−⌊(t − 1) / drop_step⌋ at epoch t, where ρ̂ is the mean of the most recent (n_train − n_labeled) kept
 losses; an image is selected where −log max softmax(z_weak) < max(ρ, ρ_min); the unlabeled loss is 0.9 × the sum of
 the selected images' soft cross-entropies against softmax(z_weak / T), divided by the number selected, and once ρ
 falls to ρ_min the targets become the hard argmax. Runs whose last warm-up epoch holds no step (under 1,024 steps)
 keep the losses of the last warm-up step taken.
 
-``variant = "usb"`` is the USB port (§9.5): supervised-only warm-up over the first ``usb_warmup`` of training, then
-ρ = C · γ^−k · ρ_init with k counting periods of 10 epochs, selection where CE(target, z_weak) <= ρ with the soft or
-hard target, and the masked loss averaged over the whole unlabeled batch. USB takes ρ_init from the *test* loss of
-the initial weights, which no algorithm here can see: ``rho_init`` gives it (0 = ln C, the loss of a uniform
-prediction).
+``variant = "usb"`` is the USB port (docs/algorithms/dash.md#usb-port): supervised-only warm-up over the first
+``usb_warmup`` of training, then ρ = C · γ^−k · ρ_init with k counting periods of 10 epochs, selection where CE(target,
+z_weak) <= ρ with the soft or hard target, and the masked loss averaged over the whole unlabeled batch. USB takes ρ_init
+from the *test* loss of the initial weights, which no algorithm here can see: ``rho_init`` gives it (0 = ln C, the loss
+of a uniform prediction).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class DashConfig(AlgorithmConfig):
-    """Defaults: the one released run, start_train.sh of idstcv/Dash (reference-algorithms-2.md §9.3); its lr 0.06
-    and wd 5e-4 are [train] keys of the recipes."""
+    """Defaults: the one released run, start_train.sh of idstcv/Dash (docs/algorithms/dash.md#released-flags); its lr
+    0.06 and wd 5e-4 are [train] keys of the recipes."""
 
     name: str = "dash"
     uratio: Annotated[int, Range("[1, inf)")] = 7  # μ

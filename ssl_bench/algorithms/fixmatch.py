@@ -1,6 +1,6 @@
 """FixMatch: confident pseudo-labels from weak views supervise strong views (Sohn et al., arXiv 2001.07685).
 
-Behaviour of google-research/fixmatch ``fixmatch.py`` as in reference-algorithms.md §5: one training-mode pass
+Behaviour of google-research/fixmatch ``fixmatch.py`` as in docs/algorithms/fixmatch.md: one training-mode pass
 over concat(labeled, unlabeled weak, unlabeled strong), hard pseudo-labels at τ = 0.95, the masked loss divided
 by the whole unlabeled batch, no ramp-up, no sharpening, no distribution alignment.
 """
@@ -22,7 +22,7 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class FixMatchConfig(AlgorithmConfig):
-    """Defaults are the fixmatch repo's flags used for every dataset (reference-algorithms.md §5.2)."""
+    """Defaults are the fixmatch repo's flags used for every dataset (docs/algorithms/fixmatch.md#hyper-parameters)."""
 
     name: str = "fixmatch"
     uratio: Annotated[int, Range("[1, inf)")] = 7  # μ: unlabeled images per labeled image (flag uratio)

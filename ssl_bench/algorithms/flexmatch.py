@@ -1,7 +1,7 @@
 """FlexMatch: FixMatch with a threshold per class that follows how far each class has been learned (Zhang et al.,
 arXiv 2110.08263, curriculum pseudo labeling).
 
-Behaviour of TorchSSL ``models/flexmatch`` (the code of the paper's tables), per reference-algorithms-2.md §6: one
+Behaviour of TorchSSL ``models/flexmatch`` (the code of the paper's tables), per docs/algorithms/flexmatch.md: one
 unlabeled image has one "selected label" for the whole run (−1 until its weak confidence first reaches the fixed
 τ = 0.95, then its latest such prediction, never reset); at the start of each step the learning effect of class c
 is β_c = σ_c / max(σ_−1, max σ) from those selections (σ_−1: pool images never selected, the warm-up), read
@@ -11,7 +11,7 @@ the mask is ``max p >= τ · M(β_ŷ)``; the loss is FixMatch's, averaged over t
 
 The per-image state is a buffer over training-set positions (``batch.idx_u``), counted on the device with
 ``count_values`` (an ``index_add_`` off the CPU) instead of the reference's Python Counter of every label at every
-step (§6.6, same values).
+step (docs/algorithms/flexmatch.md#counting-on-the-device, same values).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ MAPPINGS = {  # threshold / τ as a function of β: the convex default and the a
 
 @dataclass(frozen=True)
 class FlexMatchConfig(AlgorithmConfig):
-    """Defaults: TorchSSL flexmatch configs, identical for CIFAR-10/100, SVHN and STL-10 (reference-algorithms-2.md
-    §6.5)."""
+    """Defaults: TorchSSL flexmatch configs, identical for CIFAR-10/100, SVHN and STL-10 (docs/reference/common.md
+    docs/algorithms/flexmatch.md#hyper-parameters)."""
 
     name: str = "flexmatch"
     uratio: Annotated[int, Range("[1, inf)")] = 7  # μ
@@ -88,7 +88,8 @@ class FlexMatch(Algorithm):
         cfg = self.cfg
         if batch.idx_u is None:
             raise RuntimeError("flexmatch keeps one selected label per training image: its batches need idx_u")
-        beta = self.learning_effect()  # read before this step's selections are written (§1.4)
+        # read before this step's selections are written (docs/reference/common.md#statistic-update-order)
+        beta = self.learning_effect()
         x, (u_weak, u_strong) = batch.x[0], batch.u
         logits_x, logits_weak, logits_strong = joint_pass(self.model, x, u_weak, u_strong)
         loss_x = F.cross_entropy(logits_x, batch.y)

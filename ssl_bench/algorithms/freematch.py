@@ -1,7 +1,7 @@
 """FreeMatch: self-adaptive thresholds and a fairness term (Wang et al., arXiv 2205.07246).
 
 Behaviour of TorchSSL ``models/freematch_entropy`` at 03193a1 (the code behind the paper's tables), per
-reference-algorithms-2.md §7: the global threshold τ (EMA of the mean weak confidence), the class-wise mean
+docs/algorithms/freematch.md: the global threshold τ (EMA of the mean weak confidence), the class-wise mean
 prediction p̃ and the histogram h̃ of weak argmaxes start uniform (1/C) and are updated with this step's weak
 predictions *before* they are read; the threshold of class c is τ · p̃_c / max p̃ (``>=``); the loss is FixMatch's
 over the whole unlabeled batch, plus λ_f times the self-adaptive fairness term over the selected images only:
@@ -10,8 +10,9 @@ h_S is the histogram of the strong argmaxes over S and 1/0 counts as 0. The grad
 predictions only.
 
 Deviation, named: with no selected image the reference divides 0 by 0 and its loss is NaN; here L_f is 0 then.
-``clip`` reaches the two SVHN variants (§7.4): "usb" clamps the global τ to [0, 0.95] (USB's clip_thresh),
-"torchssl" clamps every class threshold to [0.9, 0.95] (TorchSSL b45c3b3, after the paper's runs).
+``clip`` reaches the two SVHN variants (docs/algorithms/freematch.md#torchssl-versus-usb): "usb" clamps the global τ to
+[0, 0.95] (USB's clip_thresh), "torchssl" clamps every class threshold to [0.9, 0.95] (TorchSSL b45c3b3, after the
+paper's runs).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class FreeMatchConfig(AlgorithmConfig):
-    """Defaults: TorchSSL freematch_entropy configs (reference-algorithms-2.md §7.5)."""
+    """Defaults: TorchSSL freematch_entropy configs (docs/algorithms/freematch.md#hyper-parameters)."""
 
     name: str = "freematch"
     uratio: Annotated[int, Range("[1, inf)")] = 7  # μ
@@ -49,7 +50,8 @@ def inverse(h: torch.Tensor) -> torch.Tensor:
 
 
 def fairness(probs_strong: torch.Tensor, mask: torch.Tensor, p_model: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
-    """The self-adaptive fairness term over the images with ``mask`` 1 (§7.3); 0 when there are none."""
+    """The self-adaptive fairness term over the images with ``mask`` 1 (docs/algorithms/freematch.md#reference-step); 0
+    when there are none."""
     n, c = mask.sum(), probs_strong.shape[1]
     pred_s = torch.where(mask > 0, probs_strong.detach().argmax(dim=1), c)  # unselected images counted as class c
     hist_s = count_values(pred_s, c + 1)[:c].float() / n.clamp_min(1.0)
@@ -84,7 +86,8 @@ class FreeMatch(Algorithm):
 
     @torch.no_grad()
     def update(self, probs: torch.Tensor) -> None:
-        """τ, p̃ and h̃ from this step's weak predictions (update, then read: §1.4)."""
+        """τ, p̃ and h̃ from this step's weak predictions (update, then read:
+        docs/reference/common.md#statistic-update-order)."""
         m, c = self.cfg.ema_p, self.num_classes
         conf, pred = probs.max(dim=1)
         self.time_p.mul_(m).add_((1 - m) * conf.mean())

@@ -1,6 +1,6 @@
 """Shared SSL maths as pure functions: sharpening, mixup, interleave, masks, distribution alignment, ramps, BN.
 
-Each follows reference-algorithms.md (section cited per function), which describes the authors' code for
+Each follows docs/reference/common.md (section cited per function), which describes the authors' code for
 MixMatch (arXiv 1905.02249), ReMixMatch (arXiv 1911.09785), FixMatch (arXiv 2001.07685) and AdaMatch
 (arXiv 2106.04732).
 """
@@ -20,7 +20,8 @@ from ssl_bench.devices import to_device
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
-    """p^(1/T) renormalised over classes: a power on probabilities, not softmax(z / T) (§3.1, §8 item 9)."""
+    """p^(1/T) renormalised over classes: a power on probabilities, not softmax(z / T)
+    (docs/algorithms/mixmatch.md#reference-step, docs/reference/porting.md#first-wave-checklist item 9)."""
     q = p.pow(1.0 / temperature)
     return q / q.sum(dim=1, keepdim=True)
 
@@ -31,7 +32,8 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 def sample_mixup(n: int, alpha: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample λ' = max(λ, 1 − λ) with λ ~ Beta(α, α), and one permutation of the n items (§1.9).
+    """Per-sample λ' = max(λ, 1 − λ) with λ ~ Beta(α, α), and one permutation of the n items
+    (docs/reference/common.md#mixup).
 
     Draws from torch's global generator (saved in checkpoints), so runs are reproducible and resumable.
     """
@@ -43,7 +45,8 @@ def sample_mixup(n: int, alpha: float, device: torch.device) -> tuple[torch.Tens
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mix every item with item perm[i], inputs and targets with the same per-sample λ (§1.9)."""
+    """Mix every item with item perm[i], inputs and targets with the same per-sample λ
+    (docs/reference/common.md#mixup)."""
     lx = lam.view(-1, *([1] * (x.ndim - 1)))
     ly = lam.view(-1, *([1] * (y.ndim - 1)))
     return lx * x + (1 - lx) * x[perm], ly * y + (1 - ly) * y[perm]
@@ -60,7 +63,8 @@ def interleave_offsets(batch: int, groups: int) -> list[int]:
 def interleave(batches: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
     """Swap chunk i of batch 0 with chunk i of batch i (i >= 1) so that every pass holds some labeled items.
 
-    An involution: applying it to the outputs restores the original order (§1.10).
+    An involution: applying it to the outputs restores the original order
+    (docs/reference/common.md#interleave-and-batchnorm).
     """
     groups = len(batches)
     o = interleave_offsets(batch, groups)
@@ -71,24 +75,27 @@ def interleave(batches: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
 
 
 def confidence_mask(probs: torch.Tensor, threshold: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pseudo-labels argmax p, float mask [max p >= threshold]) (FixMatch §5.1; AdaMatch with a relative τ)."""
+    """(pseudo-labels argmax p, float mask [max p >= threshold]) (FixMatch docs/algorithms/fixmatch.md#reference-step;
+    AdaMatch with a relative τ)."""
     conf, labels = probs.max(dim=1)
     return labels, (conf >= threshold).float()
 
 
 def relative_threshold(probs_x_weak: torch.Tensor, tau: float) -> torch.Tensor:
-    """AdaMatch's c_τ = τ · mean_b max_c p(weak source)_b,c (§6.1 step 2)."""
+    """AdaMatch's c_τ = τ · mean_b max_c p(weak source)_b,c (docs/algorithms/adamatch.md#reference-step step 2)."""
     return tau * probs_x_weak.max(dim=1).values.mean()
 
 
 def align(probs: torch.Tensor, p_target: torch.Tensor, p_model: torch.Tensor) -> torch.Tensor:
-    """Distribution alignment: normalise(p · (1e-6 + p_target) / (1e-6 + p_model)) (§4.1 b, §6.1 step 3)."""
+    """Distribution alignment: normalise(p · (1e-6 + p_target) / (1e-6 + p_model))
+    (docs/algorithms/remixmatch.md#reference-step b, docs/algorithms/adamatch.md#reference-step step 3)."""
     q = probs * (1e-6 + p_target) / (1e-6 + p_model)
     return q / q.sum(dim=1, keepdim=True)
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Σ mask · CE / (full batch size), not / (number of confident samples) (§8 item 11)."""
+    """Σ mask · CE / (full batch size), not / (number of confident samples)
+    (docs/reference/porting.md#first-wave-checklist item 11)."""
     return (F.cross_entropy(logits, labels, reduction="none") * mask).mean()
 
 
@@ -98,8 +105,9 @@ def linear_rampup(progress: float, length: float) -> float:
 
 
 def half_cosine_warmup(progress: float, length: float = 0.5, final: float = 1.0) -> float:
-    """AdaMatch's weight (§6.1): ½ − ½ cos(π t / length) from 0 to 1 over t <= length, then a second half-cosine
-    from 1 to ``final`` over the rest (the adamatch repo's ScheduleCosPhases(1, [(0.5, 1), (1, wu)]))."""
+    """AdaMatch's weight (docs/algorithms/adamatch.md#reference-step): ½ − ½ cos(π t / length) from 0 to 1 over t <=
+    length, then a second half-cosine from 1 to ``final`` over the rest (the adamatch repo's ScheduleCosPhases(1, [(0.5,
+    1), (1, wu)]))."""
     if progress < length:
         return 0.5 - 0.5 * math.cos(math.pi * progress / length)
     if final == 1.0 or length >= 1.0:
@@ -109,8 +117,9 @@ def half_cosine_warmup(progress: float, length: float = 0.5, final: float = 1.0)
 
 
 class FIFOMean(nn.Module):
-    """Mean of the last ``size`` pushed vectors, initialised to uniform rows (ReMixMatch's PMovingAverage §1.11,
-    AdaMatch's p(unlabeled) §6.1). Buffers, so checkpoints hold it."""
+    """Mean of the last ``size`` pushed vectors, initialised to uniform rows (ReMixMatch's PMovingAverage
+    docs/reference/common.md#distribution-estimates, AdaMatch's p(unlabeled)
+    docs/algorithms/adamatch.md#reference-step). Buffers, so checkpoints hold it."""
 
     rows: torch.Tensor  # buffers, registered in __init__ (nn.Module's __getattr__ types them only as Tensor | Module)
     pos: torch.Tensor
@@ -156,7 +165,8 @@ def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 @contextlib.contextmanager
 def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Training-mode passes (batch statistics) that leave the BN running statistics untouched (§1.10, §A.2).
+    """Training-mode passes (batch statistics) that leave the BN running statistics untouched
+    (docs/reference/common.md#interleave-and-batchnorm, §A.2).
 
     The passes update throw-away copies of the running statistics; the originals are put back on exit, never
     written in place, because autograd keeps them for the backward pass of other forward passes.
@@ -176,11 +186,12 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
 
 def joint_pass(model: nn.Module, *groups: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Logits of one training-mode pass over the groups concatenated, split back per group: BatchNorm statistics over
-    every image and its update kept, as FixMatch and the TorchSSL methods do (reference-algorithms.md §1.10)."""
+    every image and its update kept, as FixMatch and the TorchSSL methods do
+    (docs/reference/common.md#interleave-and-batchnorm)."""
     return model(torch.cat(groups)).split([len(g) for g in groups])
 
 
 def mse_probs(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     """mean over samples and classes of (softmax(a) - softmax(b))², the Π-Model / Mean Teacher consistency of the
-    fixmatch repo (reference-algorithms-2.md §3.2, §4.2)."""
+    fixmatch repo (docs/algorithms/pi_model.md#reference-step, docs/algorithms/mean_teacher.md#reference-step)."""
     return (logits_a.softmax(dim=1) - logits_b.softmax(dim=1)).pow(2).mean()

@@ -1,7 +1,7 @@
 """Mean Teacher: the EMA of the weights is the teacher of the live model (Tarvainen & Valpola, arXiv 1703.01780).
 
 As re-implemented in google-research/fixmatch ``mean_teacher.py``, the Mean Teacher column of FixMatch's Table 2
-(arXiv 2001.07685), per reference-algorithms-2.md §4: a labeled pass whose BatchNorm update is kept; the teacher is
+(arXiv 2001.07685), per docs/algorithms/mean_teacher.md: a labeled pass whose BatchNorm update is kept; the teacher is
 the trainer's EMA (decay ``train.ema_decay``, 0.999) as it stood before this step's update, run in training mode on
 weak view 1 with its own batch statistics and no gradient; the student is the live model on weak view 2 (BN update
 discarded). The squared difference of the softmaxes, averaged over classes and images, weighted by λ = 50 and ramped
@@ -26,7 +26,8 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class MeanTeacherConfig(AlgorithmConfig):
-    """Defaults: the flags of google-research/fixmatch mean_teacher.py (reference-algorithms-2.md §4.3)."""
+    """Defaults: the flags of google-research/fixmatch mean_teacher.py
+    (docs/algorithms/mean_teacher.md#hyper-parameters)."""
 
     name: str = "mean_teacher"
     uratio: Annotated[int, Range("[1, inf)")] = 1  # one unlabeled batch of B images, two weak views each
@@ -47,7 +48,8 @@ class MeanTeacher(Algorithm):
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         logits_x = self.model(batch.x[0])
         logits_teacher = self.teacher(batch.u[0], batch_stats=True)  # EMA weights, training-mode BN, no gradient
-        with frozen_bn_stats(self.model):  # the student's unlabeled pass keeps no BN update (§1.2)
+        # the student's unlabeled pass keeps no BN update (docs/reference/common.md#gen-2-baselines)
+        with frozen_bn_stats(self.model):
             logits_student = self.model(batch.u[1])
         loss_x = F.cross_entropy(logits_x, batch.y)
         loss_u = mse_probs(logits_teacher, logits_student)

@@ -1,9 +1,10 @@
 """MixMatch: sharpened guesses over K weak views, mixup of labeled and unlabeled (Berthelot et al., arXiv 1905.02249).
 
-Behaviour of google-research/mixmatch ``mixmatch.py`` as in reference-algorithms.md §3 and §1.9-§1.10: guesses
-from the current weights in training mode with their BN updates discarded, per-sample mixup with
-λ' = max(λ, 1 − λ) and one permutation over all items, K + 1 interleaved passes of B keeping the BN update of the
-first, an L2 unlabeled loss averaged over samples and classes, and a linear ramp-up of λ_U.
+Behaviour of google-research/mixmatch ``mixmatch.py`` as in docs/algorithms/mixmatch.md and
+docs/reference/common.md#mixup to docs/reference/common.md#interleave-and-batchnorm: guesses from the current weights in
+training mode with their BN updates discarded, per-sample mixup with λ' = max(λ, 1 − λ) and one permutation over all
+items, K + 1 interleaved passes of B keeping the BN update of the first, an L2 unlabeled loss averaged over samples and
+classes, and a linear ramp-up of λ_U.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class MixMatchConfig(AlgorithmConfig):
-    """Defaults: the CIFAR-10 run scripts of google-research/mixmatch (reference-algorithms.md §3.2)."""
+    """Defaults: the CIFAR-10 run scripts of google-research/mixmatch (docs/algorithms/mixmatch.md#hyper-parameters)."""
 
     name: str = "mixmatch"
     K: Annotated[int, Range("[1, inf)")] = 2  # weak views per unlabeled image (flag nu)
@@ -64,13 +65,15 @@ class MixMatch(Algorithm):
         lam, perm = sample_mixup(len(inputs), cfg.alpha, x.device)
         mixed, mixed_targets = mixup(inputs, targets, lam, perm)
         groups = interleave(list(mixed.split(b)), b)
-        logits = [self.model(groups[0])]  # this pass's BN statistics update is the one kept (§1.10)
+        # this pass's BN statistics update is the one kept (docs/reference/common.md#interleave-and-batchnorm)
+        logits = [self.model(groups[0])]
         with frozen_bn_stats(self.model):
             logits += [self.model(g) for g in groups[1:]]
         logits = interleave(logits, b)
         logits_x, logits_u = logits[0], torch.cat(logits[1:])
         loss_x = soft_cross_entropy(logits_x, mixed_targets[:b])
-        loss_u = F.mse_loss(logits_u.softmax(dim=1), mixed_targets[b:])  # mean over samples and classes (§8 item 8)
+        # mean over samples and classes (docs/reference/porting.md#first-wave-checklist item 8)
+        loss_u = F.mse_loss(logits_u.softmax(dim=1), mixed_targets[b:])
         w_match = cfg.w_match * linear_rampup(progress, cfg.rampup)
         loss = loss_x + w_match * loss_u
         return loss, {"loss/x": loss_x.detach(), "loss/u": loss_u.detach(), "monitor/w_match": w_match}

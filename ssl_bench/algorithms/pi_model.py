@@ -1,7 +1,7 @@
 """Π-Model: two weak views of each unlabeled image must agree (Laine & Aila, arXiv 1610.02242; Sajjadi et al.).
 
 As re-implemented in google-research/fixmatch ``pi_model.py``, the Π-Model column of FixMatch's Table 2 (arXiv
-2001.07685), per reference-algorithms-2.md §3: a labeled pass whose BatchNorm update is kept, then one training-mode
+2001.07685), per docs/algorithms/pi_model.md: a labeled pass whose BatchNorm update is kept, then one training-mode
 pass per unlabeled view with its update discarded; the first view's softmax is a constant target for the second's
 (no symmetric gradient); the squared difference is averaged over classes and images, weighted by λ = 10 and ramped
 up linearly over the first 40 % of training.
@@ -24,7 +24,7 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class PiModelConfig(AlgorithmConfig):
-    """Defaults: the flags of google-research/fixmatch pi_model.py (reference-algorithms-2.md §3.3)."""
+    """Defaults: the flags of google-research/fixmatch pi_model.py (docs/algorithms/pi_model.md#hyper-parameters)."""
 
     name: str = "pi_model"
     # one unlabeled batch of B images, two weak views each (augment 'd.d.d')
@@ -44,7 +44,8 @@ class PiModel(Algorithm):
 
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         logits_x = self.model(batch.x[0])
-        with frozen_bn_stats(self.model):  # the unlabeled passes keep no BN update (§1.2)
+        # the unlabeled passes keep no BN update (docs/reference/common.md#gen-2-baselines)
+        with frozen_bn_stats(self.model):
             with torch.no_grad():
                 logits_target = self.model(batch.u[0])  # sg(f(view 1)): a constant target
             logits_u = self.model(batch.u[1])

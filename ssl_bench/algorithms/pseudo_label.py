@@ -1,15 +1,15 @@
 """Pseudo-Label: each unlabeled image is trained towards its own confident argmax (Lee, ICML 2013 workshop).
 
 As re-implemented in google-research/fixmatch ``pseudo_label.py``, the Pseudo-Labeling column of FixMatch's Table 2
-(arXiv 2001.07685), per reference-algorithms-2.md §2: a labeled pass whose BatchNorm update is kept, an unlabeled
+(arXiv 2001.07685), per docs/algorithms/pseudo_label.md: a labeled pass whose BatchNorm update is kept, an unlabeled
 pass (one weak view, μ = 1) whose update is discarded, the hard label argmax of that same pass with a strict
 ``max p > τ`` mask, and a weight ramped up linearly over the first 40 % of training.
 
-The loss (§2.2, erratum): the official code multiplies a per-image loss of shape [B] by a mask of shape [B, 1] and
-averages the [B, B] product, which is mean(CE) × mean(mask): every unlabeled image counts, confident or not, scaled
-by the fraction of confident ones. That is what produced the published column, so it is the default
-(``variant = "broadcast"``); ``variant = "masked"`` is the per-image masked mean the paper and the code's comment
-intend.
+The loss (docs/algorithms/pseudo_label.md#reference-step, erratum): the official code multiplies a per-image loss of
+shape [B] by a mask of shape [B, 1] and averages the [B, B] product, which is mean(CE) × mean(mask): every unlabeled
+image counts, confident or not, scaled by the fraction of confident ones. That is what produced the published column, so
+it is the default (``variant = "broadcast"``); ``variant = "masked"`` is the per-image masked mean the paper and the
+code's comment intend.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class PseudoLabelConfig(AlgorithmConfig):
-    """Defaults: the flags of google-research/fixmatch pseudo_label.py (reference-algorithms-2.md §2.3)."""
+    """Defaults: the flags of google-research/fixmatch pseudo_label.py
+    (docs/algorithms/pseudo_label.md#hyper-parameters)."""
 
     name: str = "pseudo_label"
     uratio: Annotated[int, Range("[1, inf)")] = 1  # one unlabeled batch of B images per step (libml MultiModel)
@@ -52,7 +53,8 @@ class PseudoLabel(Algorithm):
     def step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         cfg = self.cfg
         logits_x = self.model(batch.x[0])
-        with frozen_bn_stats(self.model):  # only the labeled pass updates the BN statistics (§1.2)
+        # only the labeled pass updates the BN statistics (docs/reference/common.md#gen-2-baselines)
+        with frozen_bn_stats(self.model):
             logits_u = self.model(batch.u[0])
         loss_x = F.cross_entropy(logits_x, batch.y)
         conf, pseudo = logits_u.detach().softmax(dim=1).max(dim=1)

@@ -1,7 +1,7 @@
 """ReMixMatch: distribution alignment and augmentation anchoring on MixMatch (Berthelot et al., arXiv 1911.09785).
 
 Behaviour of google-research/remixmatch ``remixmatch_no_cta.py`` (headline variant: guess from the weak copy,
-distribution alignment, cross-entropy) as in reference-algorithms.md §4: rotation loss on strong copy 1, guess
+distribution alignment, cross-entropy) as in docs/algorithms/remixmatch.md: rotation loss on strong copy 1, guess
 and pre-mixup passes in training mode with their BN updates discarded, alignment read from earlier steps and
 updated with unaligned predictions, mixup over labeled + K + 1 unlabeled copies, K + 2 interleaved passes keeping
 the BN update of the last, ramped λ_U and λ_Û1, unramped λ_r. Labeled images come strongly augmented.
@@ -38,7 +38,8 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class ReMixMatchConfig(AlgorithmConfig):
-    """Defaults: CIFAR-10 250/1000/4000 runs of google-research/remixmatch (reference-algorithms.md §4.2)."""
+    """Defaults: CIFAR-10 250/1000/4000 runs of google-research/remixmatch
+    (docs/algorithms/remixmatch.md#hyper-parameters)."""
 
     name: str = "remixmatch"
     K: Annotated[int, Range("[1, inf)")] = 8  # strong copies per unlabeled image (1 at 40 labels, 4 for STL-10)
@@ -48,8 +49,10 @@ class ReMixMatchConfig(AlgorithmConfig):
     w_kl: Annotated[float, Range("[0, inf)")] = 0.5  # λ_Û1, the pre-mixup loss
     w_rot: Annotated[float, Range("[0, inf)")] = 0.5  # λ_r (2 for CIFAR-10@40, 3 for SVHN@40); not ramped
     rampup: Annotated[float, Range("[0, 1]")] = 1 / 64  # warmup_kimg 1,024 of 65,536 (8,192 for CIFAR-10@40 = 1/8)
-    dbuf: Annotated[int, Range("[1, inf)")] = 128  # p_model FIFO length (§1.11)
-    p_data_decay: Annotated[float, Range("[0, 1)")] = 0.999  # p_data EMA of labeled one-hots (§1.11)
+    # p_model FIFO length (docs/reference/common.md#distribution-estimates)
+    dbuf: Annotated[int, Range("[1, inf)")] = 128
+    # p_data EMA of labeled one-hots (docs/reference/common.md#distribution-estimates)
+    p_data_decay: Annotated[float, Range("[0, 1)")] = 0.999
 
 
 def rotate_quarters(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +77,8 @@ class ReMixMatch(Algorithm):
 
     def __init__(self, model: Backbone, cfg: ReMixMatchConfig, num_classes: int, data: DataInfo | None = None) -> None:
         super().__init__(model, cfg, num_classes, data)
-        # dense 128 -> 4 on the pooled embedding, Glorot-normal kernel and zero bias like the classifier (§1.5;
+        # dense 128 -> 4 on the pooled embedding, Glorot-normal kernel and zero bias like the classifier
+        # (docs/reference/common.md#wrn-28-k;
         # remixmatch_no_cta.py classifier_rot: tf.layers.dense with glorot_normal_initializer)
         self.rot_head = nn.Linear(model.embed_dim, 4)
         init_weights(self.rot_head)
@@ -105,7 +109,8 @@ class ReMixMatch(Algorithm):
         groups = interleave(list(mixed.split(b)), b)
         with frozen_bn_stats(self.model):
             logits = [self.model(g) for g in groups[:-1]]
-        logits.append(self.model(groups[-1]))  # only the last pass updates the BN statistics (§1.10)
+        # only the last pass updates the BN statistics (docs/reference/common.md#interleave-and-batchnorm)
+        logits.append(self.model(groups[-1]))
         logits = interleave(logits, b)
         loss_x = soft_cross_entropy(logits[0], mixed_targets[:b])
         loss_u = soft_cross_entropy(torch.cat(logits[1:]), mixed_targets[b:])

@@ -1,15 +1,16 @@
 """SoftMatch: every pseudo-label weighted by a truncated Gaussian of its confidence (Chen et al., arXiv 2301.10921).
 
 Default: TorchSSL ``models/softmatch``, the code of the paper's image tables (the authors in USB #89), per
-reference-algorithms-2.md §8.3: the mean and variance (unbiased) of the weak confidence, the EMA p_model of weak
-predictions and the EMA p_target of *labeled* predictions all start at 1/C (variance 1) and are updated with this
+docs/algorithms/softmatch.md#reference-step: the mean and variance (unbiased) of the weak confidence, the EMA p_model of
+weak predictions and the EMA p_target of *labeled* predictions all start at 1/C (variance 1) and are updated with this
 step's predictions before they are read; μ and σ² are taken from the unaligned predictions; the aligned prediction
 q̃ = Normalize(q · p_target / p_model) gives the weight w = exp(−min(max q̃ − μ, 0)² / (2σ² / n_sigma²)), 1 above
 the mean; the hard pseudo-label is the argmax of the unaligned q; the loss is the w-weighted cross-entropy over the
 whole unlabeled batch.
 
-``variant = "usb"`` is USB's order (§8.4): alignment first, to a uniform target, with p_model set to the first
-batch's mean and 1e-6 added to both distributions, and μ, σ² taken from the *aligned* predictions.
+``variant = "usb"`` is USB's order (docs/algorithms/softmatch.md#usb-order): alignment first, to a uniform target, with
+p_model set to the first batch's mean and 1e-6 added to both distributions, and μ, σ² taken from the *aligned*
+predictions.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class SoftMatchConfig(AlgorithmConfig):
-    """Defaults: TorchSSL softmatch configs (reference-algorithms-2.md §8.5)."""
+    """Defaults: TorchSSL softmatch configs (docs/algorithms/softmatch.md#hyper-parameters)."""
 
     name: str = "softmatch"
     uratio: Annotated[int, Range("[1, inf)")] = 7  # μ
@@ -38,7 +39,9 @@ class SoftMatchConfig(AlgorithmConfig):
     ema_p: Annotated[float, Range("[0, 1)")] = 0.999  # m, the momentum of μ, σ², p_model and p_target
     n_sigma: Annotated[float, Range("(0, inf)")] = 2.0  # the Gaussian's standard deviation is σ / n_sigma
     dist_align: bool = True  # uniform alignment of the weights' predictions
-    variant: Literal["torchssl", "usb"] = "torchssl"  # the order of the statistics and the alignment (§8.3-§8.4)
+    # the order of the statistics and the alignment (docs/algorithms/softmatch.md#reference-step to
+    # docs/algorithms/softmatch.md#usb-order)
+    variant: Literal["torchssl", "usb"] = "torchssl"
 
 
 @ALGORITHMS.register("softmatch")

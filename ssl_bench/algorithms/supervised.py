@@ -15,7 +15,8 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class SupervisedConfig(AlgorithmConfig):
-    """No loss hyper-parameters: optimizer and schedule come from [train] (reference §1.6, fixmatch repo)."""
+    """No loss hyper-parameters: optimizer and schedule come from [train] (reference
+    docs/reference/common.md#optimisers-and-weight-decay, fixmatch repo)."""
 
     name: str = "supervised"
     # augmentation role of the labeled images: weak, strong (augment.strong picks the policy) or none

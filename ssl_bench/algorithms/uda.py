@@ -1,14 +1,14 @@
 """UDA: a strong view is pulled towards the sharpened prediction of a weak view (Xie et al., arXiv 1904.12848).
 
 Default: google-research/fixmatch ``uda.py``, the UDA column of FixMatch's Table 2 (arXiv 2001.07685), per
-reference-algorithms-2.md §5.2-§5.3 (B): one training-mode pass over labeled + weak + strong images (every BN update
-kept), the mask ``max softmax(z_weak) >= τ`` on the unsharpened weak prediction, the target ``softmax(z_weak / T)``
-with no gradient, KL(target ‖ softmax(z_strong)) averaged over the whole unlabeled batch, an optional entropy term on
-the weak prediction, and training signal annealing (TSA) of the labeled loss. The temperature is always applied
-(one popular port drops it, §5.4). The UDA authors' own repository (§5.3 A) differs in settings only:
-``threshold = 0.8``, ``strict = true``, ``T = 0.4``, ``tsa_end = 1``, with ``train.ema_decay = 0.9999``,
-``train.decay_scope = "all"`` and ``model.bn_momentum = 0.1`` (recipes/cifar10/uda_authors.toml); its offline
-augmentation is not reproduced.
+docs/algorithms/uda.md#reference-step to docs/algorithms/uda.md#hyper-parameters (B): one training-mode pass over
+labeled + weak + strong images (every BN update kept), the mask ``max softmax(z_weak) >= τ`` on the unsharpened weak
+prediction, the target ``softmax(z_weak / T)`` with no gradient, KL(target ‖ softmax(z_strong)) averaged over the whole
+unlabeled batch, an optional entropy term on the weak prediction, and training signal annealing (TSA) of the labeled
+loss. The temperature is always applied (one popular port drops it, docs/algorithms/uda.md#ports). The UDA authors' own
+repository (docs/algorithms/uda.md#hyper-parameters A) differs in settings only: ``threshold = 0.8``, ``strict = true``,
+``T = 0.4``, ``tsa_end = 1``, with ``train.ema_decay = 0.9999``, ``train.decay_scope = "all"`` and
+``model.bn_momentum = 0.1`` (recipes/cifar10/uda_authors.toml); its offline augmentation is not reproduced.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ssl_bench.registry import ALGORITHMS
 
 @dataclass(frozen=True)
 class UDAConfig(AlgorithmConfig):
-    """Defaults: the flags of google-research/fixmatch uda.py (reference-algorithms-2.md §5.3, column B)."""
+    """Defaults: the flags of google-research/fixmatch uda.py (docs/algorithms/uda.md#hyper-parameters, column B)."""
 
     name: str = "uda"
     uratio: Annotated[int, Range("[1, inf)")] = 7  # flag uratio
@@ -46,7 +46,7 @@ class UDAConfig(AlgorithmConfig):
 
 def tsa_threshold(schedule: str, progress: float, end: float, num_classes: int) -> float:
     """η = α (1 − 1/C) + 1/C with α = min(f(progress / end), 1): f = r (linear), exp(5 (r − 1)), 1 − exp(−5 r)
-    (log), or 1 for "no" (§5.2)."""
+    (log), or 1 for "no" (docs/algorithms/uda.md#reference-step)."""
     r = progress / end
     alpha = {"no": 1.0, "linear": r, "exp": math.exp(5 * (r - 1)), "log": 1 - math.exp(-5 * r)}[schedule]
     alpha = min(alpha, 1.0)

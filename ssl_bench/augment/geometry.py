@@ -1,8 +1,8 @@
 """The geometric ops of RandAugment and CTAugment as (N, 3, 3) matrices, and the one warp that resamples a batch at
 its composed matrices the way PIL's nearest, bilinear and bicubic transforms do.
 
-Source: reference-algorithms.md §2.1 and §2.2 (op table, fills, translate quirk); Pillow's Image.transform and its
-C core (Geometry.c).
+Source: docs/reference/augmentation.md#randaugment-fixmatch and docs/reference/augmentation.md#ctaugment (op table,
+fills, translate quirk); Pillow's Image.transform and its C core (Geometry.c).
 """
 
 from __future__ import annotations

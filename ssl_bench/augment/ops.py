@@ -1,9 +1,10 @@
 """The op table of RandAugment and CTAugment and its executor: per-sample ops on uint8 (N, C, H, W) tensors,
 matching PIL (the ops themselves are in ``pixel`` and ``geometry``).
 
-Source: reference-algorithms.md §2.1 (RandAugment as FixMatch used it) and §2.2 (CTAugment op table, fills, translate
-quirk); semantics of Pillow's ImageOps / ImageEnhance / ImageFilter / Image.transform and its C core (Blend.c,
-Convert.c, Filter.c, Geometry.c), which quantise to uint8 after every op, as we do.
+Source: docs/reference/augmentation.md#randaugment-fixmatch (RandAugment as FixMatch used it) and
+docs/reference/augmentation.md#ctaugment (CTAugment op table, fills, translate quirk); semantics of Pillow's ImageOps /
+ImageEnhance / ImageFilter / Image.transform and its C core (Blend.c, Convert.c, Filter.c, Geometry.c), which quantise
+to uint8 after every op, as we do.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Per-image PIL pipelines doing the work of the batched policies: the baseline of ``ssl-bench bench augment``.
 
-They follow reference-algorithms.md §1.4 (weak), §2.1 (RandAugment) and §2.2 (CTAugment), and
-reference-algorithms-2.md §1.3 (TorchSSL / USB RandAugment), one image at a time with PIL and torchvision's PIL
-transforms, the way per-image data-loader pipelines do it.
+They follow docs/reference/common.md#weak-augmentation (weak), docs/reference/augmentation.md#randaugment-fixmatch
+(RandAugment) and docs/reference/augmentation.md#ctaugment (CTAugment), and docs/reference/common.md#torchssl-and-usb
+(TorchSSL / USB RandAugment), one image at a time with PIL and torchvision's PIL transforms, the way per-image
+data-loader pipelines do it.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class PILWeak:
 
 
 class PILRandAugment:
-    """Weak, then 2 of FixMatch's 14 ops (p = 0.5 each, level U{1..9}), then a grey cutout (§2.1)."""
+    """Weak, then 2 of FixMatch's 14 ops (p = 0.5 each, level U{1..9}), then a grey cutout
+    (docs/reference/augmentation.md#randaugment-fixmatch)."""
 
     def __init__(self, size: int, cutout: float = 0.5) -> None:
         self.weak, self.size, self.cutout = PILWeak(size), size, cutout
@@ -113,7 +115,8 @@ class PILRandAugment:
 
 
 class PILCTAugment:
-    """Weak, then 2 CTAugment ops with values drawn per image from the bin weights, then cutout(v=1) (§2.2)."""
+    """Weak, then 2 CTAugment ops with values drawn per image from the bin weights, then cutout(v=1)
+    (docs/reference/augmentation.md#ctaugment)."""
 
     def __init__(self, size: int, threshold: float = 0.8, decay: float = 0.99) -> None:
         self.weak, self.size, self.threshold, self.decay = PILWeak(size), size, threshold, decay
@@ -182,7 +185,7 @@ def usb_pil_cutout(img: Image.Image, v: float, x: float, y: float) -> Image.Imag
 
 class PILRandAugmentUSB:
     """Weak, then 3 of the 14 TorchSSL / USB ops (always applied, magnitude uniform in its range), then a
-    (125, 123, 114) cutout of side U[0, 0.5) x the width (reference-algorithms-2.md §1.3)."""
+    (125, 123, 114) cutout of side U[0, 0.5) x the width (docs/reference/common.md#torchssl-and-usb)."""
 
     def __init__(self, size: int, cutout: float = 0.5) -> None:
         self.weak, self.size, self.cutout = PILWeak(size), size, cutout

@@ -1,9 +1,10 @@
 """The pixel ops of RandAugment and CTAugment, f(images, p) on uint8 (N, C, H, W) batches with one parameter per
 sample, and cutout; each equals its PIL counterpart bit for bit.
 
-Source: reference-algorithms.md §2.1 (RandAugment as FixMatch used it) and §2.2 (CTAugment op table, fills, translate
-quirk); semantics of Pillow's ImageOps / ImageEnhance / ImageFilter and their C core (Blend.c, Convert.c,
-Filter.c), which quantise to uint8 after every op, as we do.
+Source: docs/reference/augmentation.md#randaugment-fixmatch (RandAugment as FixMatch used it) and
+docs/reference/augmentation.md#ctaugment (CTAugment op table, fills, translate quirk); semantics of Pillow's ImageOps /
+ImageEnhance / ImageFilter and their C core (Blend.c, Convert.c, Filter.c), which quantise to uint8 after every op, as
+we do.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ class NoAugment:
 def effective_flip(cfg: AugmentConfig, hflip: bool) -> bool:
     """Whether the weak policy flips: ``augment.flip`` "always" / "never", or "dataset" = the dataset's ``hflip``.
 
-    "always" is AdaMatch's ``sm``, which flips every dataset, digits included (reference-algorithms.md §1.4).
+    "always" is AdaMatch's ``sm``, which flips every dataset, digits included
+    (docs/reference/common.md#weak-augmentation).
     """
     if cfg.flip not in FLIP_CHOICES:
         raise ConfigError(f"augment.flip must be one of {', '.join(FLIP_CHOICES)}; got {cfg.flip!r}")
@@ -36,7 +37,8 @@ def effective_flip(cfg: AugmentConfig, hflip: bool) -> bool:
 
 
 class WeakPolicy:
-    """Flip (p = 0.5, when ``flip``) + reflect-pad translate by 12.5 % of the side (§1.4)."""
+    """Flip (p = 0.5, when ``flip``) + reflect-pad translate by 12.5 % of the side
+    (docs/reference/common.md#weak-augmentation)."""
 
     def __init__(self, flip: bool, translate: float) -> None:
         self.flip, self.translate = flip, translate
@@ -58,7 +60,8 @@ def _weak(cfg: AugmentConfig, hflip: bool) -> Policy:
 
 @AUGMENTATIONS.register("randaugment")
 def _randaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
-    """FixMatch's RandAugment (§2.1), applied after the weak flip-and-translate as in ``d.d.rac``."""
+    """FixMatch's RandAugment (docs/reference/augmentation.md#randaugment-fixmatch), applied after the weak
+    flip-and-translate as in ``d.d.rac``."""
     from ssl_bench.augment.strong import RandAugment
 
     weak = WeakPolicy(effective_flip(cfg, hflip), cfg.translate)
@@ -67,9 +70,9 @@ def _randaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
 
 @AUGMENTATIONS.register("randaugment_usb")
 def _randaugment_usb(cfg: AugmentConfig, hflip: bool) -> Policy:
-    """TorchSSL / USB RandAugment(3, 5) + cutout (reference-algorithms-2.md §1.3) after the weak flip-and-translate,
-    in USB's order (TorchSSL applies it before flip and crop); ``augment.cutout`` bounds the cutout side fraction.
-    ``augment.ra_ops`` / ``ra_prob`` are FixMatch's RandAugment's: this policy always applies 3 ops."""
+    """TorchSSL / USB RandAugment(3, 5) + cutout (docs/reference/common.md#torchssl-and-usb) after the weak
+    flip-and-translate, in USB's order (TorchSSL applies it before flip and crop); ``augment.cutout`` bounds the cutout
+    side fraction. ``augment.ra_ops`` / ``ra_prob`` are FixMatch's RandAugment's: this policy always applies 3 ops."""
     from ssl_bench.augment.usb import RandAugmentUSB
 
     return Chain(WeakPolicy(effective_flip(cfg, hflip), cfg.translate), RandAugmentUSB(cfg.cutout))
@@ -77,7 +80,8 @@ def _randaugment_usb(cfg: AugmentConfig, hflip: bool) -> Policy:
 
 @AUGMENTATIONS.register("ctaugment")
 def _ctaugment(cfg: AugmentConfig, hflip: bool) -> Policy:
-    """CTAugment (§2.2) after the weak flip-and-translate; its bin weights learn from probe feedback."""
+    """CTAugment (docs/reference/augmentation.md#ctaugment) after the weak flip-and-translate; its bin weights learn
+    from probe feedback."""
     from ssl_bench.augment.strong import CTAugment
 
     cta = CTAugment(

@@ -1,7 +1,8 @@
 """Strong policies as batched per-sample tensor ops: RandAugment as FixMatch used it, and CTAugment.
 
-Sources: reference-algorithms.md §2.1 (FixMatch's RandAugment, ``AugmentPoolRAMC``), §2.2 (CTAugment,
-``libml/ctaugment.py``), §8 item 14; CTAugment is from ReMixMatch, arXiv 1911.09785, §3.2.
+Sources: docs/reference/augmentation.md#randaugment-fixmatch (FixMatch's RandAugment, ``AugmentPoolRAMC``),
+docs/reference/augmentation.md#ctaugment (CTAugment, ``libml/ctaugment.py``),
+docs/reference/porting.md#first-wave-checklist item 14; CTAugment is from ReMixMatch, arXiv 1911.09785, Section 3.2.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from ssl_bench.config import AugmentConfig
 from ssl_bench.config_checks import field_choices
 from ssl_bench.errors import ConfigError
 
-# FixMatch's RandAugment op list (§2.1)
+# FixMatch's RandAugment op list (docs/reference/augmentation.md#randaugment-fixmatch)
 RA_OPS = (
     "identity", "autocontrast", "equalize", "rotate", "solarize", "color", "contrast", "brightness", "sharpness",
     "shear_x", "translate_x", "translate_y", "posterize", "shear_y",
 )  # fmt: skip
-RA_GREY = 128  # exposed and cut-out pixels are 0 in [-1, 1], i.e. mid-grey (§2.1)
+# exposed and cut-out pixels are 0 in [-1, 1], i.e. mid-grey (docs/reference/augmentation.md#randaugment-fixmatch)
+RA_GREY = 128
 
 
 def _uniform(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -75,7 +77,8 @@ class RandAugment:
             "sharpness": 0.1 + 0.18 * level,
             "shear_x": sign * 0.03 * level,
             "shear_y": sign * 0.03 * level,
-            "translate_x": sign * level,  # pixels, not a fraction of the side (§2.1)
+            # pixels, not a fraction of the side (docs/reference/augmentation.md#randaugment-fixmatch)
+            "translate_x": sign * level,
             "translate_y": sign * level,
             "posterize": 4 - torch.floor(0.4 * level),
             "autocontrast": torch.ones_like(level),  # full blend: the op itself
@@ -98,14 +101,15 @@ class RandAugment:
         return apply_ops(images, list(self.names), ids, params, fill=RA_GREY, cutout_fill=RA_GREY, check=False)
 
 
-# CTAugment ops and the number of bins of each of their parameters (§2.2)
+# CTAugment ops and the number of bins of each of their parameters (docs/reference/augmentation.md#ctaugment)
 CTA_OPS: dict[str, tuple[int, ...]] = {
     "autocontrast": (17,), "blur": (17,), "brightness": (17,), "color": (17,), "contrast": (17,), "cutout": (17,),
     "equalize": (17,), "identity": (), "invert": (17,), "posterize": (8,), "rescale": (17, 6), "rotate": (17,),
     "sharpness": (17,), "shear_x": (17,), "shear_y": (17,), "smooth": (17,), "solarize": (17,),
     "translate_x": (17,), "translate_y": (17,),
 }  # fmt: skip
-CTA_BLACK, CTA_CUTOUT_GREY = 0, 127  # geometric fill is black, cutout fill (127, 127, 127) (§2.2)
+# geometric fill is black, cutout fill (127, 127, 127) (docs/reference/augmentation.md#ctaugment)
+CTA_BLACK, CTA_CUTOUT_GREY = 0, 127
 MAX_PARAMS, MAX_BINS = 2, 17
 
 
@@ -117,8 +121,9 @@ class CTRecord:
 
 
 def check_cta_choices(sampling: str, translate: str, rescale: str) -> None:
-    """The named variants of CTAugment (§2.2), as ``AugmentConfig`` declares them: ``augment.cta_sampling``,
-    ``cta_translate`` and ``cta_rescale`` (a CTAugment built in Python has not been through a recipe's checks)."""
+    """The named variants of CTAugment (docs/reference/augmentation.md#ctaugment), as ``AugmentConfig`` declares them:
+    ``augment.cta_sampling``, ``cta_translate`` and ``cta_rescale`` (a CTAugment built in Python has not been through a
+    recipe's checks)."""
     for key, value in (("cta_sampling", sampling), ("cta_translate", translate), ("cta_rescale", rescale)):
         choices = field_choices(AugmentConfig, key) or ()
         if value not in choices:
@@ -127,7 +132,7 @@ def check_cta_choices(sampling: str, translate: str, rescale: str) -> None:
 
 class CTAugment:
     """Control-theory augmentation: per op parameter, bin weights learned from how well the EMA model still
-    classifies probe images (ReMixMatch, arXiv 1911.09785 §3.2; reference-algorithms.md §2.2).
+    classifies probe images (ReMixMatch, arXiv 1911.09785 Section 3.2; docs/reference/augmentation.md#ctaugment).
 
     ``sampling``: ``fixmatch`` (bin ~ Cat(p), value uniform in the bin; FixMatch and AdaMatch) or ``remixmatch``
     (segment j ~ Cat(p_j + p_j+1), value uniform in the segment). ``cutout``: append cutout(v=1) to every training
@@ -210,7 +215,8 @@ class CTAugment:
         return ((b + u) / slots).clamp(0, 1 - 1e-6)
 
     def native_params(self, ids: torch.Tensor, v: torch.Tensor, h: int, w: int, generator: torch.Generator):
-        """Map values in [0, 1] to each op's native parameter (N, D, 3), as the reference ops do (§2.2)."""
+        """Map values in [0, 1] to each op's native parameter (N, D, 3), as the reference ops do
+        (docs/reference/augmentation.md#ctaugment)."""
         v0, v1 = v[..., 0], v[..., 1]
         size = min(h, w)
         side = 2 * torch.div(1 + torch.floor(v0 * size * 0.499), 2, rounding_mode="floor")

@@ -1,5 +1,5 @@
 """The strong augmentation of TorchSSL and USB as a batched policy, ``randaugment_usb``: the RandAugment behind the
-FlexMatch, FreeMatch and SoftMatch tables (reference-algorithms-2.md §1.3, "Augmentation").
+FlexMatch, FreeMatch and SoftMatch tables (docs/reference/common.md#torchssl-and-usb, "Augmentation").
 
 Read in microsoft/Semi-supervised-learning ``semilearn/datasets/augmentation/randaugment.py`` (stored version
 8b7c8ea; line numbers below are that file's) and TorchSSL/TorchSSL ``datasets/augmentation/randaugment.py`` (stored
@@ -39,10 +39,11 @@ The two files differ only in what surrounds these ops: USB adds ``augment_list_n
 without AutoContrast, Color, Contrast, Posterize and Solarize), chosen by ``RandAugment(n, m,
 exclude_color_aug=True)`` (L185-190) and not by the classic-CV datasets; TorchSSL's constructor has no such
 argument. The op bodies, ranges, sampling and cutout are the same. Where the two code bases differ is the order
-around it: USB crops (reflect pad ``int(size * (1 - crop_ratio))``, 12.5 % per §1.3), flips, then applies RandAugment
-(``semilearn/datasets/cv_datasets/cifar.py``, ``transform_strong``); TorchSSL inserts RandAugment at index 0 of the
-weak transform (``datasets/dataset.py`` at 03193a1, ``BasicDataset.__init__``), so it runs **before** flip and crop,
-and the crop then shifts and reflects the black fill and the cutout square; TorchSSL's pad is 4 px at every size
+around it: USB crops (reflect pad ``int(size * (1 - crop_ratio))``, 12.5 % per
+docs/reference/common.md#torchssl-and-usb), flips, then applies RandAugment
+(``semilearn/datasets/cv_datasets/cifar.py``, ``transform_strong``); TorchSSL inserts RandAugment at index 0 of the weak
+transform (``datasets/dataset.py`` at 03193a1, ``BasicDataset.__init__``), so it runs **before** flip and crop, and the
+crop then shifts and reflects the black fill and the cutout square; TorchSSL's pad is 4 px at every size
 (``ssl_dataset.py`` ``get_transform`` at 67686df; a later stored version, 2264731, pads 12.5 %).
 
 This policy follows USB's order: the strong view starts from the weak view (``augment.flip``,

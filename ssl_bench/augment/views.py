@@ -53,7 +53,8 @@ class Batch:
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1], the reference's x * 2/255 - 1 (§1.2)."""
+    """uint8 [0, 255] -> float [-1, 1], the reference's x * 2/255 - 1
+    (docs/reference/common.md#image-encoding-and-datasets)."""
     return images.float().mul_(2.0 / 255.0).sub_(1.0)
 
 

@@ -1,4 +1,5 @@
-"""Weak augmentation: random horizontal flip and reflect-padded random translation, batched (reference §1.4)."""
+"""Weak augmentation: random horizontal flip and reflect-padded random translation, batched (reference
+docs/reference/common.md#weak-augmentation)."""
 
 from __future__ import annotations
 

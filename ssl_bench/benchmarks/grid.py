@@ -8,7 +8,7 @@ executors take turns, and each round starts with another one, so a slow phase of
 Beside the wall time it reads the CPU time the whole machine spent busy (Linux's ``/proc/stat``), which counts
 what a process's own CPU times leave out: Ray's daemons and its worker processes. On C cores no executor finishes
 a grid in less than busy CPU / C, which is what decides whether spreading a small grid over processes can pay off
-(README, "Grids and many processes").
+(docs/grids.md#grids-ray-and-torchrun).
 """
 
 from __future__ import annotations

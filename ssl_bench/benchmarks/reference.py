@@ -55,7 +55,8 @@ def pil_view(name: str, run: RunConfig, size: int, hflip: bool) -> Callable[[Ima
 
 
 def to_input_tensor(img: Image.Image) -> torch.Tensor:
-    """A PIL image as float (C, H, W) in [-1, 1], the model's input range (x * 2/255 - 1, §1.2)."""
+    """A PIL image as float (C, H, W) in [-1, 1], the model's input range (x * 2/255 - 1,
+    docs/reference/common.md#image-encoding-and-datasets)."""
     arr = np.asarray(img, dtype=np.float32)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(arr)).mul_(2.0 / 255.0).sub_(1.0)

@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="training device: auto (default), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     plugin_arg(p)
-    g = p.add_argument_group('executing a grid (README, "Grids and many processes")')
+    g = p.add_argument_group("executing a grid (docs/grids.md#grids-ray-and-torchrun)")
     g.add_argument(
         "--executor",
         choices=["local", "ray"],

@@ -1,7 +1,7 @@
 """digits_m: an MNIST-M-style colour target built offline from scikit-learn's digits (this project's construction).
 
-The blend is MNIST-M's (Ganin et al., arXiv 1505.07818, §5.2); the photographs are scikit-learn's sample images, so
-every machine builds the same images without a download.
+The blend is MNIST-M's (Ganin et al., arXiv 1505.07818, Section 5.2); the photographs are scikit-learn's sample images,
+so every machine builds the same images without a download.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def make_digits_m(pixels: np.ndarray, seed: int = DIGITS_M_SEED, size: int = DIG
 
     Each digit is enlarged to size x size (bilinear) and combined with a patch of one of the two photographs that
     ship with scikit-learn (``load_sample_images``: china.jpg, flower.jpg) by the absolute difference
-    |patch - digit| per channel, the blend MNIST-M uses (Ganin et al., arXiv 1505.07818, §5.2). The patch is a
+    |patch - digit| per channel, the blend MNIST-M uses (Ganin et al., arXiv 1505.07818, Section 5.2). The patch is a
     random square of side size..4*size at a random place, shrunk to size x size with PIL's bilinear filter. One
     ``numpy.random.default_rng(seed)`` draws, per image in order: the photo, the side, the corner.
     """

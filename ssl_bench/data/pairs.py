@@ -1,6 +1,6 @@
 """Domain pairs for domain adaptation: the pair registry and loading a pair as one dataset in one image format.
 
-Settings of AdaMatch (Berthelot et al., arXiv 2106.04732; reference-algorithms.md §6): ``uda`` (labeled source,
+Settings of AdaMatch (Berthelot et al., arXiv 2106.04732; docs/algorithms/adamatch.md): ``uda`` (labeled source,
 unlabeled target), ``ssda`` (plus k labeled target images per class) and ``ssl`` (one dataset, the usual splits).
 A pair is held as one ``ImageDataset`` whose training pool is the source's training images followed by the
 target's, and whose test set is the target's, so the trainer's labeled/unlabeled machinery serves every setting.

@@ -1,8 +1,8 @@
 """Split ids, the names of splits in both settings: parsed from and printed to the text that names a manifest.
 
-SSL splits are ``dataset.seed@labels-valid`` (the reference's naming, reference-algorithms.md §1.3); the
-domain-adaptation splits of AdaMatch's settings (§6) are ``source-target.seed@uda`` or ``@ssdaK``. An id names the
-draw completely, so the same id always names the same indices of the same data.
+SSL splits are ``dataset.seed@labels-valid`` (the reference's naming, docs/reference/common.md#label-splits); the
+domain-adaptation splits of AdaMatch's settings (docs/algorithms/adamatch.md) are ``source-target.seed@uda`` or
+``@ssdaK``. An id names the draw completely, so the same id always names the same indices of the same data.
 """
 
 from __future__ import annotations

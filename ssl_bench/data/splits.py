@@ -1,9 +1,9 @@
 """Drawn splits and their verified manifest files, one ``Split`` type for the SSL and domain-adaptation settings.
 
-SSL splits follow the reference's draw (reference-algorithms.md §1.3); the domain-adaptation splits of AdaMatch's
-settings (§6) draw their K labeled target images per class with the same rule. Both share one manifest path (named
-by the split id, ``split_ids``): read and verified if it exists, else drawn and saved once, so a split never changes
-under the records made on it.
+SSL splits follow the reference's draw (docs/reference/common.md#label-splits); the domain-adaptation splits of
+AdaMatch's settings (docs/algorithms/adamatch.md) draw their K labeled target images per class with the same rule. Both
+share one manifest path (named by the split id, ``split_ids``): read and verified if it exists, else drawn and saved
+once, so a split never changes under the records made on it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ MANIFEST_FORMAT = 1
 
 
 def greedy_select(per_class: list[np.ndarray], freq: np.ndarray, n: int) -> tuple[list[int], np.ndarray]:
-    """The reference's distribution-matched pick (§1.3 step 4): take from argmax_c freq_c - npos_c / max(npos).
+    """The reference's distribution-matched pick (docs/reference/common.md#label-splits step 4): take from argmax_c
+    freq_c - npos_c / max(npos).
 
     Ties go to the lowest class; an exhausted class is skipped. Returns the picks and the per-class counts.
     """
@@ -44,8 +45,9 @@ def greedy_select(per_class: list[np.ndarray], freq: np.ndarray, n: int) -> tupl
 
 def check_budget(n_labels: int, num_classes: int, dataset: str, class_balance: str) -> None:
     """What a run and ``ssl-bench split`` accept: at least one label per class, and for a balanced split exactly
-    n_labels / classes of each. ``draw_split`` itself follows the reference's greedy rule (§1.3), which hands the
-    remainder of an uneven budget to the lowest classes; the suite's balanced splits never have one."""
+    n_labels / classes of each. ``draw_split`` itself follows the reference's greedy rule
+    (docs/reference/common.md#label-splits), which hands the remainder of an uneven budget to the lowest classes; the
+    suite's balanced splits never have one."""
     if n_labels < num_classes:
         raise SplitError(f"label budget {n_labels} is smaller than the {num_classes} classes of {dataset}")
     if class_balance == "balanced" and n_labels % num_classes:
@@ -257,7 +259,8 @@ def get_split(
 
 
 def draw_da_split(ds: ImageDataset, sid: DASplitId) -> Split:
-    """k target images per class: the class-balanced draw of SSL splits (§1.3) on the target's training labels."""
+    """k target images per class: the class-balanced draw of SSL splits (docs/reference/common.md#label-splits) on the
+    target's training labels."""
     target_labels = ds.train_labels[ds.n_source :].numpy()
     k = sid.target_labels
     local = np.zeros(0, dtype=np.int64)

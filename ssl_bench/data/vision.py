@@ -1,7 +1,7 @@
 """Torchvision-backed loaders (CIFAR-10/100, SVHN, STL-10, MNIST, Fashion-MNIST, USPS) as uint8 (N, C, H, W) arrays.
 
 Source: torchvision.datasets (cifar.py, svhn.py, stl10.py, mnist.py, usps.py of torchvision 0.29) for file names,
-layouts and md5 checks; dataset sizes and label conventions from shared/docs/reference-algorithms.md §1.2.
+layouts and md5 checks; dataset sizes and label conventions from docs/reference/common.md#image-encoding-and-datasets.
 
 Every loader reads its files below ``Path(cfg.root).expanduser()`` exactly where torchvision looks for them and
 passes ``download=cfg.download`` on, so nothing is fetched unless asked. Missing, corrupted or undownloadable files
@@ -154,8 +154,9 @@ def load_svhn(cfg: DataConfig) -> ImageDataset:
     """SVHN: 73,257 train (+531,131 'extra' with ``data.extra``) / 26,032 test 32x32 RGB images, no flip.
 
     Labels are torchvision's: digit d is class d (the files store digit 0 as 10; torchvision maps it to 0). The TF
-    reference repos use class (d - 1) mod 10 instead (reference-algorithms.md §1.2); remap only to reproduce their
-    folds exactly. With ``data.extra`` the 'extra' images follow the 73,257 train images, in file order.
+    reference repos use class (d - 1) mod 10 instead (docs/reference/common.md#image-encoding-and-datasets); remap only
+    to reproduce their folds exactly. With ``data.extra`` the 'extra' images follow the 73,257 train images, in file
+    order.
     """
     from torchvision.datasets import SVHN
 

@@ -1,6 +1,6 @@
 """Active-learning reports of the leaderboard: accuracy against labels per acquisition, and what one label is worth.
 
-The exchange-rate analysis follows the question of MMA (arXiv 1912.00594, §5): how many unlabeled images buy the
+The exchange-rate analysis follows the question of MMA (arXiv 1912.00594, Section 5): how many unlabeled images buy the
 accuracy that one more label buys. Here it is estimated by finite differences between recorded runs.
 """
 

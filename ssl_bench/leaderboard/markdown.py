@@ -21,7 +21,7 @@ PUBLISHED = (
     "source and protocol: backbone, schedule, `seeds` (the runs or folds behind the mean) and `evaluation` (how each "
     "run's number was taken: the median of the last 20 evaluations in the Google papers, the best test accuracy seen "
     "during training in TorchSSL and USB, which reads higher). They are never averaged with ours. *unverified*: not "
-    "yet checked against a second source (reference-algorithms.md §9, reference-algorithms-2.md §12)."
+    "yet checked against a second source (docs/reference/published.md, docs/reference/published.md)."
 )
 
 COMPARE = (
@@ -32,7 +32,7 @@ COMPARE = (
 )
 
 DA_PROTOCOL = (
-    "Domain adaptation (AdaMatch's settings, reference-algorithms.md §6): accuracy on the target domain's test set. "
+    "Domain adaptation (AdaMatch's settings, docs/algorithms/adamatch.md): accuracy on the target domain's test set. "
     "uda: every source image labeled, target images unlabeled; ssda-k: plus k labeled target images per class. "
     "`supervised` trains on the labeled images only (source only in uda): the baseline the other rows of a column "
     "must beat."

@@ -1,6 +1,6 @@
 """The papers' published numbers, as data: ``published.csv`` beside this module, read by :func:`load_published`.
 
-Sources: ``reference-algorithms.md`` §9 ("Headline results") and ``reference-algorithms-2.md`` §12 ("Published
+Sources: docs/reference/published.md ("Headline results") and docs/reference/published.md ("Published
 numbers"). The rows cover the FixMatch paper's Table 2 (its five re-run methods on every dataset and budget, and its
 Π-Model, Pseudo-Labeling and Mean Teacher baselines, which have no 40- or 400-label entries), MixMatch's own CIFAR-10 /
 SVHN / STL-10 numbers, ReMixMatch's own CIFAR-10 / SVHN / STL-10 numbers, the UDA authors' own CIFAR-10 / SVHN runs
@@ -8,11 +8,13 @@ SVHN / STL-10 numbers, ReMixMatch's own CIFAR-10 / SVHN / STL-10 numbers, the UD
 README prints it (accuracy ± standard error), FreeMatch's and SoftMatch's Table 1, AdaMatch's DigitFive UDA accuracies
 and DomainNet averages, and USB's classic-CV table (``paper = "USB (Wang et al., 2022)"``, a third-party re-run).
 
-``verified``: for the §9 rows, true where §9 tags the value [v] (confirmed from an independent text) and false where
-it tags it [m] (from memory); a USB row of §9 is true only where two retrieved texts agree. For the §12 rows, true only
-where the value *and* its std as §12 gives them were found unchanged in a text retrieved with the search tools (the
-README, results file or script they come from, or another copy); a row whose mean alone was confirmed (e.g. by a
-paperswithcode listing) stays false. ``note`` says where each number was read and what was not confirmed.
+``verified``: for the docs/reference/published.md rows, true where docs/reference/published.md tags the value [v]
+(confirmed from an independent text) and false where it tags it [m] (from memory); a USB row of
+docs/reference/published.md is true only where two retrieved texts agree. For the docs/reference/published.md rows, true
+only where the value *and* its std as docs/reference/published.md gives them were found unchanged in a text retrieved
+with the search tools (the README, results file or script they come from, or another copy); a row whose mean alone was
+confirmed (e.g. by a paperswithcode listing) stays false. ``note`` says where each number was read and what was not
+confirmed.
 
 Method names are ours where we have the algorithm:
 

@@ -1,7 +1,7 @@
 """A small, fast VGG-style CNN for 8x8 to 32x32 images (digits, MNIST-sized data, smoke runs on CPU).
 
 No paper defines it: it is this suite's cheap backbone, built from the same BatchNorm, LeakyReLU and
-initialisation conventions as the reference WRN (reference-algorithms.md §1.5).
+initialisation conventions as the reference WRN (docs/reference/common.md#wrn-28-k).
 """
 
 from __future__ import annotations

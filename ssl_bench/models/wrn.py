@@ -1,7 +1,7 @@
 """Pre-activation WideResNet-28-k as in the authors' libml ``ResNet.classifier`` (and objax ``WideResNet``).
 
 Zagoruyko & Komodakis, "Wide Residual Networks", arXiv:1605.07146; the variant, initialisation and BatchNorm
-settings follow the MixMatch/FixMatch reference code as described in reference-algorithms.md §1.5.
+settings follow the MixMatch/FixMatch reference code as described in docs/reference/common.md#wrn-28-k.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from ssl_bench.registry import MODELS
 
 
 def init_weights(module: nn.Module) -> None:
-    """Reference initialisation (§1.5) of every conv, linear and BatchNorm layer inside ``module``.
+    """Reference initialisation (docs/reference/common.md#wrn-28-k) of every conv, linear and BatchNorm layer inside
+    ``module``.
 
     Conv kernels: He normal over fan_out, std = sqrt(2 / (k*k*out_channels)); linear kernels: Glorot normal
     truncated at two standard deviations (TF1 ``glorot_normal_initializer``, objax Xavier truncated normal);
@@ -41,7 +42,8 @@ def init_weights(module: nn.Module) -> None:
 
 
 def batch_norm(channels: int, cfg: ModelConfig) -> nn.BatchNorm2d:
-    """BatchNorm with the reference's TF settings: decay 0.999 is PyTorch momentum 0.001, eps 1e-3 (§1.5)."""
+    """BatchNorm with the reference's TF settings: decay 0.999 is PyTorch momentum 0.001, eps 1e-3
+    (docs/reference/common.md#wrn-28-k)."""
     return nn.BatchNorm2d(channels, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
 
 

@@ -15,7 +15,7 @@ from ssl_bench.identity import HASH_VERSION
 from ssl_bench.registry import is_file_name
 from ssl_bench.results.provenance import git_state, host_info, library_versions, now_iso
 
-# the stable record interface (design.md, "Results and leaderboard"): other tools read these keys
+# the stable record interface (docs/results.md#records): other tools read these keys
 RECORD_KEYS = (
     "algorithm", "dataset", "split", "split_hash", "n_labels", "seed", "setting", "source", "target", "round",
     "acquisition", "acc_median", "median_k", "acc_final", "acc_history", "model", "steps", "images_seen", "wall_s",
@@ -31,7 +31,8 @@ class TrainResult:
     """What a finished run (or one active-learning round) measured; the record adds identity and provenance."""
 
     acc_history: list[tuple[int, float]]  # (step, test accuracy of the EMA model) at every evaluation
-    acc_median: float  # the headline: median of the last median_k evaluations (§1.8)
+    # the headline: median of the last median_k evaluations (docs/reference/common.md#reporting-protocol)
+    acc_median: float
     acc_final: float
     median_k: int
     acc_raw_final: float  # the live (non-EMA) model at the end

@@ -31,7 +31,7 @@ class RunParts:
     spec: ViewSpec  # the views the algorithm asked for
     policies: dict[str, Policy]  # by view role (weak, strong, none)
     feedback: dict[str, Any]  # policies that learn from probes of the labeled images (CTAugment), by name
-    probe_base: Policy  # the weak view the probes start from (§2.2)
+    probe_base: Policy  # the weak view the probes start from (docs/reference/augmentation.md#ctaugment)
     augmentation: str  # the policies the run really uses, e.g. "ctaugment+weak"
     flip: bool  # whether its weak views flip: augment.flip resolved against the dataset (policies.effective_flip)
 
@@ -90,7 +90,8 @@ def build_run(
         optimizer=make_optimizer(tc, algorithm) if optimizer else None,
         spec=spec,
         policies=policies,
-        # CTAugment learns from probes of the labeled images (§2.2): its state lives with the run, not the algorithm
+        # CTAugment learns from probes of the labeled images (docs/reference/augmentation.md#ctaugment): its state lives
+        # with the run, not the algorithm
         feedback={n: fb for n, p in by_name.items() if (fb := getattr(p, "feedback", None)) is not None},
         probe_base=create_policy("weak", run.augment, ds.hflip),
         augmentation="+".join(sorted(by_name)),

@@ -1,8 +1,8 @@
 """How the weights move: optimizers with weight decay on weights only, the LR schedules, and the EMA of the weights.
 
-Conventions of reference-algorithms.md §1.6 (SGD-Nesterov with coupled L2 as in the fixmatch repo, or Adam with
-decoupled decay as in the Gen-1 repos; decay on conv/linear weights only; cosine schedules) and §1.7 (EMA of the
-parameters from the initial weights, BN statistics copied or averaged).
+Conventions of docs/reference/common.md#optimisers-and-weight-decay (SGD-Nesterov with coupled L2 as in the fixmatch
+repo, or Adam with decoupled decay as in the Gen-1 repos; decay on conv/linear weights only; cosine schedules) and
+docs/reference/common.md#ema-model (EMA of the parameters from the initial weights, BN statistics copied or averaged).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from ssl_bench.config import TrainConfig
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Learning rate at 0-based ``step``: cosine lr*cos(7*pi*k/(16K)) of the fixmatch repo (§1.6), AdaMatch's
-    cosine_quarter, or constant (Gen-1 Adam)."""
+    """Learning rate at 0-based ``step``: cosine lr*cos(7*pi*k/(16K)) of the fixmatch repo
+    (docs/reference/common.md#optimisers-and-weight-decay), AdaMatch's cosine_quarter, or constant (Gen-1 Adam)."""
     if cfg.lr_schedule == "cosine":
         return cfg.lr * math.cos(7 * math.pi * step / (16 * cfg.steps))
-    if cfg.lr_schedule == "cosine_quarter":  # AdaMatch: lr*cos(arccos(0.25)*k/K), ends at lr/4 (§1.6)
+    # AdaMatch: lr*cos(arccos(0.25)*k/K), ends at lr/4 (docs/reference/common.md#optimisers-and-weight-decay)
+    if cfg.lr_schedule == "cosine_quarter":
         return cfg.lr * math.cos(math.acos(0.25) * step / cfg.steps)
     if cfg.lr_schedule == "constant":
         return cfg.lr
@@ -30,8 +31,9 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def decay_split(module: nn.Module, scope: str = "weights") -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(decayed, not decayed): conv/linear weights and everything else (§1.6), or with ``scope = "all"`` every
-    trainable parameter and nothing (the UDA authors' code, reference-algorithms-2.md §5.3)."""
+    """(decayed, not decayed): conv/linear weights and everything else
+    (docs/reference/common.md#optimisers-and-weight-decay), or with ``scope = "all"`` every trainable parameter and
+    nothing (the UDA authors' code, docs/algorithms/uda.md#hyper-parameters)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for p in module.parameters():
@@ -57,7 +59,8 @@ def make_optimizer(cfg: TrainConfig, module: nn.Module) -> torch.optim.Optimizer
 
 @torch.no_grad()
 def decoupled_decay(cfg: TrainConfig, optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Gen-1 convention (§1.6): after the Adam step, every weight is multiplied by 1 - wd * lr."""
+    """Gen-1 convention (docs/reference/common.md#optimisers-and-weight-decay): after the Adam step, every weight is
+    multiplied by 1 - wd * lr."""
     if cfg.optimizer != "adam" or cfg.weight_decay == 0:
         return
     for group in optimizer.param_groups:
@@ -66,9 +69,9 @@ def decoupled_decay(cfg: TrainConfig, optimizer: torch.optim.Optimizer, lr: floa
 
 
 class EMA:
-    """Exponential moving average of a model's parameters; buffers (BN statistics) are copied (§1.7, TF repos)
-    or, with ``buffers="average"``, averaged like the parameters (objax, AdaMatch). The average starts from the
-    initial weights (TF), not from zeros (objax).
+    """Exponential moving average of a model's parameters; buffers (BN statistics) are copied
+    (docs/reference/common.md#ema-model, TF repos) or, with ``buffers="average"``, averaged like the parameters (objax,
+    AdaMatch). The average starts from the initial weights (TF), not from zeros (objax).
 
     With ``warmup`` the decay is min(decay, (1 + k) / (10 + k)) at update k, so short runs do not evaluate a
     model still dominated by its random initialisation (a deviation from the reference, off by default).
@@ -87,7 +90,7 @@ class EMA:
         torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             if self.buffers == "average" and b.is_floating_point():
-                b_ema.lerp_(b, 1.0 - decay)  # objax averages BN statistics too (§1.7)
+                b_ema.lerp_(b, 1.0 - decay)  # objax averages BN statistics too (docs/reference/common.md#ema-model)
             else:
                 b_ema.copy_(b)
         self.updates += 1

@@ -1,7 +1,7 @@
 """Speed switches of the training step, resolved for the device they run on.
 
 Each is a ``[train]`` key; ``auto`` takes the value measured to be fastest on that kind of device with no loss of
-accuracy (README, "Speed"), and the resolved values go into every record (``speed``):
+accuracy (docs/training-and-speed.md#speed), and the resolved values go into every record (``speed``):
 
 - ``precision``: ``fp32``, ``bf16`` (autocast on CPU or CUDA) or ``fp16`` (autocast with loss scaling, CUDA only);
   the forward passes of the step, the probes and evaluation run in it, the optimizer and the EMA in fp32;

@@ -3,8 +3,9 @@
 The run's parts come built (``build``), each step's batch comes from the feed (``feed``) and the checkpoint format is
 ``checkpoint``'s; what active learning needs between its rounds lives with active learning (``active.learner``).
 
-Conventions follow reference-algorithms.md §1.1 (steps, evaluation every 64 kimg), §1.7 (the EMA model is the one
-evaluated) and §1.8 (the headline is the median of the last k evaluations).
+Conventions follow docs/reference/common.md#training-loop-units (steps, evaluation every 64 kimg),
+docs/reference/common.md#ema-model (the EMA model is the one evaluated) and docs/reference/common.md#reporting-protocol
+(the headline is the median of the last k evaluations).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def evaluate(
 
 
 def median_last(history: list[tuple[int, float]], k: int) -> float:
-    """Median of the last k recorded accuracies (§1.8); the headline metric, never the best seen."""
+    """Median of the last k recorded accuracies (docs/reference/common.md#reporting-protocol); the headline metric,
+    never the best seen."""
     return float(statistics.median(acc for _, acc in history[-k:]))
 
 
@@ -207,7 +209,9 @@ class Trainer:
             group["lr"] = lr
         batch = self.feed.next(self.algorithm.separate_target_labels)
         self._lap("data")
-        if self.feedback:  # probes: the labeled images of the step, source + labeled target in ssda (§2.2)
+        # probes: the labeled images of the step, source + labeled target in ssda
+        # (docs/reference/augmentation.md#ctaugment)
+        if self.feedback:
             idx_x = batch.idx_x
             assert idx_x is not None  # the feed gives every batch its positions
             self.probe_feedback(idx_x if batch.idx_target is None else torch.cat([idx_x, batch.idx_target]))
@@ -234,8 +238,8 @@ class Trainer:
 
     @torch.no_grad()
     def probe_feedback(self, labeled_idx: torch.Tensor) -> None:
-        """CTAugment update (§2.2): probes of the weakly augmented labeled images, classified by the EMA model in
-        inference mode; omega = its probability of the true class."""
+        """CTAugment update (docs/reference/augmentation.md#ctaugment): probes of the weakly augmented labeled images,
+        classified by the EMA model in inference mode; omega = its probability of the true class."""
         weak = self.probe_base(self.feed.images[labeled_idx], self.generator)
         labels = self.feed.labels[labeled_idx]
         for cta in self.feedback.values():

@@ -1,4 +1,5 @@
-"""Acquisition scores and the shared selector on hand-made probability tables (MMA, reference §7.4)."""
+"""Acquisition scores and the shared selector on hand-made probability tables (MMA, reference
+docs/algorithms/mma.md#acquisition)."""
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def test_scores_by_hand():
     np.testing.assert_allclose(STD, [0.400694, 0.062361, 0.235702, 0.0, 0.205480], atol=1e-6)  # the sums above
     np.testing.assert_allclose(confidence(P, "std"), STD, atol=1e-12)
     np.testing.assert_allclose(confidence(P, "entropy"), np.negative(ENTROPY), atol=1e-12)  # -H: lower = less sure
-    # id weights: 1 - max, 1 - margin, and H itself for entropy (§7.4)
+    # id weights: 1 - max, 1 - margin, and H itself for entropy (docs/algorithms/mma.md#acquisition)
     np.testing.assert_allclose(uncertainty(P, "max"), [0.1, 0.6, 0.5, 2 / 3, 0.4], atol=1e-12)
     np.testing.assert_allclose(uncertainty(P, "diff2"), [0.15, 0.95, 1.0, 1.0, 0.7], atol=1e-12)
     np.testing.assert_allclose(uncertainty(P, "entropy"), [0.394398, 1.080528, 0.693147, 1.098612, 0.897946], atol=1e-6)

@@ -60,7 +60,8 @@ def test_schedule_golden_and_errors():
 def test_paper_schedule_matches_the_reference():
     recipe = load_recipe(ROOT / "recipes/cifar10/mma.toml")
     plan = schedule(recipe.active, 250, 64)
-    assert len(plan) == 76 and plan[-1][1] == 4000  # 75 rounds of 50 after the start budget (§7.3)
+    # 75 rounds of 50 after the start budget (docs/algorithms/mma.md#schedule)
+    assert len(plan) == 76 and plan[-1][1] == 4000
     assert plan[-1][0] == 169984 * 1024 // 64  # 169,984 kimg of training = 2,719,744 steps
 
 

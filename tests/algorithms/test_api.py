@@ -168,7 +168,7 @@ def test_ranks_of_one_process_return_their_input():
 
 @dataclass(frozen=True)
 class BrokenConfig(AlgorithmConfig):
-    """Test algorithm (§0)."""
+    """Test algorithm (docs/reference/common.md#sources)."""
 
     name: str = "broken"
 

@@ -1,7 +1,7 @@
-"""One step of Pseudo-Label, Π-Model, Mean Teacher and UDA against a re-derivation from reference-algorithms-2.md
-§2-§5: plain tensor maths on deep copies of the backbone, the passes and BatchNorm updates the spec names, the
-losses written out as the reference code computes them, and the gradients compared (which checks the
-stop-gradients)."""
+"""One step of Pseudo-Label, Π-Model, Mean Teacher and UDA against a re-derivation from docs/reference/common.md
+docs/algorithms/pseudo_label.md to docs/algorithms/uda.md: plain tensor maths on deep copies of the backbone, the passes
+and BatchNorm updates the spec names, the losses written out as the reference code computes them, and the gradients
+compared (which checks the stop-gradients)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def case(algo, seed: int, views: int):
     return Batch(x=(images(gen, b),), y=torch.tensor([0, 1, 2, 3, 3, 2, 1, 0]), u=u)
 
 
-# ------------------------------------------------------------------------------------------------ Pseudo-Label (§2)
+# ------------------------------------------------------------------------------------------------ Pseudo-Label
+# (docs/algorithms/pseudo_label.md)
 
 
 @pytest.mark.parametrize("loss_kind", ["broadcast", "masked"])
@@ -65,7 +66,8 @@ def test_pseudo_label_step_matches_reference(loss_kind, progress):
     batch = case(algo, 3, 1)
     (x,), y, (u,) = batch.x, batch.y, batch.u
     ref = copy.deepcopy(algo.model)
-    expected_bn = stats_after_one_pass(algo.model, x)  # only the labeled pass updates BN (§1.2)
+    # only the labeled pass updates BN (docs/reference/common.md#gen-2-baselines)
+    expected_bn = stats_after_one_pass(algo.model, x)
 
     loss, metrics = algo.step(batch, progress)
 
@@ -186,8 +188,9 @@ def test_mean_teacher_step_matches_reference(progress):
 
 
 def test_mean_teacher_consistency_gradient_reaches_the_student_not_the_teacher():
-    """The port that takes the student's logits from the teacher's no-gradient pass trains on labels only (§4.4):
-    here the consistency loss alone moves every weight of the student and none of the teacher."""
+    """The port that takes the student's logits from the teacher's no-gradient pass trains on labels only
+    (docs/algorithms/mean_teacher.md#ports): here the consistency loss alone moves every weight of the student and none
+    of the teacher."""
     algo, ema, batch = teacher_case()
     loss, _ = algo.step(batch, 1.0)
     loss.backward()
@@ -199,7 +202,8 @@ def test_mean_teacher_consistency_gradient_reaches_the_student_not_the_teacher()
     assert all(p.grad is None and not p.requires_grad for p in ema.parameters())
 
 
-# ------------------------------------------------------------------------------------------------------ UDA (§5)
+# ------------------------------------------------------------------------------------------------------ UDA
+# (docs/algorithms/uda.md)
 
 
 def tsa_eta(progress: float, end: float, schedule: str) -> float:
@@ -253,7 +257,7 @@ def test_uda_step_matches_reference(overrides, progress):
 
 
 def test_uda_temperature_is_applied():
-    """T sharpens the target (one port drops it, §5.4): the loss changes with T."""
+    """T sharpens the target (one port drops it, docs/algorithms/uda.md#ports): the loss changes with T."""
     values = []
     for t in (1.0, 0.4):
         algo, _ = make("uda", T=t, threshold=0.0)

@@ -1,7 +1,9 @@
 """Golden values, worked out by hand, for every shared function of ssl_bench.algorithms.functional.
 
-Each expected number is derived in a comment from the equations of reference-algorithms.md (§1.9-§1.11, §3-§6,
-§8, Appendix A); none is produced by the code under test.
+Each expected number is derived in a comment from the equations of docs/reference/common.md
+(docs/reference/common.md#mixup to docs/reference/common.md#distribution-estimates, docs/algorithms/mixmatch.md to
+docs/algorithms/adamatch.md, docs/reference/porting.md#first-wave-checklist, Appendix A); none is produced by the code
+under test.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def close(actual, expected, atol=1e-6, rtol=1e-5):
     )
 
 
-# ----------------------------------------------------------------------------------------------- sharpen (§3.1, §8.9)
+# ----------------------------------------------------------------------------------------------- sharpen
+# (docs/algorithms/mixmatch.md#reference-step, docs/reference/porting.md#first-wave-checklist)
 
 
 def test_sharpen_golden_values():
@@ -61,7 +64,8 @@ def test_sharpen_golden_values():
 
 
 def test_sharpen_is_a_power_on_probabilities_not_a_softmax_temperature():
-    # softmax([0.6, 0.4] / 0.5) = softmax([1.2, 0.8]) = [0.598688, 0.401312] - the wrong reading (§8 item 9)
+    # softmax([0.6, 0.4] / 0.5) = softmax([1.2, 0.8]) = [0.598688, 0.401312] - the wrong reading
+    # (docs/reference/porting.md#first-wave-checklist item 9)
     out = sharpen(torch.tensor([[0.6, 0.4]]), 0.5)
     assert abs(out[0, 0].item() - 0.598688) > 0.05
     close(out.sum(1), [1.0])
@@ -86,7 +90,8 @@ def test_soft_cross_entropy_one_hot_matches_hard_labels():
     close(soft_cross_entropy(torch.tensor([[LN3, 0.0]]), torch.tensor([[0.0, 1.0]])), LN4)
 
 
-# ------------------------------------------------------------------------------------------------------- mixup (§1.9)
+# ------------------------------------------------------------------------------------------------------- mixup
+# (docs/reference/common.md#mixup)
 
 
 def test_mixup_golden_values_same_lambda_for_inputs_and_targets():
@@ -149,7 +154,8 @@ def test_sample_mixup_reproducible_from_global_generator():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-# -------------------------------------------------------------------------------------------- interleave (§1.10, A.1)
+# -------------------------------------------------------------------------------------------- interleave
+# (docs/reference/common.md#interleave-and-batchnorm, A.1)
 
 
 @pytest.mark.parametrize(
@@ -223,7 +229,8 @@ def test_interleave_keeps_gradients():
     assert xs[2].grad[:, 0].tolist() == [0.0, 0.0, 0.0, 0.0, 2.0, 2.0]
 
 
-# ------------------------------------------------------------------------------------ masks and thresholds (§5, §6)
+# ------------------------------------------------------------------------------------ masks and thresholds
+# (docs/algorithms/fixmatch.md, docs/algorithms/adamatch.md)
 
 
 def test_confidence_mask_golden():
@@ -262,7 +269,8 @@ def test_masked_cross_entropy_divides_by_full_batch():
     close(masked_cross_entropy(logits, labels, torch.ones(3)), (LN2 + LN4 - math.log(0.75)) / 3)
 
 
-# -------------------------------------------------------------------------------- distribution alignment (§4.1, §6.1)
+# -------------------------------------------------------------------------------- distribution alignment
+# (docs/algorithms/remixmatch.md#reference-step, docs/algorithms/adamatch.md#reference-step)
 
 
 def test_align_golden():
@@ -290,7 +298,8 @@ def test_align_with_equal_estimates_is_identity():
     close(align(p, est, est), p)
 
 
-# ---------------------------------------------------------------------------------------------------- ramps (§3, §6)
+# ---------------------------------------------------------------------------------------------------- ramps
+# (docs/algorithms/mixmatch.md, docs/algorithms/adamatch.md)
 
 
 @pytest.mark.parametrize(
@@ -334,7 +343,8 @@ def test_half_cosine_warmup_custom_length():
     assert half_cosine_warmup(0.05, 0.2) == pytest.approx(0.5 - 0.5 * math.sqrt(0.5))
 
 
-# ---------------------------------------------------------------------------------------- FIFOMean, EMAVector (§1.11)
+# ---------------------------------------------------------------------------------------- FIFOMean, EMAVector
+# (docs/reference/common.md#distribution-estimates)
 
 
 def test_fifo_mean_uniform_init_and_wrap_around():
@@ -395,7 +405,8 @@ def test_ema_vector_default_decay():
     close(e.value(), [0.25075, 0.24975, 0.24975, 0.24975], atol=1e-7)
 
 
-# ----------------------------------------------------------------------------------------- frozen_bn_stats (§1.10, A.2)
+# ----------------------------------------------------------------------------------------- frozen_bn_stats
+# (docs/reference/common.md#interleave-and-batchnorm, A.2)
 
 
 def test_bn_running_stat_golden_update():

@@ -1,10 +1,11 @@
-"""One ``step`` of each algorithm against an independent re-derivation from reference-algorithms.md.
+"""One ``step`` of each algorithm against an independent re-derivation from docs/reference/common.md.
 
 The re-derivations below use only plain tensor maths (exp, log, powers, explicit index lists) and deep copies of
 the backbone, never the library's functional helpers. They rebuild the forward-pass / BatchNorm structure of the
-spec (§1.10, §8 item 1): every pass runs in training mode (batch statistics), and the BN running statistics left
-after the step must equal those of a copy of the model updated by exactly the one pass the spec keeps. Gradients
-of the loss are compared too, which checks the stop-gradients.
+spec (docs/reference/common.md#interleave-and-batchnorm, docs/reference/porting.md#first-wave-checklist item 1): every
+pass runs in training mode (batch statistics), and the BN running statistics left after the step must equal those of a
+copy of the model updated by exactly the one pass the spec keeps. Gradients of the loss are compared too, which checks
+the stop-gradients.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def close(actual, expected, rtol=RTOL, atol=ATOL):
 
 
 def interleaved_passes(offsets: list[int], batch: int) -> list[list[int]]:
-    """Item indices (into the concatenation of G groups of ``batch``) of each of the G interleaved passes (§1.10):
-    chunk c of pass 0 comes from group c; pass g > 0 keeps its own chunks except chunk g, taken from group 0."""
+    """Item indices (into the concatenation of G groups of ``batch``) of each of the G interleaved passes
+    (docs/reference/common.md#interleave-and-batchnorm): chunk c of pass 0 comes from group c; pass g > 0 keeps its own
+    chunks except chunk g, taken from group 0."""
     groups = len(offsets) - 1
     passes = []
     for g in range(groups):
@@ -136,7 +138,8 @@ def test_interleaved_passes_helper_puts_one_labeled_chunk_in_each_pass():
     assert sorted(sum(p, [])) == list(range(21))
 
 
-# --------------------------------------------------------------------------------------------------- FixMatch (§5)
+# --------------------------------------------------------------------------------------------------- FixMatch
+# (docs/algorithms/fixmatch.md)
 
 
 def fixmatch_case():
@@ -157,7 +160,8 @@ def test_fixmatch_step_matches_reference():
     b, ub = len(x), len(uw)
     assert ub == 7 * b  # μ = 7
     ref = copy.deepcopy(algo.model)
-    expected_bn = stats_after_one_pass(algo.model, torch.cat([x, uw, us]))  # ONE concatenated pass (§1.10)
+    # ONE concatenated pass (docs/reference/common.md#interleave-and-batchnorm)
+    expected_bn = stats_after_one_pass(algo.model, torch.cat([x, uw, us]))
 
     loss, metrics = algo.step(batch, progress=0.3)
 
@@ -169,7 +173,9 @@ def test_fixmatch_step_matches_reference():
     mask = (conf >= 0.95).float()
     n_conf = int(mask.sum())
     assert 0 < n_conf < ub, "the case must have both confident and unconfident samples"
-    lu = (mask * hard_ce_per_sample(zs, yhat)).sum() / ub  # ÷ μB, not ÷ n_conf (§5.1, §8 item 11)
+    # ÷ μB, not ÷ n_conf (docs/algorithms/fixmatch.md#reference-step, docs/reference/porting.md#first-wave-checklist
+    # item 11)
+    lu = (mask * hard_ce_per_sample(zs, yhat)).sum() / ub
     expected = ls + 1.0 * lu  # λ_u = 1, no ramp-up
     close(loss, expected)
     close(metrics["loss/x"], ls)
@@ -189,7 +195,8 @@ def test_fixmatch_has_no_rampup():
     assert algo.step(batch, 0.0)[1]["loss/u"] > 0
 
 
-# --------------------------------------------------------------------------------------------------- MixMatch (§3)
+# --------------------------------------------------------------------------------------------------- MixMatch
+# (docs/algorithms/mixmatch.md)
 
 
 def mixmatch_case(monkeypatch):
@@ -236,7 +243,8 @@ def test_mixmatch_step_matches_reference(monkeypatch, progress):
     logits = run_passes(ref, mixed, passes)
     lx = soft_ce(logits[:b], targets[:b])
     sq = (targets[b:] - softmax(logits[b:])) ** 2
-    lu = sq.sum() / (k * b * C)  # mean over K·B samples AND C classes (§8 item 8)
+    # mean over K·B samples AND C classes (docs/reference/porting.md#first-wave-checklist item 8)
+    lu = sq.sum() / (k * b * C)
     w = 75.0 * clip01(progress / (1024 * 1024 / (64 * 2**20)))  # ramp over 1024 kimg of 65536 kimg
     expected = lx + w * lu
     close(loss, expected)
@@ -261,12 +269,14 @@ def test_mixmatch_lambda_u_ramp(monkeypatch, progress, expected):
     close(loss, metrics["loss/x"] + expected * metrics["loss/u"])
 
 
-# ------------------------------------------------------------------------------------------------- ReMixMatch (§4)
+# ------------------------------------------------------------------------------------------------- ReMixMatch
+# (docs/algorithms/remixmatch.md)
 
 
 def rotate_reference(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """§4.1 a: quarter 1 unrotated (0), quarter 2 rotated 180° (1), quarter 3 transposed + vertical flip = 90° (2),
-    quarter 4 transposed + horizontal flip = 270° (3). NCHW: transpose swaps H and W, vertical flip reverses H."""
+    """docs/algorithms/remixmatch.md#reference-step a: quarter 1 unrotated (0), quarter 2 rotated 180° (1), quarter 3
+    transposed + vertical flip = 90° (2), quarter 4 transposed + horizontal flip = 270° (3). NCHW: transpose swaps H and
+    W, vertical flip reverses H."""
     n = len(img)
     assert n % 4 == 0
     q = n // 4
@@ -293,10 +303,10 @@ def test_rotate_quarters_matches_spec_geometry():
 
 
 def test_remixmatch_rotation_head_is_glorot_normal_with_zero_bias():
-    """classifier_rot is tf.layers.dense(x, 4, kernel_initializer=glorot_normal_initializer()) (§1.5): the suite's
-    reference init of every classifier (models/wrn.py init_weights: a normal of std sqrt(2 / (fan_in + fan_out))
-    truncated at 2 std, whose std is 0.8796 of that) and a zero bias. PyTorch's default would give
-    1 / sqrt(3 fan_in) and a random bias."""
+    """classifier_rot is tf.layers.dense(x, 4, kernel_initializer=glorot_normal_initializer())
+    (docs/reference/common.md#wrn-28-k): the suite's reference init of every classifier (models/wrn.py init_weights: a
+    normal of std sqrt(2 / (fan_in + fan_out)) truncated at 2 std, whose std is 0.8796 of that) and a zero bias.
+    PyTorch's default would give 1 / sqrt(3 fan_in) and a random bias."""
     from ssl_bench.algorithms.remixmatch import ReMixMatch, ReMixMatchConfig
 
     class Embedding(nn.Module):
@@ -413,7 +423,8 @@ def test_remixmatch_rotation_uses_90_and_270_in_the_spec_order(monkeypatch):
     assert abs(right.item() - wrong.item()) > 1e-4
 
 
-# --------------------------------------------------------------------------------------------------- AdaMatch (§6)
+# --------------------------------------------------------------------------------------------------- AdaMatch
+# (docs/algorithms/adamatch.md)
 
 
 def adamatch_case(**overrides):
@@ -434,7 +445,8 @@ def adamatch_case(**overrides):
 
 
 def adamatch_reference(ref, batch, progress, p_lab0, rows, decay=0.999, seed=1234, update_first=True):
-    """§6.1 / A.5 with plain maths; ``update_first=False`` reads p_labeled before its update (wrong), for contrast."""
+    """docs/algorithms/adamatch.md#reference-step / A.5 with plain maths; ``update_first=False`` reads p_labeled before
+    its update (wrong), for contrast."""
     (xw, xs), y, (uw, us) = batch.x, batch.y, batch.u
     b, ub = len(xw), len(uw)
     # 1. random logit interpolation between a source-only pass and the joint pass

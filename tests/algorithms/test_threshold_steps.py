@@ -1,8 +1,9 @@
-"""One step of FlexMatch, FreeMatch, SoftMatch and Dash against a re-derivation from reference-algorithms-2.md
-§6-§9 (hand-worked numbers where the state decides, a transcription of the spec's formulas elsewhere), and the
-order-sensitive facts each on its own: FlexMatch reads the selections of earlier steps and starts with every
-threshold at 0, FreeMatch and SoftMatch update their statistics before reading them, FreeMatch survives an empty
-selection, SoftMatch fits its Gaussian before the alignment, Dash keeps the losses of the last warm-up epoch."""
+"""One step of FlexMatch, FreeMatch, SoftMatch and Dash against a re-derivation from docs/reference/common.md
+docs/algorithms/flexmatch.md to docs/algorithms/dash.md (hand-worked numbers where the state decides, a transcription of
+the spec's formulas elsewhere), and the order-sensitive facts each on its own: FlexMatch reads the selections of earlier
+steps and starts with every threshold at 0, FreeMatch and SoftMatch update their statistics before reading them,
+FreeMatch survives an empty selection, SoftMatch fits its Gaussian before the alignment, Dash keeps the losses of the
+last warm-up epoch."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def batch_of(algo, seed: int, idx_u: torch.Tensor | None = None) -> Batch:
 
 
 def one_pass(algo, batch):
-    """Reference logits of the single concatenated pass, and the BN statistics it must leave (§1.3)."""
+    """Reference logits of the single concatenated pass, and the BN statistics it must leave
+    (docs/reference/common.md#torchssl-and-usb)."""
     (x,), (uw, us) = batch.x, batch.u
     ref = copy.deepcopy(algo.model)
     expected_bn = stats_after_one_pass(algo.model, torch.cat([x, uw, us]))
@@ -60,7 +62,8 @@ def finish(algo, ref, expected_bn, loss, expected):
     assert_grads_equal(algo.model, ref)
 
 
-# -------------------------------------------------------------------------------------------------- FlexMatch (§6)
+# -------------------------------------------------------------------------------------------------- FlexMatch
+# (docs/algorithms/flexmatch.md)
 
 
 PRESET_BETA = [20 / 29, 5 / 29, 0, 2 / 29]  # σ / max(σ_−1, max σ) = σ / 29 with the warm-up
@@ -114,7 +117,8 @@ def test_flexmatch_first_step_has_every_threshold_at_zero():
 
 
 def test_flexmatch_reads_the_selections_of_earlier_steps_only():
-    """A step that selects images of class c does not lower that class's threshold for itself (§1.4)."""
+    """A step that selects images of class c does not lower that class's threshold for itself
+    (docs/reference/common.md#statistic-update-order)."""
     algo, _ = make("flexmatch", head="spread")
     preset_selection(algo)
     batch = batch_of(algo, 17)
@@ -155,7 +159,8 @@ def test_flexmatch_refuses_a_batch_without_positions():
     assert (algo.selected_label == -1).all()
 
 
-# -------------------------------------------------------------------------------------------------- FreeMatch (§7)
+# -------------------------------------------------------------------------------------------------- FreeMatch
+# (docs/algorithms/freematch.md)
 
 
 def freematch_reference(zw, zs, tau0, p0, h0, m=0.999):
@@ -244,7 +249,8 @@ def test_freematch_clip_variants(clip):
     close(metrics["monitor/mask"], expected.float().mean())
 
 
-# -------------------------------------------------------------------------------------------------- SoftMatch (§8)
+# -------------------------------------------------------------------------------------------------- SoftMatch
+# (docs/algorithms/softmatch.md)
 
 
 def test_softmatch_step_matches_reference_torchssl_order():
@@ -279,8 +285,9 @@ def test_softmatch_step_matches_reference_torchssl_order():
 
 
 def test_softmatch_fits_its_gaussian_before_the_alignment():
-    """TorchSSL takes μ from the unaligned confidence; USB from the aligned one (§8.4): with a skewed alignment
-    the two give different μ, and each variant gives its own."""
+    """TorchSSL takes μ from the unaligned confidence; USB from the aligned one
+    (docs/algorithms/softmatch.md#usb-order): with a skewed alignment the two give different μ, and each variant gives
+    its own."""
     mus = {}
     for variant in ("torchssl", "usb"):
         algo, _ = make("softmatch", head="spread", variant=variant, ema_p=0.5)
@@ -301,7 +308,8 @@ def test_softmatch_fits_its_gaussian_before_the_alignment():
     assert mus["torchssl"] != pytest.approx(mus["usb"], rel=1e-3)
 
 
-# ------------------------------------------------------------------------------------------------------- Dash (§9)
+# ------------------------------------------------------------------------------------------------------- Dash
+# (docs/algorithms/dash.md)
 
 
 def dash_reference(zw, zs, rho, hard, T=0.5):

@@ -1,4 +1,5 @@
-"""Reference tests of the batched augmentation ops against per-image PIL (reference-algorithms.md §2.1 / §2.2).
+"""Reference tests of the batched augmentation ops against per-image PIL
+(docs/reference/augmentation.md#randaugment-fixmatch / docs/reference/augmentation.md#ctaugment).
 
 Tolerances, per op family:
 * pixel ops (identity, autocontrast, equalize, invert, posterize, solarize, blur, smooth, brightness, color,
@@ -204,7 +205,8 @@ def test_composed_warp_applies_ops_in_order():
 
 
 def test_ctaugment_translate_is_a_no_op():
-    """§2.2 quirk: +-0.3 px with nearest resampling moves nothing, in PIL and here."""
+    """docs/reference/augmentation.md#ctaugment quirk: +-0.3 px with nearest resampling moves nothing, in PIL and
+    here."""
     images = random_images(4, 3, 32, seed=4)
     for name in ("translate_x", "translate_y"):
         out = warp_one_op(images, name, torch.tensor([0.3, -0.3, 0.1, -0.29]), fill=0)

@@ -1,6 +1,6 @@
-"""The TorchSSL / USB RandAugment policy (``randaugment_usb``, reference-algorithms-2.md §1.3) against the reference
-code's semantics, one PIL image at a time: each op at fixed magnitudes, the cutout geometry, whole drawn chains in
-the drawn order; then its sampling distribution, its determinism, the validity of what it draws, and its PIL
+"""The TorchSSL / USB RandAugment policy (``randaugment_usb``, docs/reference/common.md#torchssl-and-usb) against the
+reference code's semantics, one PIL image at a time: each op at fixed magnitudes, the cutout geometry, whole drawn
+chains in the drawn order; then its sampling distribution, its determinism, the validity of what it draws, and its PIL
 pipeline for ``bench train --pipeline reference``.
 
 ``reference_op`` and ``reference_cutout`` below restate what microsoft/Semi-supervised-learning

@@ -143,8 +143,9 @@ def test_cta_sampling_respects_threshold():
 
 
 def test_cta_probe_values_are_uniform_whatever_the_weights():
-    """Probe values are U(0, 1) for every parameter (§2.2, weights ignored), even when the learned weights would
-    put every training draw into one bin: KS and 17-bin chi-square tests against the uniform distribution."""
+    """Probe values are U(0, 1) for every parameter (docs/reference/augmentation.md#ctaugment, weights ignored), even
+    when the learned weights would put every training draw into one bin: KS and 17-bin chi-square tests against the
+    uniform distribution."""
     cta = CTAugment()
     rot = list(CTA_OPS).index("rotate")
     start = int(cta.offsets[rot, 0])
@@ -162,7 +163,8 @@ def test_cta_probe_values_are_uniform_whatever_the_weights():
     assert scipy.stats.kstest(record.values.flatten().numpy(), "uniform").pvalue > 1e-3
 
 
-# (op, v0, v1) -> native (p0, p1) at 32 x 32, hand-computed from the formulas of reference-algorithms.md §2.2
+# (op, v0, v1) -> native (p0, p1) at 32 x 32, hand-computed from the formulas of
+# docs/reference/augmentation.md#ctaugment
 NATIVE_GOLDEN = [
     ("autocontrast", 0.3, 0.0, 0.3, 0.0),
     ("invert", 1.0, 0.0, 1.0, 0.0),

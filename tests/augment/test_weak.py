@@ -65,7 +65,7 @@ def test_flip_only_where_allowed():
         ("dataset", True, True),
         ("dataset", False, False),
         ("always", True, True),
-        ("always", False, True),  # AdaMatch's sm flips digits too (§1.4)
+        ("always", False, True),  # AdaMatch's sm flips digits too (docs/reference/common.md#weak-augmentation)
         ("never", True, False),
         ("never", False, False),
     ],

@@ -1,4 +1,4 @@
-"""Domain adaptation (reference-algorithms.md §6): the digits_m target, the pair registry, uda/ssda splits and their
+"""Domain adaptation (docs/algorithms/adamatch.md): the digits_m target, the pair registry, uda/ssda splits and their
 manifests, AdaMatch's SSDA step, the trainer's target streams, records, the leaderboard's DA table and the CLI.
 
 Every run here is tiny (image_size 8, small_cnn width 1, a few steps of batch 4) so the file stays fast on a CPU.
@@ -412,8 +412,8 @@ def bn_running_stats(model: nn.Module) -> list[torch.Tensor]:
 
 
 def ssda_reference(model: nn.Module, batch: Batch, progress: float, seed: int) -> dict:
-    """§6.1 with its SSDA additions, step by step in plain tensor maths on copies of ``model`` (fresh estimates:
-    p(labeled) and the 128 FIFO rows start at 1/C)."""
+    """docs/algorithms/adamatch.md#reference-step with its SSDA additions, step by step in plain tensor maths on copies
+    of ``model`` (fresh estimates: p(labeled) and the 128 FIFO rows start at 1/C)."""
     (sw, ss), (tw, ts), (uw, us) = batch.x, batch.x_target, batch.u
     b, ub = len(sw), len(uw)
     labeled = torch.cat([sw, ss, tw, ts])  # the "labeled" pass is concat(sx, tx)
@@ -753,8 +753,9 @@ def test_da_recipes_load_and_expand(path):
 
 @pytest.mark.parametrize("path", DA_RECIPES, ids=[str(p.relative_to(DA_DIR)) for p in DA_RECIPES])
 def test_adamatch_recipes_flip_every_dataset_as_its_sm_view(path):
-    """AdaMatch's weak view sm shifts and flips every dataset, digits included (§1.4); the other methods' DA
-    recipes keep the dataset's choice (no flip for digits)."""
+    """AdaMatch's weak view sm shifts and flips every dataset, digits included
+    (docs/reference/common.md#weak-augmentation); the other methods' DA recipes keep the dataset's choice (no flip for
+    digits)."""
     recipe = load_recipe(path)
     assert recipe.augment.flip == ("always" if recipe.algorithm.name == "adamatch" else "dataset")
 
@@ -804,7 +805,8 @@ def test_cli_split_ssda(results_dir, capsys):
 
 @pytest.mark.parametrize(("target_labels", "with_target"), [([1], True), ([0], False)])
 def test_ctaugment_probes_cover_the_labeled_target_images_in_ssda(monkeypatch, target_labels, with_target):
-    """reference-algorithms.md §2.2: AdaMatch probes the source labeled images (SSDA: source + target labeled)."""
+    """docs/reference/augmentation.md#ctaugment: AdaMatch probes the source labeled images (SSDA: source + target
+    labeled)."""
     values = tiny_values("adamatch", target_labels=target_labels)
     values["augment"] = {"strong": "ctaugment"}
     trainer, ds, split = make_trainer(values)

@@ -1,9 +1,10 @@
 """The papers' published numbers (ssl_bench/leaderboard/published.csv), their loader, and how the leaderboard shows
 their protocol.
 
-The golden values below were typed from reference-algorithms.md §9 and from the texts that confirmed
-reference-algorithms-2.md §12 (the TorchSSL README, google-research/uda's GPU scripts, USB's results/classic_cv.csv),
-or from §12 itself for the unconfirmed [m] rows, not read back from the packaged CSV, so a wrong or lost row fails here.
+The golden values below were typed from docs/reference/published.md and from the texts that confirmed
+docs/reference/published.md (the TorchSSL README, google-research/uda's GPU scripts, USB's results/classic_cv.csv),
+or from docs/reference/published.md itself for the unconfirmed [m] rows, not read back from the packaged CSV, so a wrong
+or lost row fails here.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ ARXIV = {
     FREEMATCH: "2205.07246",
     SOFTMATCH: "2301.10921",
 }
-# the evaluation rule behind each paper's numbers (reference-algorithms.md §1.8, reference-algorithms-2.md §1.3, §12)
+# the evaluation rule behind each paper's numbers (docs/reference/common.md#reporting-protocol,
+# docs/reference/common.md#torchssl-and-usb, docs/reference/published.md)
 EVALUATION = {
     FIXMATCH: "median of last 20",
     MIXMATCH: "median of last 20",
@@ -99,7 +101,7 @@ GOLDEN = [
     ("fixmatch", "svhn", "ssl", 40, USB, "error", 2.08, 0.08, True, 97.92),
     ("mixmatch", "cifar10", "ssl", 40, USB, "error", 70.67, 1.25, False, 29.33),
     ("adamatch", "cifar100", "ssl", 10000, USB, "error", 27.53, 0.12, False, 72.47),
-    # reference-algorithms-2.md §12, confirmed in the TorchSSL README (commit cdfcb3c; accuracy ± standard error)
+    # docs/reference/published.md, confirmed in the TorchSSL README (commit cdfcb3c; accuracy ± standard error)
     ("pi_model", "cifar10", "ssl", 40, FLEXMATCH, "accuracy", 25.66, 1.76, True, 25.66),
     ("flexmatch", "stl10", "ssl", 40, FLEXMATCH, "accuracy", 70.85, 4.16, True, 70.85),
     ("uda-flex", "svhn", "ssl", 40, FLEXMATCH, "accuracy", 96.58, 1.51, True, 96.58),
@@ -112,7 +114,8 @@ GOLDEN = [
     ("mean_teacher", "cifar10", "ssl", 40, USB, "error", 76.93, 2.29, True, 23.07),
     ("dash", "svhn", "ssl", 250, USB, "error", 1.97, 0.01, True, 98.03),
     ("softmatch", "cifar100", "ssl", 10000, USB, "error", 27.26, 0.03, True, 72.74),
-    # [m] in reference-algorithms-2.md §12.1, §12.4, §12.5 (a mean confirmed at most, never its std)
+    # [m] in docs/reference/published.md#fixmatch-baselines, docs/reference/published.md#freematch-paper,
+    # docs/reference/published.md#softmatch-paper (a mean confirmed at most, never its std)
     ("mean_teacher", "cifar10", "ssl", 250, FIXMATCH, "error", 32.32, 2.30, False, 67.68),
     ("pseudo_label", "stl10", "ssl", 1000, FIXMATCH, "error", 27.99, 0.83, False, 72.01),
     ("freematch", "cifar10", "ssl", 10, FREEMATCH, "error", 8.07, 4.24, False, 91.93),

@@ -1,4 +1,4 @@
-"""Backbones: WRN-28-k against the reference's golden parameter counts and init (reference-algorithms.md §1.5),
+"""Backbones: WRN-28-k against the reference's golden parameter counts and init (docs/reference/common.md#wrn-28-k),
 the small CNN's shapes, the timm adapter, and the interface every model shares."""
 
 from __future__ import annotations
@@ -53,14 +53,14 @@ def test_wrn28_2_parameter_count_matches_reference(conv_bias: bool, expected: in
 
 
 def test_wrn28_8_parameter_count() -> None:
-    # FixMatch's CIFAR-100 backbone (filters=128): "~23M params" in §1.5
+    # FixMatch's CIFAR-100 backbone (filters=128): "~23M params" in docs/reference/common.md#wrn-28-k
     model = create_model(ModelConfig(name="wrn28", width=8), 100, 3, 32)
     assert n_params(model) == 23_401_012
     assert model.embed_dim == 512
 
 
 def test_wrn28_depth_is_28() -> None:
-    # 1 stem + 24 3x3 convs + 3 1x1 shortcut convs (§1.5)
+    # 1 stem + 24 3x3 convs + 3 1x1 shortcut convs (docs/reference/common.md#wrn-28-k)
     model = create_model(ModelConfig(name="wrn28"), 10, 3, 32)
     kernels = [m.kernel_size for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(kernels) == 28

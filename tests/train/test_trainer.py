@@ -89,7 +89,8 @@ def test_ema_update_rule_and_buffers():
         m.bn.running_mean.fill_(3.0)
     ema.update(m)
     assert torch.allclose(ema.model.fc.weight, 0.9 * w0 + 0.1 * (w0 + 1))
-    assert torch.equal(ema.model.bn.running_mean, m.bn.running_mean)  # buffers copied (§1.7)
+    # buffers copied (docs/reference/common.md#ema-model)
+    assert torch.equal(ema.model.bn.running_mean, m.bn.running_mean)
     warm = EMA(m, decay=0.999, warmup=True)
     with torch.no_grad():
         m.fc.weight.add_(1.0)
@@ -204,10 +205,10 @@ def test_adamatch_schedule_and_averaged_buffers():
 
 
 def test_probes_feed_the_ema_models_p_true_class_back_into_ctaugment(monkeypatch):
-    """§2.2: every step's labeled images, weakly augmented, get a probe policy; the EMA model classifies the probes
-    and omega = its probability of the true class moves every bin the policy used, one example after the other:
-    m[b] <- 0.99 m[b] + 0.01 omega with b = int(v * nbins * 0.999). The stub EMA model gives class c the
-    probability q[c] on every image, so omega is known."""
+    """docs/reference/augmentation.md#ctaugment: every step's labeled images, weakly augmented, get a probe policy; the
+    EMA model classifies the probes and omega = its probability of the true class moves every bin the policy used, one
+    example after the other: m[b] <- 0.99 m[b] + 0.01 omega with b = int(v * nbins * 0.999). The stub EMA model gives
+    class c the probability q[c] on every image, so omega is known."""
     overrides = ["train.steps=4", "algorithm.view=strong", "augment.strong='ctaugment'"]
     (run,) = expand(load_recipe(ROOT / "recipes/smoke.toml", overrides))
     ds = load_dataset(run.data)
