@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ssl_bench import fault_hook
+import ssl_bench.fault_hook as fault_hook  # the module: its ACTIVE fault is read on every write
 from ssl_bench.errors import WriteError
 
 
