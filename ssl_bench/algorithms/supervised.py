@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from ssl_bench.algorithms.base import Algorithm, AlgorithmConfig
-from ssl_bench.augment.views import Batch, ViewSpec
+from ssl_bench.augment.views import Batch, Role, ViewSpec
 from ssl_bench.registry import ALGORITHMS
 
 
@@ -20,7 +19,7 @@ class SupervisedConfig(AlgorithmConfig):
 
     name: str = "supervised"
     # augmentation role of the labeled images: weak, strong (augment.strong picks the policy) or none
-    view: Literal["weak", "strong", "none"] = "weak"
+    view: Role = "weak"
 
 
 @ALGORITHMS.register("supervised")

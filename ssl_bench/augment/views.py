@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
 from ssl_bench.augment.policies import Policy
 from ssl_bench.errors import ConfigError
 
-ROLES = ("weak", "strong", "none")
+# the augmentation role of one view: a config field naming a role is typed Role, so the choices live here once
+Role = Literal["weak", "strong", "none"]
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 @dataclass(frozen=True)
