@@ -10,12 +10,20 @@ from ssl_bench.errors import ConfigError, SSLBenchError
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from ssl_bench.leaderboard import write_leaderboard
+    from ssl_bench.leaderboard import export_only, read_only, warn, write_leaderboard
+    from ssl_bench.results.layout import require_results_dir
     from ssl_bench.writable import check_output_file
 
     check_output_file(args.csv, "--csv")  # before the generation: no new leaderboard beside a failed export
     check_output_file(args.json, "--json")
     check_exports(args.results_dir, {"--csv": args.csv, "--json": args.json})
+    require_results_dir(args.results_dir)
+    why = read_only(args.results_dir) if args.csv is not None or args.json is not None else None
+    if why is not None:  # a shared, read-only folder: its rows can still be exported
+        text = export_only(args.results_dir, csv=args.csv, json_path=args.json)
+        warn(f"{args.results_dir} cannot be written ({why}): rows exported, the leaderboard there left as it is")
+        print(text)
+        return 0
     print(write_leaderboard(args.results_dir, csv=args.csv, json_path=args.json))
     return 0
 
@@ -97,9 +105,21 @@ def add_report_parsers(sub: argparse._SubParsersAction) -> None:
         help="regenerate RESULTS_DIR/README.md, index.html and the plots from the run records; print the README",
         description="Regenerate the leaderboard of RESULTS_DIR from its run records in one generation: README.md "
         "(tables, published numbers, paired comparisons), index.html (the same, sortable and filterable, with the "
-        "records behind every cell) and the PNG plots; print the README.",
+        "records behind every cell) and the PNG plots; print the README. --csv/--json export one row per record "
+        "as well; from a RESULTS_DIR that cannot be written (a read-only mount) they export only, writing nothing "
+        "there, where without them the command is refused.",
     )
     results_arg(p)
-    p.add_argument("--csv", type=path_arg, metavar="F", help="also write one row per record to the CSV file F")
-    p.add_argument("--json", type=path_arg, metavar="F", help="also write one row per record to the JSON file F")
+    p.add_argument(
+        "--csv",
+        type=path_arg,
+        metavar="F",
+        help="also write one row per record to the CSV file F (alone, from a read-only RESULTS_DIR)",
+    )
+    p.add_argument(
+        "--json",
+        type=path_arg,
+        metavar="F",
+        help="also write one row per record to the JSON file F (alone, from a read-only RESULTS_DIR)",
+    )
     p.set_defaults(func=cmd_leaderboard)
