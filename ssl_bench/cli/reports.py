@@ -47,12 +47,15 @@ def check_exports(results_dir: Path, exports: dict[str, Path | None]) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ssl_bench.leaderboard import read_records
-    from ssl_bench.leaderboard.compare import compare, format_paired
-    from ssl_bench.leaderboard.tables import records_frame
+    from ssl_bench.leaderboard.compare import compare, format_paired, provenance_frame
 
-    records = read_records(args.results_dir, "the comparison")
-    found = compare(records_frame(records), args.a, args.b, args.dataset, args.labels)
-    print("\n\n".join(format_paired(p) for p in found))
+    frame = provenance_frame(read_records(args.results_dir, "the comparison"))
+    frame_b = folders = None
+    if args.results_dir_b is not None:
+        frame_b = provenance_frame(read_records(args.results_dir_b, "the comparison"))
+        folders = (str(args.results_dir), str(args.results_dir_b))
+    found = compare(frame, args.a, args.b, args.dataset, args.labels, frame_b=frame_b)
+    print("\n\n".join(format_paired(p, folders) for p in found))
     return 0
 
 
@@ -91,13 +94,21 @@ def add_report_parsers(sub: argparse._SubParsersAction) -> None:
         description="Compare rows A and B (algorithm names, or row keys algorithm/augment/model/pool/steps/k as "
         "printed when a name is ambiguous) split by split: for each dataset and label budget both have, the "
         "per-seed differences A - B on the shared splits, their mean with a 95% Student-t interval, the paired "
-        "t-test and Wilcoxon signed-rank p-values, and a verdict.",
+        "t-test and Wilcoxon signed-rank p-values, and a verdict; with the commits and devices of each side, and a "
+        "warning when they differ or records name no host. --results-dir-b takes B from a second results folder "
+        "(A and B may then name the same row: one algorithm on two machines or commits).",
     )
     p.add_argument("a", help="row A: an algorithm name or a row key")
     p.add_argument("b", help="row B: an algorithm name or a row key")
     p.add_argument("--dataset", help="only this dataset")
     p.add_argument("--labels", type=int, nargs="+", metavar="N", help="only these label budgets")
     results_arg(p)
+    p.add_argument(
+        "--results-dir-b",
+        type=path_arg,
+        metavar="DIR",
+        help="read row B's records from DIR (A's from --results-dir); default: both from --results-dir",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
