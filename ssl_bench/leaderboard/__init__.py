@@ -68,6 +68,8 @@ def generate(results_dir: Path, csv: Path | None = None, json_path: Path | None 
 
 def read_only(results_dir: Path) -> str | None:
     """Why nothing can be written in ``results_dir`` (a read-only mount, no permission), or None when it can."""
+    if hasattr(os, "statvfs") and os.statvfs(results_dir).f_flag & os.ST_RDONLY:  # else access() says "permission"
+        return "read-only file system"
     problem = creation_problem(results_dir)
     return None if problem is None else problem[1]
 

@@ -38,7 +38,7 @@ def read_only(tmp_path):
     try:
         if _writes(ro):
             pytest.skip("no way here to make a folder read-only (root ignores chmod and cannot mount)")
-        yield ro
+        yield ro, "read-only file system" if mounted else "permission denied"
     finally:
         if mounted:
             subprocess.run(["umount", str(ro)], check=True)
@@ -47,6 +47,7 @@ def read_only(tmp_path):
 
 
 def test_csv_and_json_export_from_a_read_only_folder(read_only, tmp_path, capsys):
+    read_only, why = read_only
     before = sorted(p.relative_to(read_only) for p in read_only.rglob("*"))
     out_csv, out_json = tmp_path / "rows.csv", tmp_path / "rows.json"
     assert main(["leaderboard", "--results-dir", str(read_only), "--csv", str(out_csv), "--json", str(out_json)]) == 0
@@ -56,18 +57,20 @@ def test_csv_and_json_export_from_a_read_only_folder(read_only, tmp_path, capsys
     ]  # fmt: skip
     assert out_json.read_text().count('"algorithm"') == 4
     captured = capsys.readouterr()
-    assert "cannot be written" in captured.err and "rows exported" in captured.err
+    assert f"cannot be written ({why}): rows exported" in captured.err
     assert "| fixmatch" in captured.out  # the README it would have written is still printed
     assert sorted(p.relative_to(read_only) for p in read_only.rglob("*")) == before  # no lock, no page, nothing
 
 
 def test_writing_the_page_into_a_read_only_folder_is_one_line(read_only, capsys):
+    read_only, why = read_only
     assert main(["leaderboard", "--results-dir", str(read_only)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert f"{read_only} cannot be written" in err and "--csv" in err
+    assert f"{read_only} cannot be written ({why})" in err and "--csv" in err
 
 
 def test_compare_reads_a_read_only_folder(read_only, capsys):
+    read_only, _ = read_only
     assert main(["compare", "fixmatch", "supervised", "--results-dir", str(read_only)]) == 0
     assert "digits @ 20 labels" in capsys.readouterr().out
