@@ -10,12 +10,20 @@ from ssl_bench.errors import ConfigError, SSLBenchError
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from ssl_bench.leaderboard import write_leaderboard
+    from ssl_bench.leaderboard import export_only, read_only, warn, write_leaderboard
+    from ssl_bench.results.layout import require_results_dir
     from ssl_bench.writable import check_output_file
 
     check_output_file(args.csv, "--csv")  # before the generation: no new leaderboard beside a failed export
     check_output_file(args.json, "--json")
     check_exports(args.results_dir, {"--csv": args.csv, "--json": args.json})
+    require_results_dir(args.results_dir)
+    why = read_only(args.results_dir) if args.csv is not None or args.json is not None else None
+    if why is not None:  # a shared, read-only folder: its rows can still be exported
+        text = export_only(args.results_dir, csv=args.csv, json_path=args.json)
+        warn(f"{args.results_dir} cannot be written ({why}): rows exported, the leaderboard there left as it is")
+        print(text)
+        return 0
     print(write_leaderboard(args.results_dir, csv=args.csv, json_path=args.json))
     return 0
 
@@ -39,12 +47,15 @@ def check_exports(results_dir: Path, exports: dict[str, Path | None]) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ssl_bench.leaderboard import read_records
-    from ssl_bench.leaderboard.compare import compare, format_paired
-    from ssl_bench.leaderboard.tables import records_frame
+    from ssl_bench.leaderboard.compare import compare, format_paired, provenance_frame
 
-    records = read_records(args.results_dir, "the comparison")
-    found = compare(records_frame(records), args.a, args.b, args.dataset, args.labels)
-    print("\n\n".join(format_paired(p) for p in found))
+    frame = provenance_frame(read_records(args.results_dir, "the comparison"))
+    frame_b = folders = None
+    if args.results_dir_b is not None:
+        frame_b = provenance_frame(read_records(args.results_dir_b, "the comparison"))
+        folders = (str(args.results_dir), str(args.results_dir_b))
+    found = compare(frame, args.a, args.b, args.dataset, args.labels, frame_b=frame_b)
+    print("\n\n".join(format_paired(p, folders) for p in found))
     return 0
 
 
@@ -83,13 +94,21 @@ def add_report_parsers(sub: argparse._SubParsersAction) -> None:
         description="Compare rows A and B (algorithm names, or row keys algorithm/augment/model/pool/steps/k as "
         "printed when a name is ambiguous) split by split: for each dataset and label budget both have, the "
         "per-seed differences A - B on the shared splits, their mean with a 95% Student-t interval, the paired "
-        "t-test and Wilcoxon signed-rank p-values, and a verdict.",
+        "t-test and Wilcoxon signed-rank p-values, and a verdict; with the commits and devices of each side, and a "
+        "warning when they differ or records name no host. --results-dir-b takes B from a second results folder "
+        "(A and B may then name the same row: one algorithm on two machines or commits).",
     )
     p.add_argument("a", help="row A: an algorithm name or a row key")
     p.add_argument("b", help="row B: an algorithm name or a row key")
     p.add_argument("--dataset", help="only this dataset")
     p.add_argument("--labels", type=int, nargs="+", metavar="N", help="only these label budgets")
     results_arg(p)
+    p.add_argument(
+        "--results-dir-b",
+        type=path_arg,
+        metavar="DIR",
+        help="read row B's records from DIR (A's from --results-dir); default: both from --results-dir",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
@@ -97,9 +116,21 @@ def add_report_parsers(sub: argparse._SubParsersAction) -> None:
         help="regenerate RESULTS_DIR/README.md, index.html and the plots from the run records; print the README",
         description="Regenerate the leaderboard of RESULTS_DIR from its run records in one generation: README.md "
         "(tables, published numbers, paired comparisons), index.html (the same, sortable and filterable, with the "
-        "records behind every cell) and the PNG plots; print the README.",
+        "records behind every cell) and the PNG plots; print the README. --csv/--json export one row per record "
+        "as well; from a RESULTS_DIR that cannot be written (a read-only mount) they export only, writing nothing "
+        "there, where without them the command is refused.",
     )
     results_arg(p)
-    p.add_argument("--csv", type=path_arg, metavar="F", help="also write one row per record to the CSV file F")
-    p.add_argument("--json", type=path_arg, metavar="F", help="also write one row per record to the JSON file F")
+    p.add_argument(
+        "--csv",
+        type=path_arg,
+        metavar="F",
+        help="also write one row per record to the CSV file F (alone, from a read-only RESULTS_DIR)",
+    )
+    p.add_argument(
+        "--json",
+        type=path_arg,
+        metavar="F",
+        help="also write one row per record to the JSON file F (alone, from a read-only RESULTS_DIR)",
+    )
     p.set_defaults(func=cmd_leaderboard)

@@ -18,6 +18,7 @@ from ssl_bench.leaderboard.report import Report, build_report, export_rows
 from ssl_bench.locks import exclusive
 from ssl_bench.results.layout import require_results_dir
 from ssl_bench.results.store import scan_records
+from ssl_bench.writable import creation_problem
 
 # plots a generation writes: one of an older generation that this one does not redraw is removed
 PLOT_PREFIXES = ("accuracy_vs_labels_", "learning_curves_", "active_learning_", "exchange_rate", "active.png")
@@ -48,6 +49,7 @@ def generate(results_dir: Path, csv: Path | None = None, json_path: Path | None 
     ones never interleave, and the staging folders of killed ones are removed by the next."""
     results_dir = Path(results_dir)
     require_results_dir(results_dir)
+    refuse_read_only(results_dir)
     with exclusive(results_dir, "leaderboard"):
         for stale in results_dir.glob(f"{STAGE_PREFIX}*"):  # left by a killed generation: no live one holds it
             shutil.rmtree(stale, ignore_errors=True)
@@ -62,6 +64,36 @@ def generate(results_dir: Path, csv: Path | None = None, json_path: Path | None 
     if csv is not None or json_path is not None:
         export(report, csv, json_path)
     return report, readme
+
+
+def read_only(results_dir: Path) -> str | None:
+    """Why nothing can be written in ``results_dir`` (a read-only mount, no permission), or None when it can."""
+    if hasattr(os, "statvfs") and os.statvfs(results_dir).f_flag & os.ST_RDONLY:  # else access() says "permission"
+        return "read-only file system"
+    problem = creation_problem(results_dir)
+    return None if problem is None else problem[1]
+
+
+def refuse_read_only(results_dir: Path) -> None:
+    """One line, before the lock (its file would be the first write), when the page cannot be written there."""
+    why = read_only(results_dir)
+    if why is not None:
+        raise ResultsDirError(
+            f"{results_dir} cannot be written ({why}): the leaderboard is not regenerated there; "
+            "export its rows with --csv F or --json F, or copy the folder somewhere writable"
+        )
+
+
+def export_only(results_dir: Path, csv: Path | None, json_path: Path | None) -> str:
+    """Export the rows of ``results_dir`` and return its README text, writing nothing there and taking no lock: for
+    a folder that cannot be written (a shared, read-only mount), whose records no generation can be rewriting."""
+    results_dir = Path(results_dir)
+    require_results_dir(results_dir)
+    report = build_report(results_dir)
+    for name, why in report.unreadable:
+        warn_unreadable(results_dir / name, why, "the export")
+    export(report, csv, json_path)
+    return render_markdown(report)
 
 
 def _stage_and_move(report: Report, readme: str, page: str, results_dir: Path) -> None:

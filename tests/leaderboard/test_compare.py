@@ -5,7 +5,7 @@ from leaderboard_records import record, write_table
 
 from ssl_bench.cli import main
 from ssl_bench.errors import ConfigError
-from ssl_bench.leaderboard.compare import compare
+from ssl_bench.leaderboard.compare import compare, device_label, provenance_frame
 from ssl_bench.leaderboard.tables import records_frame
 from ssl_bench.results.store import load_records, write_record
 
@@ -120,3 +120,65 @@ def test_cli_missing_results_dir(tmp_path, capsys):
     assert main(["compare", "a", "b", "--results-dir", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+HOST = {"cpu": "AMD EPYC", "cpu_id": "cpu family 25 model 17 stepping 1", "cores": 2}
+
+
+def test_device_label_names_the_cpu_model_or_the_gpus():
+    assert device_label({"device": "cpu", "host": HOST, "devices": ["AMD EPYC"]}) == (
+        "cpu: AMD EPYC (cpu family 25 model 17 stepping 1)"
+    )
+    assert device_label({"device": "cpu", "devices": ["Intel Xeon"]}) == "cpu: Intel Xeon"  # no host: its devices
+    assert device_label({"device": "cuda", "host": HOST, "devices": ["NVIDIA H100", "NVIDIA H100"]}) == (
+        "cuda: NVIDIA H100"
+    )
+    assert device_label({}) == "?: ?"
+
+
+def test_commits_and_devices_are_named_and_one_of_each_warns_of_nothing(tmp_path, capsys):
+    write_table(tmp_path, {"fixmatch": [0.9, 0.8], "supervised": [0.7, 0.6]}, host=HOST, devices=["AMD EPYC"])
+    assert main(["compare", "fixmatch", "supervised", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "  A: commit abcdef1234; device cpu: AMD EPYC (cpu family 25 model 17 stepping 1)\n" in out
+    assert "  B: commit abcdef1234; device cpu: AMD EPYC (cpu family 25 model 17 stepping 1)\n" in out
+    assert "warning" not in out
+
+
+def test_mixed_commits_devices_and_missing_hosts_warn(tmp_path, capsys):
+    write_table(tmp_path, {"fixmatch": [0.9, 0.8]}, host=HOST)
+    other = dict(HOST, cpu="Intel Xeon", cpu_id="cpu family 6 model 85 stepping 7")
+    write_record(tmp_path, record("supervised", 20, 1, 0.7, host=other, git_commit="1234567abcdef"))
+    write_record(tmp_path, record("supervised", 20, 2, 0.6, git_dirty=True))  # an older record: no host
+    (p,) = compare(provenance_frame(load_records(tmp_path)), "fixmatch", "supervised")
+    assert p.commits_a == ["abcdef1234"] and p.commits_b == ["1234567abc", "abcdef1234+dirty"]
+    assert p.devices_b == ["cpu: ?", "cpu: Intel Xeon (cpu family 6 model 85 stepping 7)"]
+    assert p.hostless == 1
+    assert main(["compare", "fixmatch", "supervised", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the pairs mix commits" in out and "warning: the pairs mix devices" in out
+    assert "warning: 1 of the 4 paired records name no host" in out
+
+
+def test_one_row_across_two_results_folders(tmp_path, capsys):
+    here, there = tmp_path / "here", tmp_path / "there"
+    write_table(here, {"fixmatch": [0.9, 0.8, 0.85]}, host=HOST)
+    write_table(there, {"fixmatch": [0.8, 0.7, 0.75]}, host=dict(HOST, cpu="Intel Xeon", cpu_id="family 6"))
+    argv = ["compare", "fixmatch", "fixmatch", "--results-dir", str(here), "--results-dir-b", str(there)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"  A from {here}: commit abcdef1234; device cpu: AMD EPYC (" in out
+    assert f"  B from {there}: commit abcdef1234; device cpu: Intel Xeon (family 6)" in out
+    assert "seed 1: +10.00, seed 2: +10.00, seed 3: +10.00" in out
+    assert "verdict: not distinguishable" not in out and "A (fixmatch) beats B (fixmatch)" in out
+    assert "warning: the pairs mix devices" in out and "mix commits" not in out
+
+
+def test_second_results_folder_errors_are_one_line(tmp_path, capsys):
+    write_table(tmp_path / "a", {"fixmatch": [0.9, 0.8]})
+    (tmp_path / "empty").mkdir()
+    for b_dir, message in ((tmp_path / "none", "does not exist"), (tmp_path / "empty", "check --results-dir-b")):
+        argv = ["compare", "fixmatch", "fixmatch", "--results-dir", str(tmp_path / "a"), "--results-dir-b", str(b_dir)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
