@@ -152,6 +152,7 @@ BAD_RUNS = {
         "unknown dataset 'digts' (did you mean 'digits'?); valid choices:",
     ),
     "model typo": (["--set", "model.name=small-cnn"], "unknown model 'small-cnn' (did you mean 'small_cnn'?)"),
+    "augmentation typo": (["--set", "augment.strong=randaugmnt"], "unknown augmentation 'randaugmnt' (did you mean"),
     "list without brackets": (["--set", "grid.seeds=1,2"], "write a list in brackets: grid.seeds=[1,2]"),
 }
 
