@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import re
+import tomllib
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any
 
 from ssl_bench.errors import ConfigError
+from ssl_bench.registry import did_you_mean
 
 # ----------------------------------------------------------------------------------------------------------
 # ranges
@@ -163,7 +166,7 @@ def check_value(value: Any, tp: Any, where: str, meta: typing.Mapping[str, Any] 
                 return check_value(value, arm, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}{_list_hint(value, tp, where)}")
     if tp is Any:
         return value
     if origin is typing.Literal:  # a choice: one of the listed values, of the listed type
@@ -199,7 +202,34 @@ def check_value(value: Any, tp: Any, where: str, meta: typing.Mapping[str, Any] 
             return value
     else:
         raise TypeError(f"unsupported config type {tp!r} at {where}")
-    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}{_list_hint(value, tp, where)}")
+
+
+def _expects_list(tp: Any) -> bool:
+    return typing.get_origin(tp) is list or any(_expects_list(arm) for arm in typing.get_args(tp))
+
+
+def _list_hint(value: Any, tp: Any, where: str) -> str:
+    """``"; write a list in brackets: grid.seeds=[1,2]"`` where ``tp`` takes a list and ``value`` is one item or
+    comma-separated items (``--set grid.seeds=1,2`` reads as the string "1,2"); a word that is no TOML literal is
+    quoted, as TOML wants (``["a","b"]``)."""
+    if isinstance(value, list) or not _expects_list(tp) or isinstance(value, dict):
+        return ""
+    items = [p.strip() for p in value.split(",")] if isinstance(value, str) else [value]
+    written = [_toml_literal(item) for item in items if item != ""]
+    return f"; write a list in brackets: {where}=[{','.join(written)}]"
+
+
+def _toml_literal(item: Any) -> str:
+    if isinstance(item, bool):
+        return str(item).lower()
+    if not isinstance(item, str):
+        return str(item)
+    try:
+        tomllib.loads(f"v = {item}")
+    except tomllib.TOMLDecodeError:
+        return json.dumps(item)
+    return item
 
 
 def _join(where: str, key: str) -> str:
@@ -215,8 +245,9 @@ def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
+        hint = did_you_mean(unknown[0], known, lambda k: _join(where, k))
         raise ConfigError(
-            f"unknown key {_join(where, unknown[0])}; valid keys in [{where}]: {', '.join(sorted(known))}"
+            f"unknown key {_join(where, unknown[0])}{hint}; valid keys in [{where}]: {', '.join(sorted(known))}"
         )
     kwargs = {}
     for key, value in values.items():

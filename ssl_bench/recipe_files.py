@@ -16,6 +16,7 @@ from typing import Any
 from ssl_bench.config import RecipeConfig
 from ssl_bench.config_checks import from_dict
 from ssl_bench.errors import ConfigError
+from ssl_bench.registry import did_you_mean
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -71,7 +72,8 @@ def build_recipe(values: dict[str, Any], algorithm_config: Callable[[dict[str, A
     known = {f.name for f in dataclasses.fields(RecipeConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown section or key {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+        hint = did_you_mean(unknown[0], known)
+        raise ConfigError(f"unknown section or key {unknown[0]!r}{hint}; valid: {', '.join(sorted(known))}")
     recipe = from_dict(RecipeConfig, values, "")
     if recipe.data.setting in ("uda", "ssda") and "n_labels" in (values.get("grid") or {}):
         raise ConfigError(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from ssl_bench.errors import ConfigError
@@ -14,6 +15,14 @@ def is_file_name(name: str) -> bool:
     """Whether ``name`` can stand as one file or folder name below a folder: not empty, ``.`` or ``..``, and no
     ``/``, ``\\`` or NUL. Algorithm and dataset names become folders of a results directory."""
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def did_you_mean(name: str, choices: Iterable[str], shown: Callable[[str], str] = repr) -> str:
+    """``" (did you mean 'steps'?)"`` for the choice closest to a mistyped ``name`` (difflib's ratio of at least 0.6),
+    or ``""`` where none is close: the part of an unknown-name error that names the likely intended one.
+    ``shown`` writes the choice as the message quotes it (``repr``, or e.g. ``"train.{}".format`` for a key)."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {shown(close[0])}?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -45,7 +54,8 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise ConfigError(f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}") from None
+            hint = did_you_mean(name, self.names()) if isinstance(name, str) else ""
+            raise ConfigError(f"unknown {self.kind} {name!r}{hint}; valid choices: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -40,6 +40,38 @@ def test_from_dict_checks_types_and_keys():
     assert "unknown key data.datset" in str(exc.value) and "dataset" in str(exc.value)
 
 
+def test_unknown_keys_and_sections_suggest_the_closest():
+    with pytest.raises(
+        ConfigError, match=r"^unknown key train\.step \(did you mean train\.steps\?\); valid keys in \[train\]: .*steps"
+    ):
+        from_dict(TrainConfig, {"step": 3}, "train")
+    with pytest.raises(
+        ConfigError, match=r"^unknown section or key 'trian' \(did you mean 'train'\?\); valid: .*train"
+    ):
+        recipe_from_dict({"trian": {"steps": 3}})
+    with pytest.raises(
+        ConfigError, match=r"^unknown key algorithm\.threshhold \(did you mean algorithm\.threshold\?\)"
+    ):
+        recipe_from_dict({"algorithm": {"name": "fixmatch", "threshhold": 0.9}})
+
+
+def test_a_list_given_without_brackets_hints_at_them():
+    base = {"grid": {"n_labels": [40], "seeds": [1]}, "algorithm": {"name": "supervised"}}
+    hints = {
+        "grid.seeds=1,2": "grid.seeds: expected list[int], got '1,2'; write a list in brackets: grid.seeds=[1,2]",
+        "grid.seeds=3": "grid.seeds: expected list[int], got 3; write a list in brackets: grid.seeds=[3]",
+        "grid.n_labels=40, 250": "write a list in brackets: grid.n_labels=[40,250]",
+        "active.acquisitions=random,diff2-direct": 'active.acquisitions=["random","diff2-direct"]',
+    }
+    for override, hint in hints.items():
+        with pytest.raises(ConfigError) as exc:
+            recipe_from_dict(apply_overrides(base, [override]))
+        assert hint in str(exc.value)
+    with pytest.raises(ConfigError) as exc:  # a scalar where a scalar is expected gets no list hint
+        recipe_from_dict(apply_overrides(base, ["train.steps=abc"]))
+    assert "brackets" not in str(exc.value)
+
+
 def test_a_literal_field_is_a_choice():
     assert from_dict(TrainConfig, {"decay_scope": "all"}, "train").decay_scope == "all"
     with pytest.raises(ConfigError, match=r"^train\.decay_scope must be one of weights, all; got 'everything'$"):

@@ -1,7 +1,7 @@
 import pytest
 
 from ssl_bench.errors import ConfigError
-from ssl_bench.registry import ALGORITHMS, DATASETS, Registry
+from ssl_bench.registry import ALGORITHMS, DATASETS, Registry, did_you_mean
 
 
 def test_register_get_and_names():
@@ -37,6 +37,22 @@ def test_unknown_name_lists_choices():
     with pytest.raises(ConfigError) as exc:
         reg.get("gamma")
     assert str(exc.value) == "unknown widget 'gamma'; valid choices: alpha, beta"
+
+
+def test_unknown_name_suggests_the_closest():
+    reg: Registry = Registry("widget")
+    for name in ("alpha", "beta", "betamax"):
+        reg.add(name, 1)
+    with pytest.raises(ConfigError) as exc:
+        reg.get("bta")
+    assert str(exc.value) == "unknown widget 'bta' (did you mean 'beta'?); valid choices: alpha, beta, betamax"
+
+
+def test_did_you_mean():
+    assert did_you_mean("step", ["lr", "steps", "seeds"]) == " (did you mean 'steps'?)"
+    assert did_you_mean("step", ["lr", "steps"], "train.{}".format) == " (did you mean train.steps?)"
+    assert did_you_mean("nosuch", ["lr", "steps"]) == ""  # nothing close: no guess
+    assert did_you_mean("x", []) == ""
 
 
 def test_builtin_registries_are_populated():

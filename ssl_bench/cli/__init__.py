@@ -178,7 +178,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     from ssl_bench.conformance import CHECKS, SLOW_CHECKS, run_checks
 
     load_plugins(args)
-    cls = get_algorithm(args.algorithm)
+    try:
+        cls = get_algorithm(args.algorithm)
+    except ConfigError as exc:  # a name a plug-in registers is unknown until the plug-in is loaded
+        raise ConfigError(
+            f"{exc}; if {args.algorithm!r} comes from a plug-in, load it first: "
+            f"ssl-bench check {args.algorithm} --plugin MODULE (docs/adding-an-algorithm.md#plug-ins)"
+        ) from None
     checks = CHECKS + (SLOW_CHECKS if args.slow else [])
     print(f"conformance checks of algorithm {args.algorithm} ({cls.__module__}.{cls.__qualname__}):")
     failed = 0

@@ -8,7 +8,7 @@ from torch.overrides import TorchFunctionMode
 from ssl_bench.config import ModelConfig
 from ssl_bench.errors import ConfigError
 from ssl_bench.models.backbone import Backbone
-from ssl_bench.registry import MODELS
+from ssl_bench.registry import MODELS, did_you_mean
 
 
 def create_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> Backbone:
@@ -22,8 +22,10 @@ def create_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_siz
 
         return create_timm_model(cfg, num_classes, in_channels, image_size)
     if cfg.name not in MODELS:
+        hint = did_you_mean(cfg.name, MODELS.names())
         raise ConfigError(
-            f"unknown model {cfg.name!r}; valid choices: {', '.join(MODELS.names())}, or timm:<name> for any timm model"
+            f"unknown model {cfg.name!r}{hint}; valid choices: {', '.join(MODELS.names())}, "
+            "or timm:<name> for any timm model"
         )
     return MODELS.get(cfg.name)(cfg, num_classes, in_channels, image_size)
 

@@ -140,6 +140,20 @@ BAD_RUNS = {
     "budget below classes": (["--set", "grid.n_labels=[5]"], "smaller than the 10 classes"),
     "budget above pool": (["--set", "grid.n_labels=[5000]"], "exceeds the 1297 training images"),
     "bad optimizer": (["--set", "train.optimizer=rmsprop"], "unknown optimizer 'rmsprop'"),
+    # a near miss names the intended name, and the message still lists the valid ones
+    "key typo": (
+        ["--set", "train.step=3"],
+        "unknown key train.step (did you mean train.steps?); valid keys in [train]:",
+    ),
+    "section typo": (["--set", "trian.steps=3"], "unknown section or key 'trian' (did you mean 'train'?); valid:"),
+    "algorithm typo": (["--set", "algorithm.name=fixmach"], "unknown algorithm 'fixmach' (did you mean 'fixmatch'?)"),
+    "dataset typo": (
+        ["--set", "data.dataset=digts"],
+        "unknown dataset 'digts' (did you mean 'digits'?); valid choices:",
+    ),
+    "model typo": (["--set", "model.name=small-cnn"], "unknown model 'small-cnn' (did you mean 'small_cnn'?)"),
+    "augmentation typo": (["--set", "augment.strong=randaugmnt"], "unknown augmentation 'randaugmnt' (did you mean"),
+    "list without brackets": (["--set", "grid.seeds=1,2"], "write a list in brackets: grid.seeds=[1,2]"),
 }
 
 
@@ -150,6 +164,15 @@ def test_bad_run_inputs(case, results_dir, capsys):
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
     assert files_in(results_dir) == []
+
+
+def test_check_of_an_unknown_name_points_to_plugins(capsys):
+    """A name a plug-in registers is unknown until the plug-in is loaded: the error says how to load it."""
+    assert main(["check", "flexmach"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown algorithm 'flexmach' (did you mean 'flexmatch'?); valid choices:" in err
+    assert "comes from a plug-in" in err and "--plugin" in err
+    assert "\n" not in err and "Traceback" not in err
 
 
 def test_bad_recipe_files(tmp_path, results_dir, capsys):
