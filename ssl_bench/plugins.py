@@ -29,8 +29,8 @@ PACKAGE = "ssl_bench"
 
 
 def is_file(name: object) -> bool:
-    """Whether a ``plugins`` entry names a file (``my_algo.py``, ``path/to/x``) rather than a module."""
-    return isinstance(name, str) and (name.endswith(".py") or "/" in name or "\\" in name)
+    """Whether a ``plugins`` entry names a file (``my_algo.py``, ``path/to/x.py``) rather than a module."""
+    return isinstance(name, str) and name.endswith(".py")
 
 
 def beside(names: object, folder: Path) -> object:
@@ -62,7 +62,7 @@ def _import_file(text: str) -> None:
         why = "is not a file" if path.exists() else "not found"
         raise ConfigError(f"plugin file {text} {why}: give the path of a .py file (a recipe's: from its folder)")
     module = path.stem
-    if path.suffix != ".py" or not module.isidentifier():
+    if not module.isidentifier():
         raise ConfigError(f"plugin file {text}: name it like a Python module, e.g. my_algo.py")
     where = path.resolve()
     loaded = sys.modules.get(module)

@@ -152,9 +152,9 @@ def test_plugin_flag_list_and_check(tmp_path):
 
 def test_a_recipes_plugin_files_are_read_from_its_folder_and_module_names_are_left_alone():
     folder = Path("recipes/mine")
-    names = ["my_algo.py", "sub/helper.py", "/abs/x.py", "my_pkg.my_algo", 3]
+    names = ["my_algo.py", "sub/helper.py", "/abs/x.py", "my_pkg.my_algo", "../evil", 3]
     assert beside(names, folder) == ["recipes/mine/my_algo.py", "recipes/mine/sub/helper.py", "/abs/x.py",
-                                     "my_pkg.my_algo", 3]  # fmt: skip
+                                     "my_pkg.my_algo", "../evil", 3]  # fmt: skip
     assert beside("my_algo.py", folder) == "my_algo.py"  # not a list: refused later with the usual message
 
 
@@ -190,7 +190,13 @@ REGISTERS = "from ssl_bench.registry import ALGORITHMS\nALGORITHMS.register('fil
 
 @pytest.mark.slow
 def test_plugin_files_register_once_and_are_refused_in_one_line_naming_the_file(tmp_path):
-    for folder, name, tail in (("a", "x", ""), ("b", "y", ""), ("c", "x", ""), ("d", "bad", "def (:\n")):
+    for folder, name, tail in (
+        ("a", "x", ""),
+        ("b", "y", ""),
+        ("c", "x", ""),
+        ("d", "bad", "def (:\n"),
+        ("f", "my-algo", ""),
+    ):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / f"{name}.py").write_text(REGISTERS.format(tail))
     here = os.path.relpath(tmp_path, ROOT)  # plugin files named from the working folder (ROOT), as a user types them
@@ -202,6 +208,7 @@ def test_plugin_files_register_once_and_are_refused_in_one_line_naming_the_file(
         ("a/x.py", "c/x.py"): ["c/x.py: a module named 'x' is already loaded", "rename the file"],
         ("a/x.py", "e/none.py"): ["e/none.py not found"],
         ("d/bad.py",): ["d/bad.py failed to import", "invalid syntax"],
+        ("f/my-algo.py",): ["f/my-algo.py: name it like a Python module"],
         ("a",): ["plugin module 'a' not found"],  # a bare word stays a module name
     }
     for files, messages in refused.items():
