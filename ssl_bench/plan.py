@@ -28,7 +28,7 @@ from ssl_bench.data.split_ids import DASplitId, SplitId, run_split_id
 from ssl_bench.data.splits import get_run_split
 from ssl_bench.errors import ConfigError
 from ssl_bench.identity import NON_SEMANTIC, run_hash
-from ssl_bench.plugins import import_plugins, provenance
+from ssl_bench.plugins import beside, import_plugins, provenance
 from ssl_bench.recipe_files import build_recipe, parse_override, read_recipe, read_toml
 from ssl_bench.registry import ALGORITHMS, AUGMENTATIONS, DATASETS, MODELS
 from ssl_bench.results.layout import manifest_dir
@@ -42,6 +42,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeC
     A recipe file must name its algorithm and its data: an empty or partial file would otherwise train the
     defaults (WRN-28-2 for 2^20 steps), which is never what a user meant."""
     values = read_recipe(path, overrides)
+    if "plugins" in values:  # a plugin file is named from the recipe's folder, wherever ssl-bench runs
+        values["plugins"] = beside(values["plugins"], Path(path).parent)
     data = values["data"] if isinstance(values.get("data"), dict) else {}
     algorithm = values["algorithm"] if isinstance(values.get("algorithm"), dict) else {}
     missing = [k for k, ok in (("[algorithm] name", "name" in algorithm),

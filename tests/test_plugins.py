@@ -1,5 +1,6 @@
-"""Algorithms from outside the package: a recipe's ``plugins``, ``--plugin``, the ``ssl_bench.plugins`` entry points,
-the plugin's source in the run's identity and record, ``ssl-bench check``, and one-line errors for bad plugins.
+"""Algorithms from outside the package: a recipe's ``plugins``, ``--plugin`` (a module or a file), the
+``ssl_bench.plugins`` entry points, the plugin's source in the run's identity and record, ``ssl-bench check``, and
+one-line errors for bad plugins.
 
 Everything that imports a plugin runs ``ssl-bench`` in a subprocess, as a user would, so the registry of this test
 process never holds an out-of-tree algorithm.
@@ -21,7 +22,7 @@ import pytest
 from ssl_bench.config import RunConfig
 from ssl_bench.identity import run_hash
 from ssl_bench.plan import expand, load_recipe
-from ssl_bench.plugins import provenance
+from ssl_bench.plugins import beside, provenance
 from ssl_bench.registry import ALGORITHMS
 from tests.conftest import ROOT
 
@@ -147,6 +148,74 @@ def test_plugin_flag_list_and_check(tmp_path):
     proc = cli(*run_args(plain, tmp_path / "r"), "--plugin", "temporal_ensembling", pythonpath=ROOT / "examples")
     assert proc.returncode == 0, proc.stderr
     assert records(tmp_path / "r")[0]["plugins"] == [{"module": "temporal_ensembling", "sha256": sha256(EXAMPLE)}]
+
+
+def test_a_recipes_plugin_files_are_read_from_its_folder_and_module_names_are_left_alone():
+    folder = Path("recipes/mine")
+    names = ["my_algo.py", "sub/helper.py", "/abs/x.py", "my_pkg.my_algo", "../evil", 3]
+    assert beside(names, folder) == ["recipes/mine/my_algo.py", "recipes/mine/sub/helper.py", "/abs/x.py",
+                                     "my_pkg.my_algo", "../evil", 3]  # fmt: skip
+    assert beside("my_algo.py", folder) == "my_algo.py"  # not a list: refused later with the usual message
+
+
+@pytest.mark.slow
+def test_a_plugin_file_runs_with_the_identity_of_the_same_module_on_pythonpath(tmp_path):
+    """A recipe's ``plugins = ["temporal_ensembling.py"]`` beside it, run from another folder without PYTHONPATH: the
+    record names the module and the file's sha256, and the run is the one made by module name, and by --plugin FILE."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(EXAMPLE, mine / "temporal_ensembling.py")
+    recipe = mine / "te.toml"
+    recipe.write_text(
+        RECIPE.read_text().replace('plugins = ["temporal_ensembling"]', 'plugins = ["temporal_ensembling.py"]')
+    )
+    assert 'plugins = ["temporal_ensembling.py"]' in recipe.read_text()
+    results = tmp_path / "results"
+    proc = cli(*run_args(recipe, results))
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = records(results)
+    assert rec["plugins"] == [{"module": "temporal_ensembling", "sha256": sha256(EXAMPLE)}]
+    by_module = cli(*run_args(RECIPE, results), pythonpath=ROOT / "examples")
+    assert by_module.returncode == 0 and "already recorded" in by_module.stderr, by_module.stderr
+    plain = tmp_path / "plain.toml"
+    plain.write_text(RECIPE.read_text().replace('plugins = ["temporal_ensembling"]', ""))
+    relative = os.path.relpath(mine / "temporal_ensembling.py", ROOT)  # from the working folder, as a user types it
+    by_flag = cli(*run_args(plain, results), "--plugin", relative)
+    assert by_flag.returncode == 0 and "already recorded" in by_flag.stderr, by_flag.stderr
+    assert len(records(results)) == 1
+
+
+REGISTERS = "from ssl_bench.registry import ALGORITHMS\nALGORITHMS.register('filealgo')(type('A', (), {{}}))\n{}"
+
+
+@pytest.mark.slow
+def test_plugin_files_register_once_and_are_refused_in_one_line_naming_the_file(tmp_path):
+    for folder, name, tail in (
+        ("a", "x", ""),
+        ("b", "y", ""),
+        ("c", "x", ""),
+        ("d", "bad", "def (:\n"),
+        ("f", "my-algo", ""),
+    ):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{name}.py").write_text(REGISTERS.format(tail))
+    here = os.path.relpath(tmp_path, ROOT)  # plugin files named from the working folder (ROOT), as a user types them
+    twice = cli("list", "algorithms", "--plugin", f"{tmp_path}/a/x.py", "--plugin", f"./{here}/a/../a/x.py")
+    assert twice.returncode == 0, twice.stderr
+    assert twice.stdout.split(": ", 1)[1].strip().split(", ").count("filealgo") == 1
+    refused = {
+        ("a/x.py", "b/y.py"): ["b/y.py failed to import", "duplicate algorithm name 'filealgo'"],
+        ("a/x.py", "c/x.py"): ["c/x.py: a module named 'x' is already loaded", "rename the file"],
+        ("a/x.py", "e/none.py"): ["e/none.py not found"],
+        ("d/bad.py",): ["d/bad.py failed to import", "invalid syntax"],
+        ("f/my-algo.py",): ["f/my-algo.py: name it like a Python module"],
+        ("a",): ["plugin module 'a' not found"],  # a bare word stays a module name
+    }
+    for files, messages in refused.items():
+        proc = cli("list", "algorithms", *[f"--plugin={f}" if f == "a" else f"--plugin={tmp_path}/{f}" for f in files])
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"plugin file {tmp_path}/" in proc.stderr or files == ("a",), proc.stderr
+        assert all(m in proc.stderr for m in messages), proc.stderr
 
 
 BROKEN_ALGORITHM = '''

@@ -30,14 +30,15 @@ def plugin_arg(p: argparse.ArgumentParser) -> None:
         "--plugin",
         action="append",
         default=[],
-        metavar="MODULE",
-        help="import this module first, so that what it registers can be used (repeatable), e.g. my_pkg.my_algo",
+        metavar="MODULE|FILE",
+        help="import this module or .py file first, so that what it registers can be used (repeatable), "
+        "e.g. my_pkg.my_algo or plugins/my_algo.py",
     )
 
 
 def load_plugins(args: argparse.Namespace) -> None:
-    """Installed packages' ssl_bench.plugins entry points, then every --plugin module, after the built-in components:
-    a plugin that registers a built-in name is then the one refused (duplicate name), in one line."""
+    """Installed packages' ssl_bench.plugins entry points, then every --plugin module or file, after the built-in
+    components: a plugin that registers a built-in name is then the one refused (duplicate name), in one line."""
     import ssl_bench.algorithms
     import ssl_bench.augment
     import ssl_bench.data
