@@ -183,7 +183,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # a name a plug-in registers is unknown until the plug-in is loaded
         raise ConfigError(
             f"{exc}; if {args.algorithm!r} comes from a plug-in, load it first: "
-            f"ssl-bench check {args.algorithm} --plugin MODULE (docs/adding-an-algorithm.md#plug-ins)"
+            f"ssl-bench check {args.algorithm} --plugin MODULE|FILE.py (docs/adding-an-algorithm.md#plug-ins)"
         ) from None
     checks = CHECKS + (SLOW_CHECKS if args.slow else [])
     print(f"conformance checks of algorithm {args.algorithm} ({cls.__module__}.{cls.__qualname__}):")
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "check",
-        help="run the conformance checks on an algorithm (built in or from a --plugin module)",
+        help="run the conformance checks on an algorithm (built in or from a --plugin module or file)",
         description="Run the conformance checks every algorithm must pass (config defaults and citation, finite "
         "loss and gradients, unlabeled labels unused, determinism, state round-trip; with --slow also 'learns on "
         "tiny data') on ALGORITHM. Exit status 0 if all pass, 1 if any fails.",
