@@ -75,15 +75,18 @@ def _import_file(text: str) -> None:
             "rename the file"
         )
     folder = str(where.parent)
-    if folder not in sys.path:  # worker processes take the driver's import path and import the plugin by name
-        sys.path.insert(0, folder)
+    # worker processes take the driver's import path and import the plugin by name; appended, not prepended, so
+    # that another file in the plug-in's folder (a json.py, a torch.py) never shadows a library the suite imports
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(module, where)
     assert spec is not None and spec.loader is not None  # a .py file always has a source loader
+    loader = spec.loader
 
     def run() -> None:
         sys.modules[module] = importlib.util.module_from_spec(spec)
         try:
-            spec.loader.exec_module(sys.modules[module])  # type: ignore[union-attr]
+            loader.exec_module(sys.modules[module])
         except BaseException:
             del sys.modules[module]  # as a failed import_module does: a later try runs the file again
             raise

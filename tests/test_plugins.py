@@ -386,3 +386,25 @@ def test_the_example_plugin_keeps_state_by_image_position_and_reads_the_teacher(
     first = [i for i in idx.tolist() if int(algo.updates[i]) == 1]  # drawn in the first step only
     assert first
     torch.testing.assert_close(algo.ensemble[first], 0.4 * teacher_probs[[idx.tolist().index(i) for i in first]])
+
+
+def test_a_plugin_files_neighbours_never_shadow_a_library(tmp_path, monkeypatch):
+    """The folder of a plug-in file joins the import path at its end: a sibling named like a standard module (here
+    colorsys.py, which nothing has imported yet) must not replace that module for the rest of the process."""
+    import sys
+
+    from ssl_bench.plugins import import_plugins
+
+    (tmp_path / "shadow_probe_plugin.py").write_text("VALUE = 1\n")
+    (tmp_path / "colorsys.py").write_text("SHADOW = True\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    try:
+        import_plugins([str(tmp_path / "shadow_probe_plugin.py")])
+        assert sys.modules["shadow_probe_plugin"].VALUE == 1 and sys.path[-1] == str(tmp_path)
+        import colorsys
+
+        assert not hasattr(colorsys, "SHADOW"), colorsys.__file__
+    finally:
+        sys.modules.pop("shadow_probe_plugin", None)
+        sys.modules.pop("colorsys", None)
